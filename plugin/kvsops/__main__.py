@@ -1,0 +1,3 @@
+from kvsops.cli.main import main
+
+raise SystemExit(main())

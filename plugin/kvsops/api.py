@@ -1,0 +1,401 @@
+"""decrypt / encrypt: the one path every entry point calls. Bytes in, bytes (or trees) out.
+
+Nothing here writes files; plaintext leaves only as the return value, and only after the MAC
+has been verified.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+from kvsops import errors
+from kvsops.keys import LOCAL_KINDS, REGISTRY, backend
+from kvsops.keys.base import KeyContext, KeyFailure, NotMyKey
+from kvsops.sops import metadata as md_mod
+from kvsops.sops import shamir, stores, values, walk
+from kvsops.sops.metadata import KeyEntry, Metadata
+from kvsops.sops.rules import SelectionRule
+from kvsops.sops.tree import Branch
+
+DEFAULT_ORDER = ("age", "pgp")
+DATA_KEY_SIZE = 32
+
+
+def decryption_order(spec: str | None) -> tuple[str, ...]:
+    """``--decryption-order`` / ``SOPS_DECRYPTION_ORDER``: listed kinds first, then the rest."""
+    if not spec:
+        return DEFAULT_ORDER
+    kinds = tuple(k.strip() for k in spec.split(",") if k.strip())
+    if len(set(kinds)) != len(kinds):
+        raise errors.DuplicateDecryptionKeyType("decryption order lists a key type twice")
+    return kinds
+
+
+class Session:
+    """Per-process state: injected environment, one unwrapper per key type, and a cache of
+    unwrapped data keys keyed by the wrapped ciphertext (each distinct ciphertext is unwrapped
+    once, even when many files are decrypted concurrently)."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        order: Sequence[str] | None = None,
+        deadline_seconds: float | None = None,
+        allowed_entry: "callable[[KeyEntry], str | None] | None" = None,  # type: ignore[valid-type]
+    ) -> None:
+        env = dict(os.environ if env is None else env)
+        if deadline_seconds is None and env.get("KVSOPS_DEADLINE_SECONDS"):
+            try:
+                deadline_seconds = float(env["KVSOPS_DEADLINE_SECONDS"])
+            except ValueError:
+                raise errors.ConfigError("KVSOPS_DEADLINE_SECONDS is not a number") from None
+        deadline = time.monotonic() + deadline_seconds if deadline_seconds else None
+        self.ctx = KeyContext(env=env, home=env.get("HOME", ""), deadline=deadline)
+        self.order = tuple(order) if order else decryption_order(env.get("SOPS_DECRYPTION_ORDER"))
+        # A policy hook (Argo CD key policy): returns a refusal reason for an entry, or None.
+        self.allowed_entry = allowed_entry
+        self._lock = threading.Lock()
+        self._unwrappers: dict[str, object] = {}
+        self._parts: dict[tuple[str, str], Future[bytes]] = {}
+
+    def unwrapper(self, kind: str) -> object:
+        with self._lock:
+            u = self._unwrappers.get(kind)
+            if u is None:
+                u = backend(kind).Unwrapper(self.ctx)
+                self._unwrappers[kind] = u
+            return u
+
+    def unwrap(self, entry: KeyEntry) -> bytes:
+        key = (entry.kind, entry.enc)
+        with self._lock:
+            fut = self._parts.get(key)
+            owner = fut is None
+            if owner:
+                fut = Future()
+                self._parts[key] = fut
+        assert fut is not None
+        if owner:
+            try:
+                fut.set_result(self.unwrapper(entry.kind).unwrap(entry.as_dict()))  # type: ignore[attr-defined]
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiter
+                fut.set_exception(exc)
+        return fut.result()
+
+    def recipient(self, kind: str, spec: str) -> object:
+        try:
+            return backend(kind).recipient(spec, self.ctx)
+        except ValueError as exc:
+            raise errors.UsageError(str(exc)) from None
+
+
+_default_session: Session | None = None
+
+
+def default_session() -> Session:
+    global _default_session
+    if _default_session is None:
+        _default_session = Session()
+    return _default_session
+
+
+# ----------------------------------------------------------------------------- data keys
+
+
+def _describe(entry: KeyEntry) -> str:
+    if entry.kind in REGISTRY:
+        try:
+            return str(backend(entry.kind).describe(entry.as_dict()))
+        except errors.KvsopsError:
+            pass
+    return entry.kind
+
+
+def _sorted_group(group: Iterable[KeyEntry], order: Sequence[str]) -> list[KeyEntry]:
+    """Listed kinds first in the given order, then local kinds, then network ones (stable)."""
+    rank = {k: i for i, k in enumerate(order)}
+    return sorted(group, key=lambda e: (rank.get(e.kind, len(rank)), 0 if e.kind in LOCAL_KINDS else 1))
+
+
+def _group_part(group: Sequence[KeyEntry], session: Session, report: list[str]) -> bytes | None:
+    for entry in _sorted_group(group, session.order):
+        name = _describe(entry)
+        if entry.kind not in REGISTRY:
+            report.append(f"{name}: key type not supported by kvsops")
+            continue
+        if session.allowed_entry is not None:
+            refusal = session.allowed_entry(entry)
+            if refusal:
+                report.append(f"{name}: refused by policy ({refusal})")
+                continue
+        try:
+            return session.unwrap(entry)
+        except NotMyKey as exc:
+            report.append(f"{name}: {exc}")
+        except KeyFailure as exc:
+            raise errors.NoKeyAvailable(f"{name}: {exc}") from None
+    return None
+
+
+def recover_data_key(md: Metadata, session: Session) -> bytes:
+    """Unwrap the data key: first success per group; Shamir-combine when there are several."""
+    report: list[str] = []
+    parts: list[bytes] = []
+    groups = md.key_groups
+    need = 1 if len(groups) == 1 else (md.shamir_threshold or len(groups))
+    for i, group in enumerate(groups):
+        sub: list[str] = []
+        part = _group_part(group, session, sub)
+        prefix = f"group {i + 1}: " if len(groups) > 1 else ""
+        report.extend(prefix + line for line in sub)
+        if part is not None:
+            parts.append(part)
+            if len(parts) >= need:
+                break
+    if len(parts) < need:
+        policy_refused = any("refused by policy" in line for line in report)
+        cls = errors.PolicyRefused if policy_refused and not parts else errors.NoKeyAvailable
+        raise cls(
+            "could not recover the data key: " + ("; ".join(report) or "no keys in file"),
+            hint="check that a matching age identity, PGP secret key or Key Vault access is available",
+        )
+    key = parts[0] if len(groups) == 1 else shamir.combine(parts)
+    if len(key) != DATA_KEY_SIZE:
+        raise errors.NoKeyAvailable("the recovered data key has the wrong length (corrupt key material)")
+    return key
+
+
+def wrap_data_key(
+    data_key: bytes, groups: Sequence[Sequence[object]], threshold: int = 0
+) -> tuple[tuple[tuple[KeyEntry, ...], ...], int]:
+    """Wrap the data key (or one Shamir share per group) for every recipient."""
+    if not groups or not any(groups):
+        raise errors.UsageError(
+            "no keys to encrypt with",
+            hint="pass --age/--pgp/--azure-kv, or add a creation rule to .sops.yaml",
+        )
+    if len(groups) == 1:
+        shares = [data_key]
+        threshold = 0
+    else:
+        threshold = threshold or len(groups)
+        threshold = min(threshold, len(groups))
+        shares = shamir.split(data_key, len(groups), threshold)
+    out = []
+    for share, group in zip(shares, groups):
+        entries = []
+        for r in group:
+            try:
+                fields = r.wrap(share)  # type: ignore[attr-defined]
+            except KeyFailure as exc:
+                raise errors.EncryptError(f"could not wrap the data key for {r.id}: {exc}") from None  # type: ignore[attr-defined]
+            entries.append(KeyEntry.make(r.kind, fields))  # type: ignore[attr-defined]
+        out.append(tuple(entries))
+    return tuple(out), threshold
+
+
+# ----------------------------------------------------------------------------- decrypt
+
+
+@dataclass
+class Decrypted:
+    docs: list[Branch]
+    metadata: Metadata
+    fmt: str
+    data_key: bytes = field(repr=False)
+    stash: walk.Stash = field(repr=False, default_factory=walk.Stash)
+
+
+def load_encrypted(data: bytes, fmt: str) -> tuple[list[Branch], Metadata]:
+    docs, raw = stores.get(fmt).load_encrypted(data)
+    md = md_mod.parse(raw)
+    if fmt == "binary":
+        md = md.with_(rule=None)
+    return docs, md
+
+
+def verify_mac(md: Metadata, key: bytes, computed: str) -> None:
+    if not md.mac:
+        raise errors.MacMismatch("the file has no MAC", hint="use --ignore-mac only if you trust the file")
+    try:
+        stored = values.decrypt(md.mac, key, md_mod.rfc3339_canonical(md.lastmodified))
+    except errors.DecryptValueError:
+        raise errors.MacMismatch(
+            "cannot decrypt the MAC: the mac or lastmodified field was modified"
+        ) from None
+    if not isinstance(stored, str) or not hmac.compare_digest(stored.encode(), computed.encode()):
+        raise errors.MacMismatch(
+            "MAC mismatch: the file's contents were modified after it was encrypted",
+            hint="if you edited unencrypted values by hand, re-encrypt, or decrypt with --ignore-mac once",
+        )
+
+
+def decrypt(
+    data: bytes,
+    fmt: str,
+    *,
+    session: Session | None = None,
+    ignore_mac: bool = False,
+    where: str | None = None,
+) -> Decrypted:
+    """Parse, unwrap the data key, decrypt every value and verify the MAC."""
+    session = session or default_session()
+    try:
+        docs, md = load_encrypted(data, fmt)
+        key = recover_data_key(md, session)
+        stash = walk.Stash()
+        plain, computed = walk.decrypt_docs(docs, key, md.rule, md.mac_only_encrypted, stash)
+        if not ignore_mac:
+            verify_mac(md, key, computed)
+    except errors.KvsopsError as exc:
+        raise (exc.with_where(where) if where else exc) from None
+    return Decrypted(plain, md, fmt, key, stash)
+
+
+def decrypt_bytes(
+    data: bytes,
+    fmt: str,
+    *,
+    output_fmt: str | None = None,
+    session: Session | None = None,
+    ignore_mac: bool = False,
+    where: str | None = None,
+) -> bytes:
+    dec = decrypt(data, fmt, session=session, ignore_mac=ignore_mac, where=where)
+    return emit_plain(dec.docs, output_fmt or fmt, where=where)
+
+
+def emit_plain(docs: list[Branch], fmt: str, *, where: str | None = None) -> bytes:
+    try:
+        return stores.get(fmt).emit_plain(docs)
+    except errors.KvsopsError as exc:
+        raise (exc.with_where(where) if where else exc) from None
+
+
+def decrypt_many(
+    items: Sequence[tuple[str, bytes, str]],
+    *,
+    session: Session | None = None,
+    workers: int = 8,
+    ignore_mac: bool = False,
+) -> list[Decrypted]:
+    """Decrypt many files (``(where, data, fmt)``) in one process, concurrently; the first error
+    (in input order) is raised and nothing is returned."""
+    session = session or default_session()
+    if len(items) <= 1 or workers <= 1:
+        return [decrypt(d, f, session=session, where=w, ignore_mac=ignore_mac) for w, d, f in items]
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        futures = [pool.submit(decrypt, d, f, session=session, where=w, ignore_mac=ignore_mac) for w, d, f in items]
+        return [f.result() for f in futures]
+
+
+def is_encrypted(data: bytes, fmt: str) -> bool:
+    """sops' filestatus: metadata present with a version and a mac."""
+    try:
+        _docs, raw = stores.get(fmt).load_encrypted(data)
+    except errors.KvsopsError:
+        return False
+    return isinstance(raw, Branch) and bool(raw.get("version")) and bool(raw.get("mac"))
+
+
+# ----------------------------------------------------------------------------- encrypt
+
+
+def encrypt_docs(
+    docs: list[Branch],
+    fmt: str,
+    key_groups: tuple[tuple[KeyEntry, ...], ...],
+    data_key: bytes,
+    *,
+    rule: SelectionRule | None,
+    threshold: int = 0,
+    mac_only_encrypted: bool = False,
+    stash: walk.Stash | None = None,
+    version: str = md_mod.WRITER_VERSION,
+) -> bytes:
+    """Encrypt documents with an already wrapped data key; returns the file bytes."""
+    if fmt == "binary":
+        rule = None
+    enc_docs, mac = walk.encrypt_docs(docs, data_key, rule, mac_only_encrypted, stash)
+    lastmodified = md_mod.now_rfc3339()  # set after the MAC is computed, as sops does
+    md = Metadata(
+        key_groups=key_groups,
+        shamir_threshold=threshold if len(key_groups) > 1 else 0,
+        lastmodified=lastmodified,
+        mac=values.encrypt(mac, data_key, lastmodified),
+        rule=rule,
+        mac_only_encrypted=mac_only_encrypted,
+        version=version,
+    )
+    return stores.get(fmt).emit_encrypted(enc_docs, md_mod.to_tree(md, write_rule=fmt != "binary"))
+
+
+def encrypt_bytes(
+    data: bytes,
+    fmt: str,
+    groups: Sequence[Sequence[object]],
+    *,
+    rule: SelectionRule | None = None,
+    threshold: int = 0,
+    mac_only_encrypted: bool = False,
+    output_fmt: str | None = None,
+) -> bytes:
+    """Encrypt a plaintext file for the given recipient groups."""
+    store = stores.get(fmt)
+    docs = store.load_plain(data)
+    if not docs:
+        raise errors.NeedAtLeastOneDocument("the file has no documents to encrypt")
+    if _has_sops_key(docs[0], fmt):
+        raise errors.AlreadyEncrypted("the file is already encrypted", hint="decrypt it first, or use edit/set")
+    data_key = os.urandom(DATA_KEY_SIZE)
+    key_groups, threshold = wrap_data_key(data_key, groups, threshold)
+    if rule is None and fmt != "binary":
+        rule = SelectionRule()
+    return encrypt_docs(
+        docs, output_fmt or fmt, key_groups, data_key,
+        rule=rule, threshold=threshold, mac_only_encrypted=mac_only_encrypted,
+    )
+
+
+def _has_sops_key(doc: Branch, fmt: str) -> bool:
+    if fmt == "dotenv":
+        return any(isinstance(k, str) and k.startswith("sops_") for k, _ in doc)
+    return doc.index_of("sops") >= 0
+
+
+def reencrypt(dec: Decrypted, docs: list[Branch] | None = None, *, fmt: str | None = None,
+              data_key: bytes | None = None, key_groups: tuple[tuple[KeyEntry, ...], ...] | None = None,
+              version: str | None = None) -> bytes:
+    """Re-encrypt a decrypted file (edit/set/unset/rotate/updatekeys), reusing IVs of unchanged
+    values when the data key is unchanged."""
+    md = dec.metadata
+    return encrypt_docs(
+        dec.docs if docs is None else docs,
+        fmt or dec.fmt,
+        key_groups if key_groups is not None else md.key_groups,
+        dec.data_key if data_key is None else data_key,
+        rule=md.rule,
+        threshold=md.shamir_threshold,
+        mac_only_encrypted=md.mac_only_encrypted,
+        stash=dec.stash,  # sops reuses IVs even after rotate; data and tag still change
+        version=version or md.version,
+    )
+
+
+def rewrap(data: bytes, fmt: str, groups: Sequence[Sequence[object]], *, threshold: int | None = None,
+           session: Session | None = None) -> bytes:
+    """updatekeys: wrap the same data key for new key groups; values, MAC and lastmodified stay."""
+    session = session or default_session()
+    docs, md = load_encrypted(data, fmt)
+    key = recover_data_key(md, session)
+    wanted = md.shamir_threshold if threshold is None else threshold
+    key_groups, wanted = wrap_data_key(key, groups, wanted)
+    new = md.with_(key_groups=key_groups, shamir_threshold=wanted if len(key_groups) > 1 else 0)
+    return stores.get(fmt).emit_encrypted(docs, md_mod.to_tree(new, write_rule=fmt != "binary"))

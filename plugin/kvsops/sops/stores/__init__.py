@@ -1,0 +1,41 @@
+"""Stores: bytes <-> list of documents (Branch) plus the raw metadata Branch. Pure.
+
+Every store module exposes the same functions:
+
+``load_plain(data: bytes) -> list[Branch]``
+    Parse an unencrypted file. Raises ``errors.InputError`` (with line info when known).
+``load_encrypted(data: bytes) -> tuple[list[Branch], Branch]``
+    Parse an encrypted file: the documents with the ``sops`` metadata removed, and the metadata as
+    a Branch of plain values (str, int, bool, lists of Branch). Raises ``errors.MetadataNotFound``
+    when there is none, ``errors.InputError`` on syntax errors.
+``emit_plain(docs: list[Branch]) -> bytes``
+``emit_encrypted(docs: list[Branch], metadata: Branch) -> bytes``
+``emit_value(value: object) -> bytes``  (for ``--extract`` of a non-string, non-map value)
+``has_metadata(data: bytes) -> bool`` (cheap check used by ``encrypt`` / ``filestatus``)
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+FORMATS = ("yaml", "json", "dotenv", "ini", "binary")
+
+
+def get(fmt: str) -> ModuleType:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}")
+    return importlib.import_module(f"kvsops.sops.stores.{fmt}_store")
+
+
+def detect(path: str) -> str:
+    """Format by extension, exactly as sops: anything unknown is binary (case-sensitive)."""
+    if path.endswith((".yaml", ".yml")):
+        return "yaml"
+    if path.endswith(".json"):
+        return "json"
+    if path.endswith(".env"):
+        return "dotenv"
+    if path.endswith(".ini"):
+        return "ini"
+    return "binary"

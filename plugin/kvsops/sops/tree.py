@@ -1,0 +1,134 @@
+"""The in-memory tree every store produces and consumes.
+
+A file is a list of documents; each document is a :class:`Branch`. A Branch is an ordered list of
+``(key, value)`` pairs (JSON keeps duplicate keys, so it is not a dict). A comment inside a mapping is
+the pair ``(Comment(...), None)``; a comment inside a sequence is a ``Comment`` element (sops stores
+it that way too, which is why encrypted list comments become ``- ENC[...]`` items).
+
+Leaf values: ``str`` (binary data as ``str`` decoded with ``surrogateescape``), ``int``, ``float``,
+``bool``, ``None``, :class:`GoTime`, :class:`Comment`. Containers: ``list`` and :class:`Branch`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from dataclasses import dataclass
+from typing import Iterator, Union
+
+
+@dataclass(frozen=True)
+class Comment:
+    """A comment line; ``text`` is what follows the ``#`` (leading space kept)."""
+
+    text: str
+    inline: bool = False
+
+
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(?:\s*([Zz]|[+-]\d{2}(?::?\d{2})?))?)?$"
+)
+
+
+@dataclass(frozen=True)
+class GoTime:
+    """A timestamp as Go's ``time.Time`` sees it: kept as its RFC 3339 (nano) text.
+
+    Python's datetime has microsecond precision; Go keeps nanoseconds, and the MAC hashes Go's
+    ``MarshalText`` output, so the canonical text is the value.
+    """
+
+    text: str
+
+    @classmethod
+    def parse(cls, raw: str) -> "GoTime":
+        """Parse a YAML timestamp (or RFC 3339) into Go's RFC3339Nano text form."""
+        m = _RFC3339.match(raw.strip())
+        if not m:
+            raise ValueError("not a timestamp")
+        year, month, day, hh, mm, ss, frac, tz = m.groups()
+        _dt.date(int(year), int(month), int(day))  # validates the date
+        if hh is None:
+            return cls(f"{year}-{month}-{day}T00:00:00Z")
+        if not (int(hh) < 24 and int(mm) < 60 and int(ss) < 61):
+            raise ValueError("not a timestamp")
+        text = f"{year}-{month}-{day}T{hh}:{mm}:{ss}"
+        if frac:
+            frac = frac[:9].rstrip("0")
+            if frac:
+                text += "." + frac
+        if tz is None or tz in ("Z", "z"):
+            text += "Z"
+        else:
+            sign, rest = tz[0], tz[1:].replace(":", "")
+            hours, minutes = rest[:2], rest[2:] or "00"
+            text += "Z" if hours == "00" and minutes == "00" else f"{sign}{hours}:{minutes}"
+        return cls(text)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Branch(list):  # type: ignore[type-arg]
+    """An ordered mapping that allows duplicate keys: a list of ``(key, value)`` pairs."""
+
+    def keys(self) -> Iterator[str]:
+        return (k for k, _ in self if not isinstance(k, Comment))
+
+    def get(self, key: str, default: object = None) -> object:
+        for k, v in self:
+            if k == key and not isinstance(k, Comment):
+                return v
+        return default
+
+    def index_of(self, key: str) -> int:
+        for i, (k, _) in enumerate(self):
+            if k == key and not isinstance(k, Comment):
+                return i
+        return -1
+
+    def set(self, key: str, value: object) -> None:
+        i = self.index_of(key)
+        if i >= 0:
+            self[i] = (key, value)
+        else:
+            self.append((key, value))
+
+    def remove_key(self, key: str) -> bool:
+        i = self.index_of(key)
+        if i < 0:
+            return False
+        del self[i]
+        return True
+
+    def __repr__(self) -> str:
+        return f"Branch({list.__repr__(self)})"
+
+
+Leaf = Union[str, int, float, bool, None, GoTime, Comment]
+Value = Union[Leaf, list, Branch]  # type: ignore[type-arg]
+Document = Branch
+
+
+def to_plain(value: object) -> object:
+    """Convert a tree to plain Python (dicts, lists, scalars) for programmatic use; drops comments.
+
+    Duplicate keys keep the last value, as most consumers (Helm, kustomize) would.
+    """
+    if isinstance(value, Branch):
+        return {k: to_plain(v) for k, v in value if not isinstance(k, Comment)}
+    if isinstance(value, list):
+        return [to_plain(v) for v in value if not isinstance(v, Comment)]
+    if isinstance(value, GoTime):
+        return value.text
+    return value
+
+
+def from_plain(value: object) -> object:
+    """Build a tree from plain Python data (dicts keep insertion order)."""
+    if isinstance(value, dict):
+        return Branch((str(k), from_plain(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [from_plain(v) for v in value]
+    return value

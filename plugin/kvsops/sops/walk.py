@@ -1,0 +1,186 @@
+"""Tree walks: encrypt and decrypt every leaf with its AAD, computing the MAC on the way.
+
+The AAD of a value is its mapping-key path joined with ``:`` plus a trailing ``:``; list indices are
+not part of it, and a comment uses the path of the mapping or list that holds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Callable
+
+from kvsops.errors import DecryptValueError, EncryptError, FormatError
+from kvsops.sops import values
+from kvsops.sops.rules import SelectionRule
+from kvsops.sops.tree import Branch, Comment, GoTime
+
+# sha256(b"sops"): mixed in first when mac_only_encrypted, so the two MAC kinds never collide.
+MAC_ONLY_ENCRYPTED_INIT = bytes.fromhex("8a3fd2ad54ce66527b1034f3d147be0b0b975b3bf44f72c6fdadec8176f27d69")
+
+Leaf = Callable[[object, list, list, bool], object]
+_LEAF_TYPES = (str, int, float, GoTime, Comment)
+MAX_DEPTH = 200
+
+
+def _walk_value(v: object, path: list[str], comments: list[list[str]], on_leaf: Leaf) -> object:
+    if isinstance(v, Branch):
+        return _walk_branch(v, path, comments, on_leaf)
+    if isinstance(v, list):
+        return _walk_list(v, path, comments, on_leaf)
+    if v is None:
+        return None
+    if isinstance(v, _LEAF_TYPES):
+        return on_leaf(v, path, comments, isinstance(v, Comment))
+    raise FormatError(f"cannot walk a value of type {type(v).__name__} at {_where(path)}")
+
+
+def _walk_list(items: list, path: list[str], comments: list[list[str]], on_leaf: Leaf) -> list:
+    if len(comments) > MAX_DEPTH:
+        raise FormatError(f"tree is nested deeper than {MAX_DEPTH} levels")
+    comments = comments + [[]]
+    out = []
+    for v in items:
+        is_comment = isinstance(v, Comment)
+        if is_comment:
+            comments[-1].append(v.text)
+        new = _walk_value(v, path, comments, on_leaf)
+        if is_comment and isinstance(new, Comment) and values.is_encrypted(new.text):
+            new = new.text  # sops stores an encrypted list comment as a plain list item
+        out.append(new)
+        if not is_comment:
+            comments[-1] = []
+    return out
+
+
+def _walk_branch(branch: Branch, path: list[str], comments: list[list[str]], on_leaf: Leaf) -> Branch:
+    if len(comments) > MAX_DEPTH:
+        raise FormatError(f"tree is nested deeper than {MAX_DEPTH} levels")
+    comments = comments + [[]]
+    out = Branch()
+    for key, v in branch:
+        if isinstance(key, Comment):
+            comments[-1].append(key.text)
+            new = on_leaf(key, path, comments, True)
+            out.append((new if isinstance(new, Comment) else Comment(str(new), key.inline), None))
+            continue
+        if not isinstance(key, str):
+            raise FormatError(f"tree contains a non-string key at {_where(path)}")
+        out.append((key, _walk_value(v, path + [key], comments, on_leaf)))
+        comments[-1] = []
+    return out
+
+
+def _where(path: list[str]) -> str:
+    return ":".join(path) or "(top level)"
+
+
+def aad_of(path: list[str]) -> str:
+    return ":".join(path) + ":"
+
+
+class Stash:
+    """IVs of decrypted values keyed by (aad, plaintext): re-encrypting an unchanged value reuses
+    its IV, so ``edit``/``set`` leave untouched values byte-identical (as sops does)."""
+
+    def __init__(self) -> None:
+        self._ivs: dict[tuple[str, bytes, str], bytes] = {}
+
+    def remember(self, aad: str, plain: bytes, tname: str, iv: bytes) -> None:
+        self._ivs[(aad, plain, tname)] = iv
+
+    def iv_for(self, aad: str, plain: bytes, tname: str) -> bytes | None:
+        return self._ivs.get((aad, plain, tname))
+
+
+def encrypt_docs(
+    docs: list[Branch],
+    key: bytes,
+    rule: SelectionRule | None,
+    mac_only_encrypted: bool = False,
+    stash: Stash | None = None,
+) -> tuple[list[Branch], str]:
+    """Encrypt every selected leaf; return the encrypted documents and the MAC (uppercase hex)."""
+    h = hashlib.sha512()
+    if mac_only_encrypted:
+        h.update(MAC_ONLY_ENCRYPTED_INIT)
+
+    def on_leaf(v: object, path: list[str], comments: list[list[str]], is_comment: bool) -> object:
+        encrypted = rule is None or rule.should_encrypt(path, comments, is_comment)
+        if (not mac_only_encrypted or encrypted) and not is_comment:
+            h.update(values.to_bytes(v))
+        if not encrypted:
+            return v
+        if is_comment and getattr(v, "inline", False):
+            return _encrypt_leaf(v, key, path, None)  # sops never stashes inline comments
+        return _encrypt_leaf(v, key, path, stash)
+
+    out = [_walk_branch(doc, [], [], on_leaf) for doc in docs]
+    return out, h.hexdigest().upper()
+
+
+def _encrypt_leaf(v: object, key: bytes, path: list[str], stash: Stash | None) -> object:
+    aad = aad_of(path)
+    iv = None
+    if stash is not None:
+        iv = stash.iv_for(aad, values.to_bytes(v), values.type_tag(v))
+    try:
+        text = values.encrypt(v, key, aad, iv)
+    except EncryptError as exc:
+        raise exc.with_where(_where(path)) from None
+    if isinstance(v, Comment):
+        return Comment(text, v.inline) if text else v
+    return text
+
+
+def decrypt_docs(
+    docs: list[Branch],
+    key: bytes,
+    rule: SelectionRule | None,
+    mac_only_encrypted: bool = False,
+    stash: Stash | None = None,
+) -> tuple[list[Branch], str]:
+    """Decrypt every selected leaf; return the plaintext documents and the computed MAC."""
+    h = hashlib.sha512()
+    if mac_only_encrypted:
+        h.update(MAC_ONLY_ENCRYPTED_INIT)
+
+    def on_leaf(v: object, path: list[str], comments: list[list[str]], is_comment: bool) -> object:
+        encrypted = rule is None or rule.should_encrypt(path, comments, is_comment)
+        out: object = v
+        if encrypted:
+            out = _decrypt_leaf(v, key, path, stash)
+        # Comments are never hashed, including list items that decrypt to a comment (sops <= 3.13.1).
+        if (not mac_only_encrypted or encrypted) and not isinstance(out, Comment):
+            h.update(values.to_bytes(out))
+        return out
+
+    out = [_walk_branch(doc, [], [], on_leaf) for doc in docs]
+    return out, h.hexdigest().upper()
+
+
+def _decrypt_leaf(v: object, key: bytes, path: list[str], stash: Stash | None) -> object:
+    aad = aad_of(path)
+    if isinstance(v, Comment):
+        if not values.is_encrypted(v.text):
+            return v  # a plaintext comment in an encrypted region: older sops wrote these
+        try:
+            plain, tname, iv = values.decrypt_raw(v.text, key, aad)
+            dec = values.parse_typed(plain, tname)
+        except DecryptValueError:
+            return v
+        return Comment(dec.text, v.inline) if isinstance(dec, Comment) else v
+    if not isinstance(v, str):
+        raise DecryptValueError(
+            f"expected an encrypted value at {_where(path)}, found a {type(v).__name__}",
+            hint="the file was modified after encryption, or its selection rule was changed",
+        )
+    if v == "":
+        return ""
+    try:
+        plain, tname, iv = values.decrypt_raw(v, key, aad)
+        dec = values.parse_typed(plain, tname)
+    except DecryptValueError as exc:
+        raise exc.with_where(_where(path)) from None
+    if stash is not None:
+        stash.remember(aad, plain, tname, iv)
+    return dec
