@@ -1,0 +1,56 @@
+"""One voice on stderr: ``kvsops: error: ...`` then ``kvsops: hint: ...``.
+
+Every entry point runs its work through :func:`guarded`, so a failure always means: nothing on
+stdout, a non-zero exit code, and a message with no secret in it. Unexpected exceptions are
+reported by type only, because their text may quote input (a YAML parser echoing a line, say);
+``--debug`` adds the traceback's frames, still without the exception's text.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Callable, TextIO
+
+from kvsops.errors import Interrupted, KvsopsError
+
+INTERNAL_EXIT = 70
+
+
+def print_error(exc: KvsopsError, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stderr
+    stream.write(f"kvsops: error: {exc.render()} [{exc.code}]\n")
+    if exc.hint:
+        stream.write(f"kvsops: hint: {exc.hint}\n")
+    stream.flush()
+
+
+def guarded(work: Callable[[], int], *, debug: bool = False, stream: TextIO | None = None) -> int:
+    """Run ``work``; turn every failure into a clean message and an exit code."""
+    stream = stream or sys.stderr
+    try:
+        return work()
+    except KvsopsError as exc:
+        if debug:
+            _frames(exc, stream)
+        print_error(exc, stream)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print_error(Interrupted("interrupted"), stream)
+        return Interrupted.exit_code
+    except BrokenPipeError:
+        return 141
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if debug:
+            _frames(exc, stream)
+        stream.write(f"kvsops: error: internal error ({type(exc).__name__}) [INTERNAL]\n")
+        stream.write("kvsops: hint: run with --debug for the stack frames, and report it\n")
+        stream.flush()
+        return INTERNAL_EXIT
+
+
+def _frames(exc: BaseException, stream: TextIO) -> None:
+    stream.write("kvsops: debug: traceback (exception text omitted: it may quote input)\n")
+    for line in traceback.format_tb(exc.__traceback__):
+        stream.write(line)
+    stream.write(f"kvsops: debug: {type(exc).__name__}\n")
