@@ -189,7 +189,7 @@ if [ ${#kustomize_needed[@]} -gt 0 ]; then
         -o "Dir::State::status=$work/status"
         -o "Dir::Cache=$work/cache"
         -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=
-        -o APT::Get::List-Cleanup=false
+        -o APT::Get::List-Cleanup=false -o Acquire::Check-Valid-Until=false
     )
     [ "$(id -u)" -eq 0 ] && apt_opts+=(-o APT::Sandbox::User=root)
     log "private apt update: suites $(printf '%s ' $(printf '%s\n' "${suites[@]}" | sort -u))(URI from system apt sources)"
