@@ -1,0 +1,273 @@
+"""Helpers shared by the stores: Go number formatting, metadata flattening. Pure."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+
+from ... import errors
+from ..tree import Branch, Comment, GoTime
+
+SOPS_KEY = "sops"
+MAP_SEP = "__map_"
+LIST_SEP = "__list_"
+
+
+def _shortest_digits(x: float) -> tuple[str, int]:
+    """Shortest round-trip decimal digits of ``abs(x)`` and the decimal point position (Go's ``dp``)."""
+    sign, digits, exp = Decimal(repr(abs(x))).as_tuple()
+    ds = "".join(map(str, digits)).lstrip("0")
+    if not ds:
+        return "0", 1
+    # strip trailing zeros, moving them into the exponent
+    stripped = ds.rstrip("0")
+    exp_adj = int(exp) + (len(ds) - len(stripped))  # type: ignore[arg-type]
+    return stripped, len(stripped) + exp_adj
+
+
+def _fmt_e(neg: bool, digs: str, exp: int, upper: bool = False) -> str:
+    mant = digs[0] + ("." + digs[1:] if len(digs) > 1 else "")
+    e = "E" if upper else "e"
+    sign = "-" if exp < 0 else "+"
+    a = abs(exp)
+    es = f"{a:02d}"
+    return ("-" if neg else "") + mant + e + sign + es
+
+
+def _fmt_f(neg: bool, digs: str, dp: int) -> str:
+    if dp <= 0:
+        s = "0." + "0" * (-dp) + digs
+    elif dp >= len(digs):
+        s = digs + "0" * (dp - len(digs))
+    else:
+        s = digs[:dp] + "." + digs[dp:]
+    return ("-" if neg else "") + s
+
+
+def go_format_g(x: float, upper: bool = False) -> str:
+    """Go ``strconv.FormatFloat(x, 'g', -1, 64)`` (``'G'`` with ``upper``)."""
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "+Inf" if x > 0 else "-Inf"
+    neg = math.copysign(1.0, x) < 0
+    if x == 0:
+        return "-0" if neg else "0"
+    digs, dp = _shortest_digits(x)
+    exp = dp - 1
+    # shortest formatting: Go decides with eprec = 6
+    if exp < -4 or exp >= 6:
+        return _fmt_e(neg, digs, exp, upper)
+    return _fmt_f(neg, digs, dp)
+
+
+def go_format_f(x: float) -> str:
+    """Go ``strconv.FormatFloat(x, 'f', -1, 64)``: positional, shortest."""
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "+Inf" if x > 0 else "-Inf"
+    neg = math.copysign(1.0, x) < 0
+    if x == 0:
+        return "-0" if neg else "0"
+    digs, dp = _shortest_digits(x)
+    return _fmt_f(neg, digs, dp)
+
+
+def go_json_float(x: float) -> str:
+    """Go ``encoding/json`` float64 encoding."""
+    if math.isnan(x) or math.isinf(x):
+        raise errors.EmitError("json: unsupported value: a non-finite float")
+    a = abs(x)
+    if a != 0 and (a < 1e-6 or a >= 1e21):
+        neg = math.copysign(1.0, x) < 0
+        digs, dp = _shortest_digits(x)
+        s = _fmt_e(neg, digs, dp - 1)
+        n = len(s)
+        if n >= 4 and s[n - 4] == "e" and s[n - 3] == "-" and s[n - 2] == "0":
+            s = s[: n - 2] + s[n - 1]
+        return s
+    return go_format_f(x)
+
+
+def gotime_rfc3339(t: GoTime) -> str:
+    """Go ``time.Format(time.RFC3339)``: the RFC3339Nano text without fractional seconds."""
+    text = t.text
+    dot = text.find(".")
+    if dot < 0:
+        return text
+    end = dot + 1
+    while end < len(text) and text[end].isdigit():
+        end += 1
+    return text[:dot] + text[end:]
+
+
+def val_to_string(v: object) -> str:
+    """sops ``stores.ValToString`` (used by dotenv and INI for non-string leaves)."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        r = go_format_g(v, upper=True)
+        if "." not in r and "E" not in r:
+            if math.isnan(v) or math.isinf(v):
+                return r
+            r = f"{v:.1f}"
+        return r
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, GoTime):
+        return gotime_rfc3339(v)
+    if v is None:
+        return "<nil>"
+    if isinstance(v, Comment):
+        return v.text
+    raise errors.EmitError(f"cannot stringify a value of type {type(v).__name__}")
+
+
+# ----------------------------------------------------------------------------------------------
+# metadata flattening (dotenv, INI)
+
+
+def _flatten_value(value: object, key: str, out: list[tuple[str, object]], seen: set[str]) -> None:
+    if isinstance(value, Branch):
+        _flatten_map(value, key + MAP_SEP, out, seen)
+        return
+    if isinstance(value, list):
+        i = 0
+        for item in value:
+            if isinstance(item, Comment):
+                continue
+            _flatten_value(item, f"{key}{LIST_SEP}{i}", out, seen)
+            i += 1
+        return
+    if key in seen:
+        raise errors.EmitError(f"found key collision {key!r} while flattening metadata")
+    seen.add(key)
+    out.append((key, value))
+
+
+def _flatten_map(branch: Branch, prefix: str, out: list[tuple[str, object]], seen: set[str]) -> None:
+    # sops 3.13 sorts every map level alphabetically before flattening
+    items = [(k, v) for k, v in branch if not isinstance(k, Comment)]
+    items.sort(key=lambda kv: str(kv[0]))
+    for k, v in items:
+        _flatten_value(v, prefix + str(k), out, seen)
+
+
+def flatten_metadata(md: Branch, prefix: str) -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = []
+    _flatten_map(md, prefix, out, set())
+    return out
+
+
+def _tokenize(path: str) -> list[tuple[str, object]]:
+    tokens: list[tuple[str, object]] = []
+    state = "n"
+    last = 0
+    i = 0
+
+    def finish(end: int) -> None:
+        if state == "n":
+            tokens.append(("m", path[last:end]))
+        elif state == "m":
+            tokens.append(("m", path[last + len(MAP_SEP) : end]))
+        else:
+            raw = path[last + len(LIST_SEP) : end]
+            try:
+                pos = int(raw)
+            except ValueError:
+                pos = 0
+            tokens.append(("l", pos))
+
+    while i < len(path):
+        if path.startswith(MAP_SEP, i):
+            finish(i)
+            last = i
+            state = "m"
+            i += len(MAP_SEP)
+        elif path.startswith(LIST_SEP, i):
+            finish(i)
+            last = i
+            state = "l"
+            i += len(LIST_SEP)
+        else:
+            i += 1
+    finish(i)
+    return tokens
+
+
+class _Node:
+    __slots__ = ("has_value", "value", "subkeys", "indices")
+
+    def __init__(self) -> None:
+        self.has_value = False
+        self.value: object = None
+        self.subkeys: dict[str, _Node] = {}
+        self.indices: dict[int, _Node] = {}
+
+
+def _convert(node: _Node) -> object:
+    kinds = int(node.has_value) + int(bool(node.subkeys)) + int(bool(node.indices))
+    if kinds > 1:
+        raise errors.FormatError("error while unflattening metadata: type mismatch")
+    if kinds == 0:
+        return Branch()
+    if node.has_value:
+        return node.value
+    if node.subkeys:
+        return Branch((k, _convert(node.subkeys[k])) for k in sorted(node.subkeys))
+    idx = node.indices
+    if min(idx) != 0 or max(idx) + 1 != len(idx):
+        raise errors.FormatError("error while unflattening metadata: incomplete list")
+    return [_convert(idx[i]) for i in range(len(idx))]
+
+
+def unflatten_metadata(items: list[tuple[str, object]]) -> Branch:
+    root = _Node()
+    for key, value in items:
+        node = root
+        for kind, tok in _tokenize(key):
+            if kind == "m":
+                node = node.subkeys.setdefault(str(tok), _Node())
+            else:
+                node = node.indices.setdefault(int(tok), _Node())  # type: ignore[arg-type]
+        if node.has_value:
+            raise errors.FormatError(f"error while unflattening metadata key {key!r}: duplicate value")
+        node.has_value = True
+        node.value = value
+    result = _convert(root)
+    if not isinstance(result, Branch):
+        raise errors.FormatError("error while unflattening metadata")
+    return result
+
+
+def split_metadata_branch(docs: list[Branch]) -> tuple[list[Branch], Branch]:
+    """YAML/JSON ``ExtractMetadata``: take ``sops`` from document 0, strip it from every document."""
+    md: Branch | None = None
+    out: list[Branch] = []
+    for bi, doc in enumerate(docs):
+        kept = Branch()
+        for k, v in doc:
+            if not isinstance(k, Comment) and k == SOPS_KEY:
+                if bi == 0:
+                    if md is not None:
+                        raise errors.FormatError("Found duplicate sops entry")
+                    if not isinstance(v, Branch):
+                        raise errors.FormatError("Found sops entry that is not a mapping")
+                    md = v
+                continue
+            kept.append((k, v))
+        out.append(kept)
+    if md is None:
+        raise errors.MetadataNotFound("sops metadata not found")
+    return out, md
+
+
+def check_no_sops_key(doc: Branch) -> None:
+    for k, _ in doc:
+        if not isinstance(k, Comment) and k == SOPS_KEY:
+            raise errors.EmitError(
+                "found key 'sops' in encrypted data, which is a reserved key used for SOPS metadata"
+            )

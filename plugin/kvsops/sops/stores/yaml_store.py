@@ -1,0 +1,1004 @@
+"""YAML store: go-yaml v3 semantics as sops uses them (stores/yaml/store.go). Pure.
+
+Loading composes nodes with PyYAML (the C parser when available) and resolves scalars the way
+yaml.v3 decodes into ``interface{}``. Comments are recovered from the token stream (the gaps between
+tokens) and attached with a model of yaml.v3's head/line/foot rules. Emission is our own writer that
+reproduces yaml.v3's emitter for the restricted tree sops builds (indent 4, unlimited width).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Iterable
+
+import yaml
+
+from ... import errors
+from ..tree import Branch, Comment, GoTime
+from . import _common
+
+INDENT = 4
+MAX_NODES = 1_000_000
+MAX_DEPTH = 200
+
+try:  # pragma: no branch
+    _Loader: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML without libyaml
+    _Loader = yaml.SafeLoader
+
+_T = "tag:yaml.org,2002:"
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
+_UINT64_MAX = (1 << 64) - 1
+
+# ----------------------------------------------------------------------------------------------
+# scalar resolution (yaml.v3 resolve.go)
+
+_RESOLVE_MAP: dict[str, object] = {}
+for _v, _words in (
+    (True, ("true", "True", "TRUE")),
+    (False, ("false", "False", "FALSE")),
+    (None, ("", "~", "null", "Null", "NULL")),
+    (math.nan, (".nan", ".NaN", ".NAN")),
+    (math.inf, (".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF")),
+    (-math.inf, ("-.inf", "-.Inf", "-.INF")),
+):
+    for _w in _words:
+        _RESOLVE_MAP[_w] = _v
+
+_HINT_M = set("yYnNtTfFoO~")
+_HINT_D = set("0123456789+-")
+_YAML_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+_DOT_FLOAT = re.compile(r"^\.[0-9]+([eE][-+]?[0-9]+)?$")
+_GO_INT = {
+    "0x": (16, re.compile(r"^[0-9a-fA-F]+$")),
+    "0o": (8, re.compile(r"^[0-7]+$")),
+    "0b": (2, re.compile(r"^[01]+$")),
+}
+_DEC = re.compile(r"^[0-9]+$")
+_OCT = re.compile(r"^[0-7]+$")
+_TS = re.compile(
+    r"^(\d{4})-(\d{1,2})-(\d{1,2})"
+    r"(?:([Tt])(\d{1,2}):(\d{1,2}):(\d{1,2})(\.\d+)?(Z|[+-]\d{2}:\d{2})"
+    r"|( )(\d{1,2}):(\d{1,2}):(\d{1,2})(\.\d+)?)?$"
+)
+
+
+class _NotInt(Exception):
+    pass
+
+
+def _go_parse_int_base0(s: str) -> int:
+    """Go ``strconv.ParseInt(s, 0, ...)`` without range checks (underscores already removed)."""
+    neg = False
+    body = s
+    if body[:1] in "+-" and body:
+        neg = body[0] == "-"
+        body = body[1:]
+    if not body:
+        raise _NotInt
+    low = body[:2].lower()
+    if low in _GO_INT:
+        base, rx = _GO_INT[low]
+        digits = body[2:]
+        if not rx.match(digits):
+            raise _NotInt
+        n = int(digits, base)
+    elif body[0] == "0" and len(body) > 1:
+        if not _OCT.match(body[1:]):
+            raise _NotInt
+        n = int(body[1:], 8)
+    else:
+        if not _DEC.match(body):
+            raise _NotInt
+        n = int(body)
+    return -n if neg else n
+
+
+def _parse_timestamp(s: str) -> GoTime | None:
+    m = _TS.match(s)
+    if not m:
+        return None
+    g = m.groups()
+    year, month, day = g[0], int(g[1]), int(g[2])
+    if g[3] is not None:
+        hh, mi, ss, frac, tz = int(g[4]), int(g[5]), int(g[6]), g[7], g[8]
+    elif g[9] is not None:
+        hh, mi, ss, frac, tz = int(g[10]), int(g[11]), int(g[12]), g[13], None
+    else:
+        hh = mi = ss = -1
+        frac = tz = None
+    if hh >= 0 and not (hh < 24 and mi < 60 and ss < 60):
+        return None
+    if tz is not None and tz != "Z":
+        if int(tz[1:3]) >= 24 or int(tz[4:6]) >= 60:
+            return None
+    text = f"{year}-{month:02d}-{day:02d}"
+    if hh >= 0:
+        text += f"T{hh:02d}:{mi:02d}:{ss:02d}{frac or ''}{tz or 'Z'}"
+    try:
+        return GoTime.parse(text)
+    except ValueError:
+        return None
+
+
+def resolve_plain(s: str, line: int | None = None) -> object:
+    """Resolve an untagged plain scalar like yaml.v3 does into ``interface{}``."""
+    if not s:
+        return None
+    c = s[0]
+    if c in _HINT_M or c == "." or c in _HINT_D:
+        if s in _RESOLVE_MAP:
+            return _RESOLVE_MAP[s]
+    else:
+        return s
+    if c == ".":
+        if _DOT_FLOAT.match(s):
+            return float(s)
+        return s
+    if c in _HINT_M:
+        return s
+    # digits or sign: timestamp, int, float
+    if c.isdigit():
+        ts = _parse_timestamp(s)
+        if ts is not None:
+            return ts
+    plain = s.replace("_", "")
+    try:
+        n = _go_parse_int_base0(plain)
+    except _NotInt:
+        n = None
+    if n is not None:
+        if _INT64_MIN <= n <= _INT64_MAX:
+            return n
+        if 0 <= n <= _UINT64_MAX:
+            where = f" at line {line}" if line else ""
+            raise errors.InputError(f"integer out of the int64 range{where}: sops cannot walk uint64 values")
+        # out of uint64 range: falls through to the float rule as in Go
+    if _YAML_FLOAT.match(plain):
+        f = float(plain)
+        if not math.isinf(f):
+            return f
+    return s
+
+
+_IMPLICIT = yaml.resolver.Resolver()
+
+
+def _is_implicit(node: yaml.ScalarNode) -> bool:
+    """PyYAML fills in implicit tags; only a tag it would not have chosen itself was written."""
+    return node.tag == _IMPLICIT.resolve(yaml.ScalarNode, node.value, (True, False))
+
+
+def _resolve_node(node: yaml.ScalarNode, line: int) -> object:
+    tag = node.tag or ""
+    value = node.value
+    if node.style:
+        # quoted and block scalars are strings unless an explicit non-string standard tag says otherwise
+        if tag == _T + "str" or not tag.startswith(_T):
+            return value
+        short = tag[len(_T) :]
+        if short in ("binary",):
+            return value
+    elif _is_implicit(node):
+        return resolve_plain(value, line)
+    if tag.startswith(_T):
+        short = tag[len(_T) :]
+        if short in ("str", "binary"):
+            return value
+        r = resolve_plain(value, line)
+        if short == "float" and isinstance(r, int) and not isinstance(r, bool):
+            return float(r)
+        return r
+    # custom tags are not resolvable in yaml.v3: the value stays a string (the tag is dropped)
+    return value
+
+
+# ----------------------------------------------------------------------------------------------
+# comments
+
+
+_BREAKS = re.compile(r"\r\n|\r|\n|\x85|\u2028|\u2029")
+
+
+class _Item:
+    """A mapping entry or sequence element, located in the source."""
+
+    __slots__ = ("container", "index", "line", "col", "end", "depth", "scalar_line", "is_scalar", "leaf")
+
+    def __init__(self, container: list, index: int, line: int, col: int, depth: int) -> None:  # type: ignore[type-arg]
+        self.container = container
+        self.index = index
+        self.line = line
+        self.col = col
+        self.end = (line, col)
+        self.depth = depth
+        self.scalar_line = -1  # line where a scalar value starts (for line comments)
+        self.is_scalar = False
+        self.leaf = False
+
+
+def _find_comments(text: str) -> list[tuple[int, int, str, bool]]:
+    """(line, col, text-without-#, trailing) for every comment, from the gaps between tokens."""
+    lines = _BREAKS.split(text)
+    out: list[tuple[int, int, str, bool]] = []
+    prev_line, prev_col = 0, 0
+    last_tok_line = -1
+    for tok in yaml.scan(text, Loader=_Loader):
+        sm, em = tok.start_mark, tok.end_mark
+        _gap_comments(lines, prev_line, prev_col, sm.line, sm.column, last_tok_line, out)
+        if (em.line, em.column) > (prev_line, prev_col):
+            prev_line, prev_col = em.line, em.column
+        if not isinstance(tok, (yaml.StreamStartToken, yaml.StreamEndToken, yaml.BlockEndToken)):
+            last_tok_line = em.line if em.column > 0 or em.line == sm.line else em.line - 1
+    return out
+
+
+def _gap_comments(
+    lines: list[str], l0: int, c0: int, l1: int, c1: int, last_tok_line: int, out: list[tuple[int, int, str, bool]]
+) -> None:
+    line, col = l0, c0
+    while line <= l1 and line < len(lines):
+        seg_end = c1 if line == l1 else len(lines[line])
+        seg = lines[line][col:seg_end]
+        h = seg.find("#")
+        if h >= 0:
+            ccol = col + h
+            txt = lines[line][ccol + 1 :]
+            out.append((line, ccol, txt, line == last_tok_line))
+        line += 1
+        col = 0
+
+
+# ----------------------------------------------------------------------------------------------
+# loading
+
+
+class _Builder:
+    def __init__(self, check_dups: bool, want_positions: bool) -> None:
+        self.count = 0
+        self.check_dups = check_dups
+        self.want = want_positions
+        self.items: list[_Item] = []
+        self.visited: set[int] = set()
+
+    def _tick(self, depth: int) -> None:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise errors.LimitExceeded(f"YAML document expands to more than {MAX_NODES} nodes (alias bomb?)")
+        if depth > MAX_DEPTH:
+            raise errors.LimitExceeded(f"YAML nesting deeper than {MAX_DEPTH} levels")
+
+    def value(self, node: yaml.Node, depth: int, expanding: bool) -> object:
+        self._tick(depth)
+        if not isinstance(node, yaml.ScalarNode):
+            expanding = expanding or id(node) in self.visited
+            self.visited.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            return _resolve_node(node, node.start_mark.line + 1)
+        if isinstance(node, yaml.SequenceNode):
+            seq: list[object] = []
+            want = self.want and not expanding
+            for child in node.value:
+                if want:
+                    it = _Item(seq, len(seq), child.start_mark.line, node.start_mark.column, depth)
+                    if node.flow_style is False or node.flow_style is None:
+                        it.col = node.start_mark.column
+                    it.end = (child.end_mark.line, child.end_mark.column)
+                    it.is_scalar = isinstance(child, yaml.ScalarNode)
+                    it.leaf = it.is_scalar or bool(getattr(child, "flow_style", False)) or not child.value
+                    if it.is_scalar:
+                        it.scalar_line = child.start_mark.line
+                    self.items.append(it)
+                seq.append(self.value(child, depth + 1, expanding))
+            return seq
+        if isinstance(node, yaml.MappingNode):
+            self.visited.discard(id(node)) if not expanding else None
+            return self.mapping(node, depth, expanding)
+        raise errors.InputError("unsupported YAML node")  # pragma: no cover
+
+    def mapping(self, node: yaml.MappingNode, depth: int, expanding: bool) -> Branch:
+        expanding = expanding or id(node) in self.visited
+        self.visited.add(id(node))
+        br = Branch()
+        seen: dict[object, int] | None = {} if self.check_dups else None
+        want = self.want and not expanding
+        for knode, vnode in node.value:
+            line = knode.start_mark.line + 1
+            if not isinstance(knode, yaml.ScalarNode):
+                raise errors.InputError(f"line {line}: mapping keys must be strings")
+            key = _resolve_node(knode, line)
+            if not isinstance(key, str):
+                raise errors.InputError(f"line {line}: mapping key is not a string")
+            if seen is not None:
+                if key in seen:
+                    raise errors.InputError(f"line {line}: mapping key {key!r} already defined at line {seen[key]}")
+                seen[key] = line
+            if want:
+                it = _Item(br, len(br), knode.start_mark.line, knode.start_mark.column, depth)
+                it.end = (vnode.end_mark.line, vnode.end_mark.column)
+                it.is_scalar = isinstance(vnode, yaml.ScalarNode)
+                it.leaf = it.is_scalar or bool(getattr(vnode, "flow_style", False)) or not vnode.value
+                if it.is_scalar:
+                    it.scalar_line = vnode.start_mark.line
+                self.items.append(it)
+            br.append((key, self.value(vnode, depth + 1, expanding)))
+        return br
+
+
+class _ExpandingComposer:
+    """Marks alias targets so positions inside expanded copies are not used for comments."""
+
+
+def _compose_all(text: str) -> list[yaml.Node | None]:
+    return list(yaml.compose_all(text, Loader=_Loader))
+
+
+def _mark_shared(node: yaml.Node, seen: set[int], shared: set[int]) -> None:
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            shared.add(id(n))
+            continue
+        seen.add(id(n))
+        if isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+        elif isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                stack.append(k)
+                stack.append(v)
+
+
+def _decode(data: bytes) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise errors.InputError(f"YAML input is not valid UTF-8 (byte offset {exc.start})") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text
+
+
+def load_plain(data: bytes) -> list[Branch]:
+    text = _decode(data)
+    want_comments = "#" in text
+    try:
+        nodes = _compose_all(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise errors.InputError(f"Error unmarshaling input YAML: {exc.problem or 'syntax error'}{where}") from None
+    except yaml.YAMLError:
+        raise errors.InputError("Error unmarshaling input YAML: syntax error") from None
+    docs: list[Branch] = []
+    builder = _Builder(check_dups=True, want_positions=want_comments)
+    doc_bounds: list[tuple[int, Branch]] = []
+    for i, node in enumerate(nodes):
+        builder.check_dups = i == 0
+        if node is None:
+            br = Branch()
+        elif isinstance(node, yaml.MappingNode):
+            br = builder.mapping(node, 1, False)
+        elif isinstance(node, yaml.ScalarNode) and node.tag == _T + "null" and node.value in ("", "~", "null", "Null", "NULL"):
+            br = Branch()
+        elif isinstance(node, yaml.SequenceNode):
+            raise errors.InputError("Error unmarshaling input YAML: YAML documents that are sequences are not supported")
+        else:
+            raise errors.InputError("Error unmarshaling input YAML: YAML documents that are values are not supported")
+        docs.append(br)
+        start_line = node.start_mark.line if node is not None else -1
+        doc_bounds.append((start_line, br))
+    if want_comments and docs:
+        _attach_comments(text, docs, nodes, builder.items)
+    return docs
+
+
+def _attach_comments(text: str, docs: list[Branch], nodes: list, items: list[_Item]) -> None:  # type: ignore[type-arg]
+    comments = _find_comments(text)
+    if not comments:
+        return
+    # document boundaries by the line of each document's first content
+    doc_ranges: list[tuple[int, int, Branch]] = []
+    for node, br in zip(nodes, docs):
+        if node is None:
+            doc_ranges.append((-1, -1, br))
+        else:
+            doc_ranges.append((node.start_mark.line, node.end_mark.line, br))
+    # document separators: lines starting with --- split comments between documents
+    seps = [i for i, ln in enumerate(_BREAKS.split(text)) if ln.startswith("---") or ln.startswith("...")]
+    by_start = sorted(items, key=lambda it: (it.line, it.col))
+    starts = [(it.line, it.col) for it in by_start]
+    by_end = sorted((it for it in items if it.leaf), key=lambda it: (it.end, it.depth))
+    ends = [it.end for it in by_end]
+    import bisect
+
+    inserts: dict[int, tuple[list, dict[int, list[Comment]]]] = {}  # type: ignore[type-arg]
+
+    def add(container: list, index: int, c: Comment) -> None:  # type: ignore[type-arg]
+        entry = inserts.setdefault(id(container), (container, {}))
+        entry[1].setdefault(index, []).append(c)
+
+    def doc_for_line(line: int) -> Branch:
+        # the document a free-standing comment belongs to: count separators before it
+        n = 0
+        for s in seps:
+            if s < line:
+                n += 1
+        # a leading '---' before the first document does not start a second one
+        if seps and docs and _first_doc_starts_after_sep(text, seps[0]):
+            n -= 1
+        n = max(0, min(n, len(docs) - 1))
+        return docs[n]
+
+    for line, col, ctext, trailing in comments:
+        if trailing:
+            # items starting on this line before the comment, deepest first
+            cands = [it for it in by_start[bisect.bisect_left(starts, (line, -1)) : bisect.bisect_left(starts, (line, col))]]
+            if cands:
+                it = max(cands, key=lambda x: x.depth)
+                outer = min(cands, key=lambda x: x.depth)
+                if it.is_scalar and it.scalar_line == line:
+                    target = it
+                    if outer is not it and outer.index == 0 and it.index == 0 and isinstance(outer.container, list) is False:
+                        target = outer
+                    # `- k: v # c`: sops stores it at the sequence level
+                    seq_item = [x for x in cands if isinstance(x.container, list) and not isinstance(x.container, Branch)]
+                    if seq_item and it.index == 0 and isinstance(it.container, Branch):
+                        target = max(seq_item, key=lambda x: x.depth)
+                    add(target.container, target.index, Comment(ctext, inline=True))
+                else:
+                    add(it.container, it.index, Comment(ctext))
+                continue
+        # own-line comment (or trailing with no item on its line)
+        ni = bisect.bisect_right(starts, (line, 1 << 30))
+        nxt = by_start[ni] if ni < len(by_start) else None
+        pi = bisect.bisect_right(ends, (line, col)) - 1
+        prev = by_end[pi] if pi >= 0 else None
+        if prev is not None:
+            # among items ending at the same place, take the deepest
+            same = [x for x in by_end if x.end == prev.end]
+            prev = max(same, key=lambda x: x.depth)
+        if nxt is not None and (col <= nxt.col or trailing or prev is None):
+            if nxt.container is not None:
+                # head comment of the outermost item starting at that position
+                add(nxt.container, nxt.index, Comment(ctext))
+                continue
+        if prev is not None and (nxt is None or nxt.line > line):
+            add(prev.container, prev.index + 1, Comment(ctext))
+            continue
+        # no items at all: comments of an empty document
+        br = doc_for_line(line)
+        add(br, len(br), Comment(ctext))
+
+    for container, idx_map in inserts.values():
+        if not idx_map:
+            continue
+        new: list = []  # type: ignore[type-arg]
+        is_branch = isinstance(container, Branch)
+        for i in range(len(container) + 1):
+            for c in idx_map.get(i, ()):
+                new.append((c, None) if is_branch else c)
+            if i < len(container):
+                new.append(container[i])
+        container[:] = new
+
+
+def _first_doc_starts_after_sep(text: str, sep_line: int) -> bool:
+    lines = _BREAKS.split(text)
+    for ln in lines[:sep_line]:
+        s = ln.strip()
+        if s and not s.startswith("#") and not s.startswith("%"):
+            return False
+    return True
+
+
+def load_encrypted(data: bytes) -> tuple[list[Branch], Branch]:
+    docs = load_plain(data)
+    return _common.split_metadata_branch(docs)
+
+
+def has_metadata(data: bytes) -> bool:
+    try:
+        docs = load_plain(data)
+    except errors.KvsopsError:
+        return False
+    return bool(docs) and docs[0].index_of(_common.SOPS_KEY) >= 0
+
+
+# ----------------------------------------------------------------------------------------------
+# emission (yaml.v3 emitter, restricted to sops trees)
+
+_BASE60 = re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
+_OLD_BOOL = frozenset("y Y yes Yes YES on On ON n N no No NO off Off OFF".split())
+_BREAK_CHARS = "\r\n\x85\u2028\u2029"
+
+
+def _printable(ch: str) -> bool:
+    o = ord(ch)
+    return o == 0x0A or 0x20 <= o <= 0x7E or 0xA0 <= o <= 0xD7FF or (0xE000 <= o <= 0xFFFD and o != 0xFEFF)
+
+
+def _analyze(value: str) -> tuple[bool, bool, bool, bool]:
+    """libyaml analyze_scalar: (multiline, block_plain_allowed, single_quoted_allowed, block_allowed)."""
+    if not value:
+        return False, True, True, False
+    block_ind = False
+    line_breaks = special = tabs = False
+    leading_space = leading_break = trailing_space = trailing_break = False
+    break_space = space_break = False
+    prev_space = prev_break = False
+    if value.startswith("---") or value.startswith("..."):
+        block_ind = True
+    preceded_ws = True
+    n = len(value)
+    for i, ch in enumerate(value):
+        followed_ws = i + 1 >= n or value[i + 1] in " \t\r\n\x85\u2028\u2029"
+        if i == 0:
+            if ch in "#,[]{}&*!|>'\"%@`":
+                block_ind = True
+            elif ch in "?:":
+                if followed_ws:
+                    block_ind = True
+            elif ch == "-":
+                if followed_ws:
+                    block_ind = True
+        else:
+            if ch == ":":
+                if followed_ws:
+                    block_ind = True
+            elif ch == "#":
+                if preceded_ws:
+                    block_ind = True
+        if ch == "\t":
+            tabs = True
+        elif not _printable(ch):
+            special = True
+        if ch == " ":
+            if i == 0:
+                leading_space = True
+            if i == n - 1:
+                trailing_space = True
+            if prev_break:
+                break_space = True
+            prev_space, prev_break = True, False
+        elif ch in _BREAK_CHARS:
+            line_breaks = True
+            if i == 0:
+                leading_break = True
+            if i == n - 1:
+                trailing_break = True
+            if prev_space:
+                space_break = True
+            prev_space, prev_break = False, True
+        else:
+            prev_space = prev_break = False
+        preceded_ws = ch in " \t\r\n\x85\u2028\u2029"
+    plain = single = block = True
+    if leading_space or leading_break or trailing_space or trailing_break:
+        plain = False
+    if trailing_space:
+        block = False
+    if break_space:
+        plain = single = False
+    if space_break or tabs or special:
+        plain = single = False
+    if space_break or special:
+        block = False
+    if line_breaks:
+        plain = False
+    if block_ind:
+        plain = False
+    return line_breaks, plain, single, block
+
+
+_ESCAPES = {
+    0x00: "0", 0x07: "a", 0x08: "b", 0x09: "t", 0x0A: "n", 0x0B: "v", 0x0C: "f", 0x0D: "r",
+    0x1B: "e", 0x22: '"', 0x5C: "\\", 0x85: "N", 0xA0: "_", 0x2028: "L", 0x2029: "P",
+}
+
+
+def _double_quoted(value: str) -> str:
+    out = ['"']
+    for ch in value:
+        o = ord(ch)
+        if not _printable(ch) or o == 0xFEFF or ch in _BREAK_CHARS or ch == '"' or ch == "\\":
+            esc = _ESCAPES.get(o)
+            if esc is not None:
+                out.append("\\" + esc)
+            elif o <= 0xFF:
+                out.append(f"\\x{o:02X}")
+            elif o <= 0xFFFF:
+                out.append(f"\\u{o:04X}")
+            else:
+                out.append(f"\\U{o:08X}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _can_plain_string(s: str) -> bool:
+    try:
+        r = resolve_plain(s)
+    except errors.InputError:
+        return False
+    return isinstance(r, str) and not (_is_base60(s) or s in _OLD_BOOL)
+
+
+def _is_base60(s: str) -> bool:
+    if not s or not (s[0] in "+-" or s[0].isdigit()) or ":" not in s:
+        return False
+    return bool(_BASE60.match(s))
+
+
+def _scalar_text(value: object) -> tuple[str, str]:
+    """(style, text) where style is 'plain', 'single', 'double' or 'literal'."""
+    if isinstance(value, str):
+        if "\n" in value:
+            style = "literal"
+        elif _can_plain_string(value):
+            style = "plain"
+        else:
+            style = "double"
+        return style, value
+    if value is None:
+        return "plain", "null"
+    if isinstance(value, bool):
+        return "plain", "true" if value else "false"
+    if isinstance(value, int):
+        return "plain", str(value)
+    if isinstance(value, float):
+        s = _common.go_format_g(value)
+        s = {"+Inf": ".inf", "-Inf": "-.inf", "NaN": ".nan"}.get(s, s)
+        return "plain", s
+    if isinstance(value, GoTime):
+        return "plain", value.text
+    if isinstance(value, Comment):
+        return _scalar_text(value.text)
+    raise errors.EmitError(f"cannot emit a value of type {type(value).__name__} as YAML")
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.col = 0  # column of the current line (0 = at line start)
+
+    def nl(self) -> None:
+        self.parts.append("\n")
+        self.col = 0
+
+    def put(self, s: str) -> None:
+        self.parts.append(s)
+        self.col += len(s)
+
+    def ensure_line(self, indent: int) -> None:
+        """Start a fresh line at ``indent`` unless the cursor already sits there after an indicator."""
+        if self.col != 0:
+            self.nl()
+        self.put(" " * indent)
+
+    def comments(self, comments: list[str], indent: int) -> None:
+        for c in comments:
+            self.ensure_line(indent)
+            self.put("#" + c)
+            self.nl()
+
+
+def _style_for(value: object, simple_key: bool) -> tuple[str, str]:
+    style, text = _scalar_text(value)
+    multiline, plain_ok, single_ok, block_ok = _analyze(text)
+    if simple_key and multiline:
+        style = "double"
+    if style == "plain":
+        if not plain_ok:
+            style = "single"
+        if not text and simple_key:
+            style = "single"
+    if style == "single" and not single_ok:
+        style = "double"
+    if style == "literal" and (not block_ok or simple_key):
+        style = "double"
+    return style, text
+
+
+def _write_scalar(w: _Writer, value: object, indent: int, line_comment: list[str], simple_key: bool = False) -> None:
+    style, text = _style_for(value, simple_key)
+    if style == "plain":
+        if text:
+            w.put(text)
+    elif style == "single":
+        w.put("'" + text.replace("'", "''") + "'")
+    elif style == "double":
+        w.put(_double_quoted(text))
+    else:
+        _write_literal(w, text, indent, line_comment)
+        return
+    if line_comment:
+        _write_line_comment(w, line_comment, indent)
+
+
+def _write_line_comment(w: _Writer, line_comment: list[str], indent: int) -> None:
+    w.put(" #" + line_comment[0])
+    for extra in line_comment[1:]:
+        w.nl()
+        w.put(" " * indent + "#" + extra)
+    w.nl()
+
+
+def _write_literal(w: _Writer, text: str, indent: int, line_comment: list[str]) -> None:
+    hdr = "|"
+    if text[0] in " \r\n\x85\u2028\u2029":
+        hdr += str(INDENT)
+    last = text[-1]
+    if last not in _BREAK_CHARS:
+        hdr += "-"
+    elif len(text) == 1 or text[-2] in _BREAK_CHARS:
+        hdr += "+"
+    w.put(hdr)
+    if line_comment:
+        _write_line_comment(w, line_comment, indent)
+    else:
+        w.nl()
+    # split keeping breaks; libyaml writes indentation only before non-break characters
+    buf: list[str] = []
+    at_line_start = True
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch in _BREAK_CHARS:
+            if ch == "\r" and i + 1 < n and text[i + 1] == "\n":
+                buf.append("\r\n")
+                i += 2
+            else:
+                buf.append("\n" if ch == "\n" else ch)
+                i += 1
+            at_line_start = True
+            continue
+        if at_line_start:
+            buf.append(" " * indent)
+            at_line_start = False
+        j = i
+        while j < n and text[j] not in _BREAK_CHARS:
+            j += 1
+        buf.append(text[i:j])
+        i = j
+    s = "".join(buf)
+    w.parts.append(s)
+    if at_line_start:
+        w.col = 0
+    else:
+        w.col = 1  # somewhere mid-line
+
+
+def _next_indent(indent: int) -> int:
+    return INDENT * ((indent + INDENT) // INDENT)
+
+
+def _split_comments_map(branch: Branch) -> list[tuple[list[str], list[str], object, object]]:
+    """Group a branch into (head comments, inline comments, key, value); a trailing group has key None."""
+    groups: list[tuple[list[str], list[str], object, object]] = []
+    head: list[str] = []
+    inline: list[str] = []
+    for k, v in branch:
+        if isinstance(k, Comment):
+            (inline if k.inline else head).append(k.text)
+        else:
+            groups.append((head, inline, k, v))
+            head, inline = [], []
+    if head or inline:
+        groups.append((head + inline, [], None, None))
+    return groups
+
+
+def _split_comments_seq(seq: list) -> list[tuple[list[str], list[str], object, object]]:  # type: ignore[type-arg]
+    groups: list[tuple[list[str], list[str], object, object]] = []
+    head: list[str] = []
+    inline: list[str] = []
+    for v in seq:
+        if isinstance(v, Comment):
+            (inline if v.inline else head).append(v.text)
+        else:
+            groups.append((head, inline, True, v))
+            head, inline = [], []
+    if head or inline:
+        groups.append((head + inline, [], None, None))
+    return groups
+
+
+def _is_empty_container(v: object) -> bool:
+    if isinstance(v, Branch):
+        return not any(not isinstance(k, Comment) for k, _ in v)
+    if isinstance(v, list):
+        return not any(not isinstance(x, Comment) for x in v)
+    return False
+
+
+def _write_flow_empty(w: _Writer, v: object, line_comment: list[str], indent: int) -> None:
+    w.put("{}" if isinstance(v, Branch) else "[]")
+    if line_comment:
+        _write_line_comment(w, line_comment, indent)
+
+
+def _write_map(w: _Writer, branch: Branch, indent: int, inline_first: bool, depth: int) -> None:
+    if depth > MAX_DEPTH * 2:
+        raise errors.LimitExceeded("tree too deep to emit")
+    groups = _split_comments_map(branch)
+    first = True
+    for head, inline, key, value in groups:
+        if key is None:
+            # trailing comments: foot of the last key, written at this mapping's indent
+            w.comments(head, indent)
+            continue
+        if head:
+            if first and inline_first:
+                # leading comments of a mapping inside a list item were written before "- "
+                pass
+            else:
+                w.comments(head, indent)
+        if not (first and inline_first and w.col > 0):
+            w.ensure_line(indent)
+        first = False
+        _write_key(w, key, indent)
+        _write_value(w, value, indent, inline, depth)
+
+
+def _write_key(w: _Writer, key: object, indent: int) -> None:
+    style, text = _style_for(key, simple_key=True)
+    if style == "plain":
+        w.put(text)
+    elif style == "single":
+        w.put("'" + text.replace("'", "''") + "'")
+    else:
+        w.put(_double_quoted(text))
+    w.put(":")
+
+
+def _write_value(w: _Writer, value: object, indent: int, inline: list[str], depth: int) -> None:
+    """A mapping value after ``key:``."""
+    if isinstance(value, (Branch, list)):
+        if _is_empty_container(value):
+            w.put(" ")
+            _write_flow_empty(w, value, inline, indent)
+            _write_container_comments_only(w, value, _next_indent(indent))
+            return
+        if inline:
+            w.put(" ")
+            _write_line_comment(w, inline, indent)
+        child = _next_indent(indent)
+        lead = _leading_comments(value)
+        if isinstance(value, Branch):
+            w.comments(lead, child)
+            _write_map(w, _drop_leading(value), child, False, depth + 1)
+        else:
+            w.comments(lead, child)
+            _write_seq(w, _drop_leading(value), child, depth + 1)
+        return
+    w.put(" ")
+    _write_scalar(w, value, _next_indent(indent), inline)
+
+
+def _write_container_comments_only(w: _Writer, value: object, indent: int) -> None:
+    comments = [k.text for k, _ in value] if isinstance(value, Branch) else [c.text for c in value]  # type: ignore[union-attr]
+    if comments:
+        if w.col:
+            w.nl()
+        w.comments(comments, indent)
+
+
+def _leading_comments(value: object) -> list[str]:
+    out: list[str] = []
+    if isinstance(value, Branch):
+        for k, _ in value:
+            if isinstance(k, Comment) and not k.inline:
+                out.append(k.text)
+            else:
+                break
+    elif isinstance(value, list):
+        for x in value:
+            if isinstance(x, Comment) and not x.inline:
+                out.append(x.text)
+            else:
+                break
+    return out
+
+
+def _drop_leading(value: Any) -> Any:
+    n = len(_leading_comments(value))
+    if not n:
+        return value
+    if isinstance(value, Branch):
+        return Branch(value[n:])
+    return value[n:]
+
+
+def _write_seq(w: _Writer, seq: list, indent: int, depth: int) -> None:  # type: ignore[type-arg]
+    if depth > MAX_DEPTH * 2:
+        raise errors.LimitExceeded("tree too deep to emit")
+    first = True
+    for head, inline, marker, value in _split_comments_seq(seq):
+        if marker is None:
+            w.comments(head, indent)
+            continue
+        if isinstance(value, (Branch, list)) and not _is_empty_container(value):
+            head = head + _leading_comments(value)
+            value = _drop_leading(value)
+        w.comments(head, indent)
+        if not (first and w.col > 0 and w.parts and w.parts[-1] == "- "):
+            w.ensure_line(indent)
+        first = False
+        w.put("- ")
+        child = indent + 2
+        if isinstance(value, (Branch, list)):
+            if _is_empty_container(value):
+                _write_flow_empty(w, value, inline, indent)
+                _write_container_comments_only(w, value, child)
+                continue
+            if inline:
+                # a line comment on a collection item is written right after "- "
+                _write_line_comment(w, inline, child)
+            if isinstance(value, Branch):
+                _write_map(w, value, child, True, depth + 1)
+            else:
+                _write_seq(w, value, child, depth + 1)
+        else:
+            _write_scalar(w, value, child, inline)
+
+
+def _emit_doc(w: _Writer, branch: Branch) -> None:
+    if _is_empty_container(branch):
+        comments = [k.text for k, _ in branch]
+        w.comments(comments, 0)
+        w.put("{}")
+        w.nl()
+        return
+    _write_map(w, branch, 0, False, 0)
+    if w.col:
+        w.nl()
+
+
+def emit_plain(docs: list[Branch]) -> bytes:
+    w = _Writer()
+    for i, doc in enumerate(docs):
+        if i > 0:
+            if w.col:
+                w.nl()
+            w.put("---")
+            w.nl()
+        _emit_doc(w, doc)
+    return "".join(w.parts).encode("utf-8", "surrogateescape")
+
+
+def emit_encrypted(docs: list[Branch], metadata: Branch) -> bytes:
+    out: list[Branch] = []
+    for doc in docs:
+        _common.check_no_sops_key(doc)
+        nd = Branch(doc)
+        nd.append((_common.SOPS_KEY, metadata))
+        out.append(nd)
+    return emit_plain(out)
+
+
+def emit_value(value: object) -> bytes:
+    """``yaml.Marshal`` of a single value (``--extract``), with its trailing newline."""
+    w = _Writer()
+    if isinstance(value, Branch):
+        _emit_doc(w, value)
+    elif isinstance(value, list):
+        if _is_empty_container(value):
+            w.put("[]")
+        else:
+            _write_seq(w, value, 0, 0)
+        if w.col:
+            w.nl()
+    else:
+        _write_scalar(w, value, INDENT, [])
+        if w.col:
+            w.nl()
+    return "".join(w.parts).encode("utf-8", "surrogateescape")
+
+
+def iter_docs(docs: Iterable[Branch]) -> Iterable[Branch]:  # pragma: no cover - convenience
+    return iter(docs)
