@@ -1,0 +1,1 @@
+"""Entry points: thin translations of each host's protocol (kustomize, Helm, Argo CD)."""

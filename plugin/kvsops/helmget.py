@@ -1,0 +1,143 @@
+"""The Helm downloader's work: one URL in, the plaintext bytes out (in memory, never on disk).
+
+``fetch`` reads the file the policy allows, decrypts it with the keys of the injected environment
+(plus an imported key for the ``+import`` schemes) and returns the bytes for stdout.
+
+Key imports:
+- age: the key file is handed to the key ring as ``SOPS_AGE_KEY_FILE`` in the injected env; nothing
+  is copied.
+- PGP: kvsops unwraps PGP data keys with ``gpg``, and gpg only reads secret keys from a home
+  directory. The key is imported into a private ``GNUPGHOME`` (mode 0700, on ``/dev/shm`` when that
+  is a writable tmpfs, so the key stays in memory), the agent of that home is stopped and the
+  directory removed when the call ends, on SIGTERM/SIGHUP/SIGINT too. Only SIGKILL can leave it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from contextlib import contextmanager
+from typing import Iterator, Mapping
+
+from kvsops import helmurl
+from kvsops.errors import GeneratorError, InputError, KeyServiceError, MetadataNotFound
+from kvsops.helmurl import Policy, Request
+
+
+def fetch(req: Request, pol: Policy, env: Mapping[str, str]) -> bytes:
+    if req.kind == helmurl.LITERAL:
+        return _literal(req.target, helmurl.executable_env(env, pol))
+    path = helmurl.resolve_values_path(pol, req.target)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        if req.ignore_missing:
+            return b""
+        raise InputError(f"{req.target}: file does not exist",
+                         hint=f"prefix the path with ? to ignore a missing file ({req.scheme}://?{req.target})") from None
+    except IsADirectoryError:
+        raise InputError(f"{req.target}: is a directory") from None
+    except OSError as exc:
+        raise InputError(f"{req.target}: cannot read it ({type(exc).__name__})") from None
+    key_env = helmurl.executable_env(env, pol)
+    if req.kind == helmurl.AGE_IMPORT:
+        key_env["SOPS_AGE_KEY_FILE"] = helmurl.resolve_key_path(pol, req.key_file)
+        return _decrypt_file(req.target, data, pol, key_env)
+    if req.kind == helmurl.GPG_IMPORT:
+        key = helmurl.resolve_key_path(pol, req.key_file)
+        with private_gnupghome(key, req.key_file, key_env) as home:
+            key_env["GNUPGHOME"] = home
+            return _decrypt_file(req.target, data, pol, key_env)
+    return _decrypt_file(req.target, data, pol, key_env)
+
+
+def _decrypt_file(where: str, data: bytes, pol: Policy, env: Mapping[str, str]) -> bytes:
+    from kvsops import api
+
+    fmt = helmurl.sniff_format(where, data)
+    try:
+        return api.decrypt_bytes(data, fmt, session=api.Session(env=env), where=where)
+    except MetadataNotFound:
+        if pol.allow_unencrypted:
+            return data
+        raise MetadataNotFound(
+            f"{where}: not encrypted (no sops metadata); refusing to pass it through as a secret",
+            hint=f"encrypt it with sops/kvsops, use a plain -f {where}, "
+                 f"or set {helmurl.ALLOW_UNENCRYPTED}=true to pass unencrypted files through",
+        ) from None
+
+
+def _literal(value: str, env: Mapping[str, str]) -> bytes:
+    """helm-secrets: a literal holding sops metadata is a sops JSON document; anything else is a
+    plain value, returned as is (no newline added)."""
+    if "ENC[" in value and '"sops"' in value and '"mac"' in value:
+        from kvsops import api
+
+        return api.decrypt_bytes(value.encode(), "json", session=api.Session(env=env), where="secrets+literal")
+    return value.encode()
+
+
+def _tmp_base() -> str | None:
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
+
+
+@contextmanager
+def private_gnupghome(key_path: str, shown: str, env: Mapping[str, str]) -> Iterator[str]:
+    import shutil
+    import tempfile
+
+    from kvsops import keyring
+
+    home = tempfile.mkdtemp(prefix="kvsops-gnupg-", dir=_tmp_base())
+    gpg = keyring.gpg_exec(env)
+    child_env = {**env, "GNUPGHOME": home}
+
+    def _stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    old = _trap(_stop)
+    try:
+        try:
+            proc = subprocess.run([gpg, "--batch", "--no-tty", "--quiet", "--no-permission-warning",
+                                   "--homedir", home, "--import", key_path],
+                                  stdin=subprocess.DEVNULL, capture_output=True, env=child_env, timeout=60, check=False)
+        except FileNotFoundError:
+            raise KeyServiceError(f"cannot import {shown}: the gpg program ({gpg}) was not found") from None
+        except subprocess.TimeoutExpired:
+            raise KeyServiceError(f"cannot import {shown}: gpg did not answer within 60s") from None
+        if proc.returncode != 0:
+            raise GeneratorError(f"cannot import the PGP key {shown} (gpg exited with {proc.returncode})")
+        yield home
+    finally:
+        try:
+            subprocess.run([_gpgconf(gpg, env), "--homedir", home, "--kill", "all"],
+                           stdin=subprocess.DEVNULL, capture_output=True, env=child_env, timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        shutil.rmtree(home, ignore_errors=True)
+        for s, h in old.items():
+            signal.signal(s, h)  # type: ignore[arg-type]
+
+
+def _trap(handler: object) -> dict[int, object]:
+    old: dict[int, object] = {}
+    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        try:
+            old[s] = signal.signal(s, handler)  # type: ignore[arg-type]
+        except ValueError:  # not the main thread (library use): the finally block still cleans up
+            pass
+    return old
+
+
+def _gpgconf(gpg: str, env: Mapping[str, str]) -> str:
+    import shutil
+
+    found = shutil.which(gpg, path=env.get("PATH"))
+    if found:
+        sibling = os.path.join(os.path.dirname(os.path.realpath(found)), "gpgconf")
+        if os.access(sibling, os.X_OK):
+            return sibling
+    return shutil.which("gpgconf", path=env.get("PATH")) or "gpgconf"
