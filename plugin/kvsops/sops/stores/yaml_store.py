@@ -205,7 +205,7 @@ _BREAKS = re.compile(r"\r\n|\r|\n|\x85|\u2028|\u2029")
 class _Item:
     """A mapping entry or sequence element, located in the source."""
 
-    __slots__ = ("container", "index", "line", "col", "end", "depth", "scalar_line", "is_scalar", "leaf")
+    __slots__ = ("container", "index", "line", "col", "end", "depth", "scalar_line", "is_scalar", "leaf", "doc", "parent")
 
     def __init__(self, container: list, index: int, line: int, col: int, depth: int) -> None:  # type: ignore[type-arg]
         self.container = container
@@ -217,6 +217,8 @@ class _Item:
         self.scalar_line = -1  # line where a scalar value starts (for line comments)
         self.is_scalar = False
         self.leaf = False
+        self.doc = 0
+        self.parent: _Item | None = None
 
 
 def _find_comments(text: str) -> list[tuple[int, int, str, bool]]:
@@ -262,6 +264,8 @@ class _Builder:
         self.want = want_positions
         self.items: list[_Item] = []
         self.visited: set[int] = set()
+        self.doc = 0
+        self.parent: _Item | None = None
 
     def _tick(self, depth: int) -> None:
         self.count += 1
@@ -290,8 +294,13 @@ class _Builder:
                     it.leaf = it.is_scalar or bool(getattr(child, "flow_style", False)) or not child.value
                     if it.is_scalar:
                         it.scalar_line = child.start_mark.line
+                    it.doc, it.parent = self.doc, self.parent
                     self.items.append(it)
+                saved = self.parent
+                if want:
+                    self.parent = it
                 seq.append(self.value(child, depth + 1, expanding))
+                self.parent = saved
             return seq
         if isinstance(node, yaml.MappingNode):
             self.visited.discard(id(node)) if not expanding else None
@@ -322,8 +331,13 @@ class _Builder:
                 it.leaf = it.is_scalar or bool(getattr(vnode, "flow_style", False)) or not vnode.value
                 if it.is_scalar:
                     it.scalar_line = vnode.start_mark.line
+                it.doc, it.parent = self.doc, self.parent
                 self.items.append(it)
+            saved = self.parent
+            if want:
+                self.parent = it
             br.append((key, self.value(vnode, depth + 1, expanding)))
+            self.parent = saved
         return br
 
 
@@ -377,6 +391,7 @@ def load_plain(data: bytes) -> list[Branch]:
     doc_bounds: list[tuple[int, Branch]] = []
     for i, node in enumerate(nodes):
         builder.check_dups = i == 0
+        builder.doc = i
         if node is None:
             br = Branch()
         elif isinstance(node, yaml.MappingNode):
@@ -420,6 +435,12 @@ def _attach_comments(text: str, docs: list[Branch], nodes: list, items: list[_It
         entry = inserts.setdefault(id(container), (container, {}))
         entry[1].setdefault(index, []).append(c)
 
+    lead_sep = bool(seps) and _first_doc_starts_after_sep(text, seps[0])
+
+    def doc_index(line: int) -> int:
+        n = sum(1 for sp in seps if sp < line) - (1 if lead_sep else 0)
+        return max(0, min(n, len(docs) - 1))
+
     def doc_for_line(line: int) -> Branch:
         # the document a free-standing comment belongs to: count separators before it
         n = 0
@@ -452,24 +473,30 @@ def _attach_comments(text: str, docs: list[Branch], nodes: list, items: list[_It
                     add(it.container, it.index, Comment(ctext))
                 continue
         # own-line comment (or trailing with no item on its line)
+        di = doc_index(line)
         ni = bisect.bisect_right(starts, (line, 1 << 30))
         nxt = by_start[ni] if ni < len(by_start) else None
+        if nxt is not None and nxt.doc != di:
+            nxt = None
         pi = bisect.bisect_right(ends, (line, col)) - 1
         prev = by_end[pi] if pi >= 0 else None
         if prev is not None:
             # among items ending at the same place, take the deepest
             same = [x for x in by_end if x.end == prev.end]
             prev = max(same, key=lambda x: x.depth)
+            if prev.doc != di:
+                prev = None
         if nxt is not None and (col <= nxt.col or trailing or prev is None):
-            if nxt.container is not None:
-                # head comment of the outermost item starting at that position
-                add(nxt.container, nxt.index, Comment(ctext))
-                continue
-        if prev is not None and (nxt is None or nxt.line > line):
+            add(nxt.container, nxt.index, Comment(ctext))
+            continue
+        if prev is not None:
+            if nxt is None:
+                # end of the document: the comment closes every block indented deeper than it
+                while prev.parent is not None and prev.col > col:
+                    prev = prev.parent
             add(prev.container, prev.index + 1, Comment(ctext))
             continue
-        # no items at all: comments of an empty document
-        br = doc_for_line(line)
+        br = docs[di]
         add(br, len(br), Comment(ctext))
 
     for container, idx_map in inserts.values():
