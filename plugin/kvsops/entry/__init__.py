@@ -1,1 +1,1 @@
-"""Entry points: thin translations of each host's protocol (kustomize, Helm, Argo CD)."""
+"""Host entry points (kustomize, ...): each a thin translation of its host's protocol."""

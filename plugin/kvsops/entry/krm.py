@@ -1,0 +1,175 @@
+"""kustomize entry point: an exec KRM function, and (given one argument) a legacy exec plugin.
+
+    kvsops-krm                  ResourceList on stdin -> ResourceList on stdout (KRM function)
+    kvsops krm                  the same, for kustomize >= 5.7 (``exec: {path: kvsops, args: [krm]}``)
+    kvsops-krm CONFIG           legacy exec plugin: generator YAML file -> YAML stream on stdout
+
+kustomize starts one process per generator, so this module imports only what a run needs. The
+whole output is built in memory first: on failure stdout carries no object (in KRM mode only a
+ResourceList holding the error as a ``results`` entry; kustomize shows stderr), and the exit code
+is non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, BinaryIO, TextIO
+
+USAGE = """\
+usage: kvsops-krm              read a KRM ResourceList on stdin (kustomize exec function)
+       kvsops-krm CONFIG       legacy kustomize exec plugin (CONFIG is the generator YAML)
+       kvsops install-plugins DIR
+kinds: kvsops/v1 SopsGenerator, viaduct.ai/v1 ksops, goabout.com/v1beta1 SopsSecretGenerator
+see kustomize/README.md
+"""
+
+
+def _yaml() -> Any:
+    import yaml
+
+    return yaml
+
+
+def _loader() -> Any:
+    yaml = _yaml()
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _dumper() -> Any:
+    yaml = _yaml()
+    base = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+    class Dumper(base):  # type: ignore[misc, valid-type]
+        pass
+
+    def text(dumper: Any, value: str) -> Any:
+        style = "|" if "\n" in value else None  # PyYAML falls back to quoting when | cannot hold it
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
+    return Dumper
+
+
+def dump(obj: Any, *, many: bool = False) -> bytes:
+    yaml = _yaml()
+    opts = {"Dumper": _dumper(), "sort_keys": False, "default_flow_style": False,
+            "allow_unicode": True, "encoding": "utf-8", "width": 1 << 30}
+    return yaml.dump_all(obj, **opts) if many else yaml.dump(obj, **opts)  # type: ignore[no-any-return]
+
+
+def _parse(data: bytes, what: str) -> list[Any]:
+    from kvsops import errors
+
+    yaml = _yaml()
+    try:
+        return [d for d in yaml.load_all(data, Loader=_loader()) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise errors.InputError(f"{what} is not valid YAML{at}") from None
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ)
+
+
+def _generate(configs: list[Any]) -> list[dict[str, Any]]:
+    from kvsops.generate import generate
+
+    return generate(configs, root=os.getcwd(), env=_env())
+
+
+def run_krm(stdin: BinaryIO, stdout: BinaryIO) -> int:
+    from kvsops import errors
+    from kvsops.generate import is_config
+
+    docs = _parse(stdin.read(), "the ResourceList on stdin")
+    rl = docs[0] if len(docs) == 1 and isinstance(docs[0], dict) else None
+    if rl is None or rl.get("kind") not in ("ResourceList", "List"):
+        raise errors.InputError("stdin does not hold a single ResourceList",
+                                hint="kvsops-krm without arguments is a KRM function run by kustomize")
+    items = rl.get("items") or []
+    if not isinstance(items, list):
+        raise errors.InputError("ResourceList.items is not a list")
+    fc = rl.get("functionConfig")
+    if isinstance(fc, dict) and fc:
+        configs, keep = [fc], items
+    else:  # no functionConfig: every generator config among the items is one (as KSOPS does)
+        configs = [i for i in items if is_config(i)]
+        keep = [i for i in items if not is_config(i)]
+    if not configs:
+        raise errors.GeneratorError("no generator config in the ResourceList")
+    out = {"apiVersion": rl.get("apiVersion") or "config.kubernetes.io/v1", "kind": "ResourceList",
+           "items": keep + _generate(configs)}
+    stdout.write(dump(out))
+    return 0
+
+
+def run_legacy(config_path: str, stdout: BinaryIO) -> int:
+    from kvsops import errors
+
+    try:
+        with open(config_path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise errors.InputError(f"unable to read the generator config {config_path!r} ({type(exc).__name__})") from None
+    configs = _parse(data, "the generator config")
+    if not configs:
+        raise errors.GeneratorError("the generator config is empty")
+    stdout.write(dump(_generate(configs), many=True))
+    return 0
+
+
+def _results(stdout: BinaryIO, exc: BaseException) -> None:
+    """The KRM error channel: a ResourceList with no items and the message as an error result."""
+    from kvsops.errors import KvsopsError
+
+    msg = exc.render() if isinstance(exc, KvsopsError) else f"internal error ({type(exc).__name__})"
+    rl = {"apiVersion": "config.kubernetes.io/v1", "kind": "ResourceList", "items": [],
+          "results": [{"message": f"kvsops: {msg}", "severity": "error"}]}
+    try:
+        stdout.write(dump(rl))
+        stdout.flush()
+    except OSError:
+        pass
+
+
+def main(argv: list[str] | None = None, *, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
+         stderr: TextIO | None = None) -> int:
+    from kvsops.report import guarded
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    out = stdout or sys.stdout.buffer
+    debug = os.environ.get("KVSOPS_DEBUG", "").lower() in ("1", "true", "yes")
+    if args and args[0] in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0
+    if len(args) > 1:
+        (stderr or sys.stderr).write("kvsops: error: too many arguments [USAGE]\n" + USAGE)
+        return 2
+    if args:
+        return guarded(lambda: run_legacy(args[0], out), debug=debug, stream=stderr)
+    src = stdin or sys.stdin.buffer
+    if stdin is None and sys.stdin.isatty():
+        (stderr or sys.stderr).write(USAGE)
+        return 2
+
+    def work() -> int:
+        try:
+            return run_krm(src, out)
+        except Exception as exc:
+            _results(out, exc)
+            raise
+
+    return guarded(work, debug=debug, stream=stderr)
+
+
+def install_plugins_main(argv: list[str] | None = None) -> int:
+    from kvsops.entry.install import main as install
+
+    return install(sys.argv[1:] if argv is None else list(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

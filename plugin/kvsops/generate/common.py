@@ -1,0 +1,119 @@
+"""Pieces every generator kind shares: config access, metadata maps, output hygiene."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from kvsops import errors
+from kvsops.generate.sources import scalar_text
+
+NEEDS_HASH = "kustomize.config.k8s.io/needs-hash"
+BEHAVIOR = "kustomize.config.k8s.io/behavior"
+LOCAL_CONFIG = "config.kubernetes.io/local-config"
+BEHAVIORS = ("create", "merge", "replace")
+
+# Orchestrator bookkeeping that must never ride along on a generated object. local-config in
+# particular makes kustomize drop the object silently (goabout#36).
+_DROP = {
+    LOCAL_CONFIG,
+    "config.kubernetes.io/function",
+    "config.k8s.io/function",
+    "config.kubernetes.io/index",
+    "config.kubernetes.io/path",
+    "config.k8s.io/id",
+    "kustomize.config.k8s.io/id",
+}
+_DROP_PREFIX = "internal.config.kubernetes.io/"
+
+
+def label_of(cfg: Mapping[str, Any]) -> str:
+    meta = cfg.get("metadata") if isinstance(cfg.get("metadata"), Mapping) else {}
+    return f"{cfg.get('kind', '?')} {str(meta.get('name', '?'))!r}"
+
+
+def as_list(cfg: Mapping[str, Any], field: str, where: str) -> list[Any]:
+    value = cfg.get(field)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise errors.GeneratorError(f"{field} must be a list", where=where)
+    return value
+
+
+def as_map(cfg: Mapping[str, Any], field: str, where: str) -> dict[str, Any]:
+    value = cfg.get(field)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise errors.GeneratorError(f"{field} must be a mapping", where=where)
+    return dict(value)
+
+
+def str_map(value: Any, field: str, where: str) -> dict[str, str]:
+    """labels / annotations: a string-to-string map (scalars are stringified as Go would)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise errors.GeneratorError(f"{field} must be a mapping of strings", where=where)
+    out = {}
+    for k, v in value.items():
+        if isinstance(v, (Mapping, list)):
+            raise errors.GeneratorError(f"{field}.{k} must be a string", where=where)
+        out[str(k)] = scalar_text(v)
+    return out
+
+
+def as_str(cfg: Mapping[str, Any], field: str, where: str, default: str = "") -> str:
+    value = cfg.get(field, default)
+    if value is None:
+        return default
+    if isinstance(value, (Mapping, list)):
+        raise errors.GeneratorError(f"{field} must be a string", where=where)
+    return scalar_text(value)
+
+
+def as_bool(cfg: Mapping[str, Any], field: str, where: str) -> bool:
+    value = cfg.get(field, False)
+    if isinstance(value, bool) or value is None:
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise errors.GeneratorError(f"{field} must be true or false", where=where)
+
+
+def clean(obj: dict[str, Any]) -> dict[str, Any]:
+    """Strip orchestrator annotations from an output object (and an emptied annotations map)."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and isinstance(meta.get("annotations"), dict):
+        ann = {k: v for k, v in meta["annotations"].items() if k not in _DROP and not k.startswith(_DROP_PREFIX)}
+        if ann:
+            meta["annotations"] = ann
+        else:
+            del meta["annotations"]
+    return obj
+
+
+def manifests(docs: list[Any], where: str) -> list[dict[str, Any]]:
+    """Decrypted documents of a ``files:`` entry as Kubernetes objects."""
+    from kvsops.sops.tree import to_plain
+
+    out = []
+    for i, doc in enumerate(docs):
+        obj = to_plain(doc)
+        if not obj:
+            continue
+        if not isinstance(obj, dict) or not obj.get("kind") or not obj.get("apiVersion"):
+            raise errors.GeneratorError(f"document {i} is not a Kubernetes object (no apiVersion/kind)", where=where)
+        out.append(clean(obj))
+    return out
+
+
+def metadata(name: str, namespace: str, labels: dict[str, str], annotations: dict[str, str]) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    if labels:
+        meta["labels"] = labels
+    if annotations:
+        meta["annotations"] = annotations
+    return meta

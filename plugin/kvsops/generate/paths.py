@@ -1,0 +1,72 @@
+"""Confine every input file to the kustomization root.
+
+kustomize runs a generator with its cwd at the root of the kustomization that lists it, and its own
+load restrictor covers only the files kustomize itself reads. KSOPS and SopsSecretGenerator read any
+absolute, ``../`` or symlinked path, so one tenant's generator could decrypt another tenant's file
+with the shared key. We refuse all three unless the operator opts out for a trusted setup.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path, PurePosixPath
+from typing import Mapping
+
+from kvsops import errors
+
+OPT_OUT_ENV = "KVSOPS_ALLOW_OUTSIDE_ROOT"
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class Root:
+    """The directory every generator path is resolved against (and must stay inside)."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, allow_outside: bool = False) -> None:
+        self.path = Path(os.path.realpath(directory))
+        self.allow_outside = allow_outside
+
+    @classmethod
+    def from_env(cls, directory: str | os.PathLike[str], env: Mapping[str, str]) -> "Root":
+        return cls(directory, allow_outside=_truthy(env.get(OPT_OUT_ENV)))
+
+    def resolve(self, name: str) -> Path:
+        """The real path of ``name``; refuses absolute paths and anything that leaves the root."""
+        if not name or "\x00" in name:
+            raise errors.GeneratorError(f"invalid file path {name!r}")
+        hint = f"paths are relative to the kustomization root; set {OPT_OUT_ENV}=true only for trusted configs"
+        if self.allow_outside:
+            return Path(os.path.realpath(self.path / os.path.expanduser(name)))
+        if os.path.isabs(name) or PurePosixPath(name).is_absolute():
+            raise errors.PathRefused(f"absolute path {name!r} refused", hint=hint)
+        lexical = os.path.normpath(name)
+        if lexical == ".." or lexical.startswith(".." + os.sep):
+            raise errors.PathRefused(f"path {name!r} leaves the kustomization root", hint=hint)
+        real = Path(os.path.realpath(self.path / name))
+        if real != self.path and self.path not in real.parents:
+            raise errors.PathRefused(
+                f"path {name!r} resolves (through a symlink) outside the kustomization root", hint=hint
+            )
+        return real
+
+    def read(self, name: str) -> bytes:
+        """Read a regular file inside the root (no devices, FIFOs or directories; size-capped)."""
+        real = self.resolve(name)
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(real, flags)
+        except FileNotFoundError:
+            raise errors.InputError(f"file {name!r} does not exist") from None
+        except OSError as exc:
+            raise errors.InputError(f"cannot open {name!r} ({exc.strerror or type(exc).__name__})") from None
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise errors.InputError(f"{name!r} is not a regular file")
+            if st.st_size > MAX_FILE_BYTES:
+                raise errors.LimitExceeded(f"{name!r} is larger than {MAX_FILE_BYTES} bytes")
+            return fh.read(MAX_FILE_BYTES + 1)
