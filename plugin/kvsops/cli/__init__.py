@@ -1,0 +1,1 @@
+"""The ``kvsops`` command line: sops-compatible commands plus the hosts' entry points."""

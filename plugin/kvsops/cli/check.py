@@ -1,0 +1,116 @@
+"""``kvsops check``: a team guard (and pre-commit hook) against plaintext secrets and stale keys.
+
+A file fails when
+  * a ``.sops.yaml`` creation rule with a ``path_regex`` matches it and it is not encrypted;
+  * it is a Kubernetes Secret manifest with data/stringData in plaintext (encrypted or not:
+    a selection rule can leave ``stringData`` plain);
+  * it is encrypted and its keys differ from what its creation rule names (updatekeys is due).
+The config is the ``.sops.yaml`` nearest to each file (or ``--config``). Nothing is decrypted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from kvsops import errors, report
+from kvsops.cli import common
+from kvsops.sops.tree import Branch
+
+MAX_BYTES = 16 << 20  # larger files are skipped: not configuration
+
+
+class CheckFailed(errors.KvsopsError):
+    code = "CHECK_FAILED"
+    exit_code = 1
+
+
+class _Configs:
+    """The nearest .sops.yaml per directory (cached), or the one given with --config."""
+
+    def __init__(self, explicit: str | None) -> None:
+        self.explicit = explicit
+        self._cache: dict[str, object] = {}
+
+    def for_file(self, path: str):  # type: ignore[no-untyped-def]
+        from kvsops import config
+
+        directory = os.path.dirname(path)
+        if directory not in self._cache:
+            cfg, _warnings = config.load_config(directory, common.environ(), self.explicit)
+            self._cache[directory] = cfg
+        return self._cache[directory]
+
+
+def _secret_values_plain(doc: Branch) -> bool:
+    """A Secret manifest whose data/stringData holds a value that is neither ENC[...] nor a template."""
+    if doc.get("kind") != "Secret":
+        return False
+    for section in ("data", "stringData"):
+        values = doc.get(section)
+        if isinstance(values, Branch):
+            for _k, v in values:
+                if isinstance(v, str) and v and not v.startswith("ENC[AES256_GCM,") and "{{" not in v:
+                    return True
+    return False
+
+
+def _docs(data: bytes, fmt: str, encrypted: bool) -> list[Branch]:
+    from kvsops.sops import stores
+
+    store = stores.get(fmt)
+    try:
+        return store.load_encrypted(data)[0] if encrypted else store.load_plain(data)
+    except Exception:  # noqa: BLE001 - templates and other non-manifests are not our concern
+        return []
+
+
+def _reasons(path: str, configs: _Configs) -> list[str]:
+    from kvsops import api, config
+
+    if os.path.basename(path) in (config.CONFIG_NAME, config.ALTERNATE_NAME) or os.path.getsize(path) > MAX_BYTES:
+        return []
+    data = common.read_file(path)
+    fmt = common.fmt_for(None, path)
+    encrypted = api.is_encrypted(data, fmt)
+    cfg = configs.for_file(path)
+    rule = config.match_rule(cfg, path) if cfg is not None and _has_match(cfg, path) else None
+    reasons = []
+    if rule is not None and rule.path_regex and not encrypted:
+        reasons.append(f"not encrypted, but {cfg.path} says files matching {rule.path_regex!r} must be")
+    if fmt in ("yaml", "json") and any(_secret_values_plain(d) for d in _docs(data, fmt, encrypted)):
+        reasons.append("a Kubernetes Secret with plaintext data/stringData values")
+    if encrypted and rule is not None and rule.key_groups:
+        _docs_, md = api.load_encrypted(data, fmt)
+        diff = common.diff_groups(common.group_specs(md), [list(g) for g in rule.key_groups])
+        if any(a or r for a, r in diff):
+            reasons.append("its keys differ from .sops.yaml: run 'kvsops updatekeys " + common.display(path) + "'")
+    return reasons
+
+
+def _has_match(cfg, path: str) -> bool:  # type: ignore[no-untyped-def]
+    from kvsops import config
+
+    if cfg.rules is None:
+        return False
+    rel = config.relative_to_config(cfg.directory, path)
+    return any(r.matches(rel) for r in cfg.rules)
+
+
+def check(args: argparse.Namespace) -> int:
+    paths = args.paths or ["."]
+    for p in paths:
+        if not os.path.exists(p):
+            raise errors.NoFileSpecified(f"{p} does not exist")
+    configs = _Configs(getattr(args, "config", None))
+    failed = 0
+    checked = 0
+    for path in common.iter_files(paths):
+        checked += 1
+        for reason in _reasons(os.path.abspath(path), configs):
+            report.print_error(CheckFailed(reason, where=common.display(path)))
+            failed += 1
+    if failed:
+        raise CheckFailed(f"{failed} problem(s) in {checked} file(s) checked",
+                          hint="encrypt the files with 'kvsops encrypt -i FILE', or run 'kvsops updatekeys FILE'")
+    return 0

@@ -1,0 +1,220 @@
+"""decrypt, encrypt, set, unset, filestatus, keygen: each a short translation to kvsops.api."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import sys
+
+from kvsops import errors
+from kvsops.cli import common, treepath
+from kvsops.sops.rules import RULE_KINDS, SelectionRule
+from kvsops.sops.tree import Branch
+
+# ----------------------------------------------------------------------------- decrypt
+
+
+def decrypt(args: argparse.Namespace) -> int:
+    from kvsops import api
+    from kvsops.sops import stores
+
+    stdin = args.file in (None, "-")
+    common.check_destination(args, stdin)
+    path = None if stdin else common.existing_file(args.file)
+    name = os.path.abspath(args.filename_override) if args.filename_override else path
+    if stdin and not (args.input_type or name):
+        raise errors.ConflictingParameters("reading from stdin needs --input-type or --filename-override")
+    fmt_in, fmt_out = common.formats(args, name)
+    extract = treepath.parse(args.extract) if args.extract else None
+    data = common.read_stdin() if stdin else common.read_file(path)  # type: ignore[arg-type]
+    where = common.display(path)
+    dec = api.decrypt(data, fmt_in, session=common.session(args), ignore_mac=args.ignore_mac, where=where)
+    if extract is None:
+        out = api.emit_plain(dec.docs, fmt_out, where=where)
+    else:
+        out = _extract(dec.docs, extract, fmt_out, stores)
+    common.deliver(out, args, path, plaintext=True)
+    return 0
+
+
+def _extract(docs: list[Branch], path: list[str | int], fmt: str, stores) -> bytes:  # type: ignore[no-untyped-def]
+    from kvsops import api
+
+    value = treepath.truncate(docs[0] if docs else Branch(), path)
+    if isinstance(value, Branch):
+        return api.emit_plain([value], fmt)
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")  # raw, no trailing newline (as sops)
+    return bytes(stores.get(fmt).emit_value(value))
+
+
+# ----------------------------------------------------------------------------- encrypt
+
+
+def selection_rule(args: argparse.Namespace) -> SelectionRule | None:
+    given = [(k, getattr(args, k)) for k in RULE_KINDS if getattr(args, k, None)]
+    if len(given) > 1:
+        raise errors.ConflictingParameters("cannot use more than one of " + ", ".join(
+            "--" + k.replace("_", "-") for k, _ in given))
+    return SelectionRule(*given[0]) if given else None
+
+
+def encryption_settings(args: argparse.Namespace, target: str, sess):  # type: ignore[no-untyped-def]
+    """(recipient groups, threshold, rule, mac_only) from flags, env and .sops.yaml (sops' precedence)."""
+    env = common.environ()
+    flag_rule = selection_rule(args)
+    conf = common.creation_rule(args, env, target)
+    keys = common.flag_keys(args, env)
+    groups = [keys] if keys else list(conf.key_groups) if conf else []
+    if not groups:
+        raise errors.UsageError(
+            "no keys to encrypt with: no .sops.yaml creation rule names keys, and no --age/--pgp/--azure-kv given",
+            hint="pass --age/--pgp/--azure-kv, set SOPS_AGE_RECIPIENTS, or add a creation rule to .sops.yaml",
+        )
+    threshold = args.shamir_secret_sharing_threshold or (conf.shamir_threshold if conf else 0)
+    rule = flag_rule or (conf.rule if conf else None)
+    mac_only = bool(args.mac_only_encrypted or (conf and conf.mac_only_encrypted))
+    return common.recipients(sess, groups), threshold, rule, mac_only
+
+
+def encrypt(args: argparse.Namespace) -> int:
+    from kvsops import api
+
+    stdin = args.file in (None, "-")
+    common.check_destination(args, stdin)
+    if stdin and not args.filename_override:
+        raise errors.ConflictingParameters("must specify --filename-override when reading from stdin")
+    path = None if stdin else common.existing_file(args.file)
+    name = os.path.abspath(args.filename_override) if args.filename_override else path
+    assert name is not None
+    fmt_in, fmt_out = common.formats(args, name)
+    data = common.read_stdin() if stdin else common.read_file(path)  # type: ignore[arg-type]
+    groups, threshold, rule, mac_only = encryption_settings(args, name, common.session(args))
+    try:
+        out = api.encrypt_bytes(data, fmt_in, groups, rule=rule, threshold=threshold,
+                                mac_only_encrypted=mac_only, output_fmt=fmt_out)
+    except errors.KvsopsError as exc:
+        raise exc.with_where(common.display(path)) from None
+    common.deliver(out, args, path, plaintext=False)
+    return 0
+
+
+# ----------------------------------------------------------------------------- set / unset
+
+
+def json_value(text: str) -> object:
+    """sops' jsonValueToTreeInsertableValue: scalars as Go encoding/json decodes them into an
+    interface{} (every number a float64); objects and arrays keep integers as ints."""
+    def bad_constant(_name: str) -> object:
+        raise ValueError("not JSON")
+
+    try:
+        value = json.loads(text, object_pairs_hook=Branch, parse_constant=bad_constant)
+    except (ValueError, RecursionError):
+        raise errors.InvalidSetFormat("the value is not valid JSON") from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(value, float) and math.isinf(value):
+        raise errors.InvalidSetFormat("the value is a number out of range")
+    return value
+
+
+def _set_inputs(args: argparse.Namespace) -> tuple[str, list[str | int], object]:
+    if args.value_file and args.value_stdin:
+        raise errors.ConflictingParameters("cannot use both --value-file and --value-stdin")
+    need_value = not args.value_stdin
+    if not args.file or not args.index or (need_value and args.value is None):
+        raise errors.NoFileSpecified("set needs FILE, INDEX and VALUE (or --value-stdin)")
+    if args.value_stdin and args.value is not None:
+        raise errors.UsageError("give either VALUE or --value-stdin, not both")
+    path = common.existing_file(args.file)
+    try:
+        index = treepath.parse(args.index)
+    except errors.InvalidTreePath as exc:
+        raise errors.InvalidSetFormat(f"invalid set index format: {exc.message}") from None
+    if not index:
+        raise errors.InvalidSetFormat("the set index is empty")
+    if args.value_stdin:
+        raw = common.read_stdin()
+    elif args.value_file:
+        raw = common.read_file(args.value)
+    else:
+        raw = args.value.encode("utf-8", "surrogateescape")
+    return path, index, json_value(raw.decode("utf-8", "replace"))
+
+
+def set_value(args: argparse.Namespace) -> int:
+    from kvsops import api
+
+    path, index, value = _set_inputs(args)
+    fmt, fmt_out = common.formats(args, path)
+    where = common.display(path)
+    dec = api.decrypt(common.read_file(path), fmt, session=common.session(args),
+                      ignore_mac=args.ignore_mac, where=where)
+    docs = dec.docs or [Branch()]
+    new, changed = treepath.set_value(docs[0], index, value)
+    docs[0] = new  # type: ignore[assignment]
+    if not changed and args.idempotent:
+        common.info(f"{where}: value unchanged, file not written")
+        return 0
+    out = api.reencrypt(dec, docs, fmt=fmt_out)
+    common.write_file(path, out)
+    return 0
+
+
+def unset_value(args: argparse.Namespace) -> int:
+    from kvsops import api
+
+    if not args.file or not args.index:
+        raise errors.NoFileSpecified("unset needs FILE and INDEX")
+    path = common.existing_file(args.file)
+    try:
+        index = treepath.parse(args.index)
+    except errors.InvalidTreePath as exc:
+        raise errors.InvalidSetFormat(f"invalid unset index format: {exc.message}") from None
+    if not index:
+        raise errors.InvalidSetFormat("the unset index is empty")
+    fmt, fmt_out = common.formats(args, path)
+    where = common.display(path)
+    dec = api.decrypt(common.read_file(path), fmt, session=common.session(args),
+                      ignore_mac=args.ignore_mac, where=where)
+    try:
+        dec.docs[0] = treepath.unset_value(dec.docs[0] if dec.docs else Branch(), index)  # type: ignore[assignment]
+    except errors.KeyNotFoundInTree as exc:
+        if args.idempotent:
+            return 0
+        raise exc.with_where(where) from None
+    common.write_file(path, api.reencrypt(dec, fmt=fmt_out))
+    return 0
+
+
+# ----------------------------------------------------------------------------- filestatus / keygen
+
+
+def filestatus(args: argparse.Namespace) -> int:
+    from kvsops import api
+
+    path = common.existing_file(args.file)
+    encrypted = api.is_encrypted(common.read_file(path), common.fmt_for(args.input_type, path))
+    common.write_stdout(json.dumps({"encrypted": encrypted}, separators=(",", ":")).encode() + b"\n")
+    return 0
+
+
+def keygen(args: argparse.Namespace) -> int:
+    from kvsops.keys import age
+
+    identity, public = age.generate()
+    created = _dt.datetime.now().astimezone().replace(microsecond=0).isoformat()
+    if created.endswith("+00:00"):
+        created = created[:-6] + "Z"
+    text = f"# created: {created}\n# public key: {public}\n{identity}\n".encode()
+    if args.output:
+        common.write_new_private(args.output, text)
+    else:
+        common.write_stdout(text)
+    if args.output or not sys.stdout.isatty():
+        sys.stderr.write(f"Public key: {public}\n")
+    return 0

@@ -1,0 +1,309 @@
+"""What the commands share: reading inputs, formats, writing outputs, keys from flags and config."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from kvsops import errors
+from kvsops.sops import stores
+
+ENV_KEYS = (("azure_kv", "azure_kv", "SOPS_AZURE_KEYVAULT_URLS"), ("pgp", "pgp", "SOPS_PGP_FP"),
+            ("age", "age", "SOPS_AGE_RECIPIENTS"))
+SKIP_DIRS = frozenset({".git", ".hg", ".svn", ".venv", "venv", "node_modules", "__pycache__", ".tox",
+                       ".mypy_cache", ".pytest_cache", ".terraform", ".tools", ".idea", ".vscode"})
+
+
+def warn(message: str) -> None:
+    sys.stderr.write(f"kvsops: warning: {message}\n")
+    sys.stderr.flush()
+
+
+def info(message: str) -> None:
+    sys.stderr.write(f"kvsops: {message}\n")
+    sys.stderr.flush()
+
+
+def environ() -> dict[str, str]:
+    return dict(os.environ)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def existing_file(path: str | None) -> str:
+    """The absolute path of an existing regular file (sops: exit 100 otherwise)."""
+    if not path:
+        raise errors.NoFileSpecified("no file specified")
+    full = os.path.abspath(path)
+    if not os.path.exists(full):
+        raise errors.NoFileSpecified(f"cannot operate on non-existent file {path}")
+    if os.path.isdir(full):
+        raise errors.NoFileSpecified(f"{path} is a directory")
+    return full
+
+
+def read_file(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise errors.InputError(f"cannot read {path} ({type(exc).__name__})") from None
+
+
+def read_stdin() -> bytes:
+    return sys.stdin.buffer.read()
+
+
+def fmt_for(flag: str | None, name: str | None, fallback: str | None = None) -> str:
+    """A format flag if valid, else detection by extension (sops ignores unknown values)."""
+    if flag in stores.FORMATS:
+        return flag  # type: ignore[return-value]
+    if flag:
+        warn(f"unknown format {flag!r}: detecting the format from the file name")
+    if name:
+        return stores.detect(name)
+    return fallback or "binary"
+
+
+def formats(args: argparse.Namespace, name: str | None) -> tuple[str, str]:
+    """(input, output) formats: flags, else by extension; an explicit --input-type is also the
+    default output type (sops would detect the output from the extension and then fail)."""
+    fmt_in = fmt_for(getattr(args, "input_type", None), name)
+    explicit_in = getattr(args, "input_type", None) in stores.FORMATS
+    out_name = None if explicit_in else name
+    return fmt_in, fmt_for(getattr(args, "output_type", None), out_name, fmt_in)
+
+
+def display(path: str | None) -> str:
+    if not path:
+        return "(stdin)"
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def write_stdout(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def write_file(path: str, data: bytes, *, private: bool = False) -> None:
+    """Replace ``path`` atomically (temp file in the same directory, then rename), keeping the
+    mode of an existing file; a new file gets 0600 when ``private`` (plaintext), else 0666-umask."""
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o600 if private else 0o666 & ~_umask()
+    fd, tmp = tempfile.mkstemp(prefix=".kvsops-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _unlink(tmp)
+        raise errors.OutputError(f"cannot write {display(path)} ({type(exc).__name__})") from None
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def write_new_private(path: str, data: bytes) -> None:
+    """Create ``path`` with mode 0600; refuse to overwrite."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise errors.OutputError(f"{display(path)} already exists; refusing to overwrite it") from None
+    except OSError as exc:
+        raise errors.OutputError(f"cannot create {display(path)} ({type(exc).__name__})") from None
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def deliver(data: bytes, args: argparse.Namespace, path: str | None, *, plaintext: bool) -> None:
+    """stdout, ``--output FILE`` or ``--in-place``, checked for conflicts beforehand."""
+    if getattr(args, "in_place", False):
+        assert path is not None
+        write_file(path, data, private=plaintext)
+    elif getattr(args, "output", None):
+        write_file(args.output, data, private=plaintext)
+    else:
+        write_stdout(data)
+
+
+def check_destination(args: argparse.Namespace, stdin: bool) -> None:
+    if stdin and getattr(args, "in_place", False):
+        raise errors.ConflictingParameters("cannot use --in-place when reading from stdin")
+    if getattr(args, "in_place", False) and getattr(args, "output", None):
+        raise errors.ConflictingParameters("cannot use both --output and --in-place")
+
+
+# ----------------------------------------------------------------------------- sessions and keys
+
+
+def session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from kvsops import api
+
+    order = getattr(args, "decryption_order", None)
+    return api.Session(order=api.decryption_order(order) if order else None)
+
+
+def recipient(sess, kind: str, spec: str) -> object:  # type: ignore[no-untyped-def]
+    try:
+        return sess.recipient(kind, spec)
+    except ImportError:
+        raise errors.MissingDependency(
+            f"{kind} keys need an optional extra", hint="pip install 'kvsops[azure]'"
+        ) from None
+
+
+def recipients(sess, groups: Sequence[Sequence[tuple[str, str]]]) -> list[list[object]]:  # type: ignore[no-untyped-def]
+    return [[recipient(sess, kind, spec) for kind, spec in group] for group in groups]
+
+
+def split_list(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def flag_keys(args: argparse.Namespace, env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Keys from --azure-kv/--pgp/--age (or their env vars): one group that overrides .sops.yaml."""
+    keys: list[tuple[str, str]] = []
+    for attr, kind, var in ENV_KEYS:
+        keys.extend((kind, k) for k in split_list(getattr(args, attr, None) or env.get(var)))
+    return keys
+
+
+def config_for(args: argparse.Namespace, env: Mapping[str, str], cwd: str | None = None):  # type: ignore[no-untyped-def]
+    from kvsops import config
+
+    cfg, warnings = config.load_config(cwd or os.getcwd(), env, getattr(args, "config", None))
+    for w in warnings:
+        warn(w)
+    return cfg
+
+
+def creation_rule(args: argparse.Namespace, env: Mapping[str, str], target: str):  # type: ignore[no-untyped-def]
+    from kvsops import config
+
+    cfg = config_for(args, env)
+    return None if cfg is None else config.match_rule(cfg, target)
+
+
+# ----------------------------------------------------------------------------- key identities
+
+
+def entry_spec(kind: str, fields: Mapping[str, object]) -> str:
+    """The public identity of a metadata key entry, as sops' ``ToString`` writes it."""
+    get = lambda name: str(fields.get(name, "") or "")  # noqa: E731
+    if kind == "age":
+        return get("recipient").strip()
+    if kind == "pgp":
+        return get("fp")
+    if kind == "azure_kv":
+        from kvsops.config import azure_spec
+
+        return azure_spec(get("vault_url"), get("name"), get("version"))
+    if kind == "kms":
+        return get("arn")
+    if kind == "gcp_kms":
+        return get("resource_id")
+    if kind == "hc_vault":
+        return f"{get('vault_address')}/v1/{get('engine_path')}/keys/{get('key_name')}"
+    return get("key_id")
+
+
+def same_key(kind: str, have: str, want: str) -> bool:
+    if kind == "pgp":
+        return have.replace(" ", "").upper() == want.replace(" ", "").upper()
+    if kind == "azure_kv" and want.count("/keys/") == 1 and want.rstrip("/").count("/") == 4:
+        return have.startswith(want.rstrip("/") + "/") or have == want  # no version: any version
+    return have == want
+
+
+def group_specs(md) -> list[list[tuple[str, str]]]:  # type: ignore[no-untyped-def]
+    return [[(e.kind, entry_spec(e.kind, e.as_dict())) for e in group] for group in md.key_groups]
+
+
+def diff_groups(have: Sequence[Sequence[tuple[str, str]]], want: Sequence[Sequence[tuple[str, str]]]
+                ) -> list[tuple[list[tuple[str, str]], list[tuple[str, str]]]]:
+    """Per group index: (added, removed), as sops' DiffKeyGroups."""
+    out = []
+    for i in range(max(len(have), len(want))):
+        old = list(have[i]) if i < len(have) else []
+        new = list(want[i]) if i < len(want) else []
+        added = [k for k in new if not any(k[0] == o[0] and same_key(k[0], o[1], k[1]) for o in old)]
+        removed = [o for o in old if not any(k[0] == o[0] and same_key(k[0], o[1], k[1]) for k in new)]
+        out.append((added, removed))
+    return out
+
+
+def describe_diff(diff: Sequence[tuple[list[tuple[str, str]], list[tuple[str, str]]]]) -> list[str]:
+    lines = []
+    for i, (added, removed) in enumerate(diff):
+        lines.append(f"group {i + 1}:")
+        lines.extend(f"    +++ {kind} {spec}" for kind, spec in added)
+        lines.extend(f"    --- {kind} {spec}" for kind, spec in removed)
+    return lines
+
+
+# ----------------------------------------------------------------------------- trees of files
+
+
+def iter_files(paths: Iterable[str]) -> Iterable[str]:
+    """Files named, and files under directories named (sorted, skipping VCS and tool dirs)."""
+    for p in paths:
+        if os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+                for name in sorted(files):
+                    full = os.path.join(root, name)
+                    if not os.path.islink(full):
+                        yield full
+        else:
+            yield p
+
+
+def run_each(items: Sequence[str], work) -> int:  # type: ignore[no-untyped-def]
+    """Run ``work(path)`` for every item; report each failure and go on; fail at the end."""
+    from kvsops import report
+
+    failures: list[errors.KvsopsError] = []
+    for item in items:
+        try:
+            work(item)
+        except errors.KvsopsError as exc:
+            if len(items) == 1:
+                raise
+            report.print_error(exc)
+            failures.append(exc)
+    if failures:
+        first = failures[0]
+        err = errors.KvsopsError(f"{len(failures)} of {len(items)} files failed")
+        err.exit_code = first.exit_code
+        raise err
+    return 0

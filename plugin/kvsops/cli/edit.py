@@ -1,0 +1,208 @@
+"""``kvsops edit``: decrypt to a private temp file, run the editor, re-encrypt what changed.
+
+The plaintext lives only in a 0600 file inside a 0700 directory, on /dev/shm when it exists (RAM,
+so it never reaches a disk), and the directory is removed on every way out: success, error,
+Ctrl-C, SIGTERM and SIGHUP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from typing import Iterator
+
+from kvsops import errors
+from kvsops.cli import common
+from kvsops.sops.tree import Branch
+
+_EXAMPLES = {
+    "yaml": b"hello: Welcome to SOPS! Edit this file as you please!\nexample_key: example_value\n"
+            b"# Example comment\nexample_array:\n    - example_value1\n    - example_value2\n"
+            b"example_number: 1234.56789\nexample_booleans:\n    - true\n    - false\n",
+    "json": b'{\n\t"hello": "Welcome to SOPS! Edit this file as you please!",\n\t"example_key": "example_value",\n'
+            b'\t"example_array": [\n\t\t"example_value1",\n\t\t"example_value2"\n\t],\n'
+            b'\t"example_number": 1234.56789,\n\t"example_booleans": [\n\t\ttrue,\n\t\tfalse\n\t]\n}\n',
+    "dotenv": b"hello=Welcome to SOPS! Edit this file as you please!\nexample_key=example_value\n",
+    "ini": b"[Section]\nhello = Welcome to SOPS! Edit this file as you please!\nexample_key = example_value\n",
+    "binary": b"Welcome to SOPS! Edit this file as you please!\n",
+}
+PRESS_ENTER = "Press enter to return to the editor, or Ctrl+C to exit."
+
+
+def _shm_base() -> str | None:
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
+
+
+@contextlib.contextmanager
+def private_file(basename: str) -> Iterator[str]:
+    """A 0600 file in a fresh 0700 directory; both gone when the block exits, however it exits."""
+    directory = tempfile.mkdtemp(prefix="kvsops-edit-", dir=_shm_base())
+    path = os.path.join(directory, basename or "file")
+    previous = {}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        # Unwind through the finally below (removing the plaintext); report.guarded prints it.
+        raise errors.Interrupted(f"terminated by {signal.Signals(signum).name}; the file was left unchanged")
+
+    try:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, on_signal)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        yield path
+    finally:
+        _shred_dir(directory)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _shred_dir(directory: str) -> None:
+    # Overwrite what we can before unlinking (editors may leave swap and backup files too).
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            p = os.path.join(root, name)
+            with contextlib.suppress(OSError):
+                size = os.path.getsize(p)
+                with open(p, "r+b") as fh:
+                    fh.write(b"\0" * size)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def editor_argv(env: dict[str, str]) -> list[str]:
+    for var in ("SOPS_EDITOR", "EDITOR"):
+        if env.get(var):
+            try:
+                argv = shlex.split(env[var])
+            except ValueError:
+                raise errors.NoEditorFound(f"cannot parse ${var}") from None
+            if argv:
+                return argv
+    for name in ("vim", "nano", "vi"):
+        found = shutil.which(name)
+        if found:
+            return [found]
+    raise errors.NoEditorFound("no editor found: set SOPS_EDITOR or EDITOR (vim, nano and vi are not installed)")
+
+
+def run_editor(argv: list[str], path: str) -> None:
+    try:
+        proc = subprocess.Popen([*argv, path])
+    except OSError as exc:
+        raise errors.NoEditorFound(f"could not run the editor {argv[0]} ({type(exc).__name__})") from None
+    try:
+        rc = proc.wait()
+    except BaseException:
+        proc.terminate()
+        with contextlib.suppress(Exception):
+            proc.wait(timeout=5)
+        raise
+    if rc != 0:
+        raise errors.NoEditorFound(f"the editor {os.path.basename(argv[0])} exited with status {rc}")
+
+
+def _sha256(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).digest()
+
+
+def _write(path: str, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+
+
+def _validate(data: bytes, fmt: str) -> list[Branch]:
+    from kvsops.sops import stores
+
+    docs = stores.get(fmt).load_plain(data)
+    if not docs:
+        raise errors.NeedAtLeastOneDocument("the edited file has no documents")
+    first = docs[0]
+    if (fmt == "dotenv" and any(isinstance(k, str) and k.startswith("sops_") for k, _ in first)) or (
+        fmt != "dotenv" and first.index_of("sops") >= 0
+    ):
+        raise errors.InputError("the edited file contains a top-level sops key, which is reserved")
+    return docs
+
+
+def edit_loop(path: str, fmt: str, plain: bytes, env: dict[str, str]) -> list[Branch]:
+    """Run the editor until the result parses; returns the new documents."""
+    argv = editor_argv(env)
+    _write(path, plain)
+    original = _sha256(path)
+    while True:
+        run_editor(argv, path)
+        if _sha256(path) == original:
+            raise errors.FileNotModified("file has not changed, exiting")
+        try:
+            with open(path, "rb") as fh:
+                return _validate(fh.read(), fmt)
+        except errors.KvsopsError as exc:
+            if not (sys.stdin.isatty() and sys.stderr.isatty()):
+                raise errors.InputError(
+                    f"the edited file is not valid {fmt} ({exc.message}); the encrypted file was left unchanged"
+                ) from None
+            sys.stderr.write(f"kvsops: error: the edited file is not valid {fmt} ({exc.message}). {PRESS_ENTER}\n")
+            sys.stdin.readline()
+
+
+def _newer(a: str, b: str) -> bool:
+    """semver a > b (sops' AIsNewerThanB); unparsable -> VersionError (202)."""
+    def parts(v: str) -> tuple[int, ...]:
+        core = v.lstrip("v").split("-")[0].split("+")[0].split(".")
+        try:
+            return tuple(int(x) for x in core)
+        except ValueError:
+            raise errors.VersionError(f"cannot compare the file's version {v!r}") from None
+
+    return parts(a) > parts(b)
+
+
+def edit(args: argparse.Namespace) -> int:
+    from kvsops import api
+    from kvsops.sops import metadata
+
+    path = os.path.abspath(args.file)
+    if os.path.isdir(path):
+        raise errors.NoFileSpecified(f"{args.file} is a directory")
+    name = os.path.abspath(args.filename_override) if args.filename_override else path
+    fmt = common.fmt_for(args.input_type, name)
+    env = common.environ()
+    sess = common.session(args)
+    if os.path.exists(path):
+        dec = api.decrypt(common.read_file(path), fmt, session=sess, ignore_mac=args.ignore_mac,
+                          where=common.display(path))
+        with private_file(os.path.basename(path)) as tmp:
+            docs = edit_loop(tmp, fmt, api.emit_plain(dec.docs, fmt), env)
+        version = dec.metadata.version
+        if _newer(metadata.WRITER_VERSION, version):
+            version = metadata.WRITER_VERSION
+        out = api.reencrypt(dec, docs, version=version)
+    else:
+        out = _edit_new(args, path, name, fmt, env, sess)
+    common.write_file(path, out)
+    return 0
+
+
+def _edit_new(args: argparse.Namespace, path: str, name: str, fmt: str, env: dict[str, str], sess) -> bytes:  # type: ignore[no-untyped-def]
+    from kvsops import api
+    from kvsops.cli.commands import encryption_settings
+    from kvsops.sops.rules import SelectionRule
+
+    groups, threshold, rule, mac_only = encryption_settings(args, name, sess)
+    data_key = os.urandom(api.DATA_KEY_SIZE)
+    key_groups, threshold = api.wrap_data_key(data_key, groups, threshold)
+    with private_file(os.path.basename(path)) as tmp:
+        docs = edit_loop(tmp, fmt, _EXAMPLES[fmt], env)
+    if rule is None and fmt != "binary":
+        rule = SelectionRule()
+    return api.encrypt_docs(docs, fmt, key_groups, data_key, rule=rule, threshold=threshold,
+                            mac_only_encrypted=mac_only)
+

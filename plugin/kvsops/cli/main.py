@@ -1,0 +1,68 @@
+"""``kvsops`` entry point: our own subcommands through argparse, the hosts' ones through DISPATCH.
+
+Startup time matters (every Helm values file is a new process), so this module imports only the
+standard library's light parts, ``errors`` and ``report``; everything else is imported by the
+command that needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Callable, Sequence
+
+from kvsops import report
+from kvsops.errors import UsageError
+
+# Subcommands owned by other modules: name -> (module, function), imported only when used.
+DISPATCH: dict[str, tuple[str, str] | None] = {
+    "krm": ("kvsops.entry.krm", "main"),
+    "install-plugins": ("kvsops.entry.krm", "install_plugins_main"),
+    "helm": ("kvsops.entry.helm", "main"),
+    "argocd": ("kvsops.entry.argocd", "main"),
+    "refs": None,
+}
+
+
+def _dispatched(name: str) -> Callable[[list[str]], int]:
+    target = DISPATCH[name]
+    if target is None:
+        raise UsageError(f"the {name!r} command is not available in this build")
+    module_name, func = target
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise UsageError(f"the {name!r} command is not available in this build") from None
+        raise
+    return getattr(module, func)  # type: ignore[no-any-return]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = bool(args) and args[0] == "--debug"
+    rest = args[1:] if debug else args
+    if rest and rest[0] in DISPATCH:
+        try:
+            func = _dispatched(rest[0])
+        except UsageError as exc:
+            return report.guarded(lambda: _raise(exc), debug=debug)
+        return int(func(rest[1:]) or 0)
+    return report.guarded(lambda: _own_command(args), debug="--debug" in args)
+
+
+def _raise(exc: BaseException) -> int:
+    raise exc
+
+
+def _own_command(args: list[str]) -> int:
+    from kvsops.cli import parser
+
+    ns = parser.parse(args)
+    if ns is None:  # --help or --version was printed
+        return 0
+    return int(ns.func(ns) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

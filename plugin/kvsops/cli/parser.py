@@ -1,0 +1,169 @@
+"""The argparse definitions of kvsops' own subcommands (flags named as in sops)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Any, Callable, Sequence
+
+from kvsops import __version__
+from kvsops.errors import UsageError
+
+_SELECTION_FLAGS = (
+    ("--unencrypted-suffix", "values under keys ending with this suffix stay plain (default _unencrypted)"),
+    ("--encrypted-suffix", "only values under keys ending with this suffix are encrypted"),
+    ("--unencrypted-regex", "values under keys matching this regex stay plain"),
+    ("--encrypted-regex", "only values under keys matching this regex are encrypted"),
+    ("--unencrypted-comment-regex", "values after a comment matching this regex stay plain"),
+    ("--encrypted-comment-regex", "only values after a comment matching this regex are encrypted"),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one error voice: report.guarded prints it
+        raise UsageError(message, hint=f"run '{self.prog} --help' for usage")
+
+    def exit(self, status: int = 0, message: str | None = None) -> Any:
+        if status:
+            raise UsageError((message or "invalid usage").strip())
+        raise _Done()
+
+
+class _Done(Exception):
+    """--help or --version was printed."""
+
+
+def _lazy(module: str, func: str) -> Callable[[argparse.Namespace], int]:
+    def run(ns: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(f"kvsops.cli.{module}"), func)(ns)  # type: ignore[no-any-return]
+
+    return run
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show stack frames on errors")
+    p.add_argument("--config", default=argparse.SUPPRESS, help="path to .sops.yaml (env SOPS_CONFIG)")
+
+
+def _types(p: argparse.ArgumentParser, output: bool = True) -> None:
+    p.add_argument("--input-type", help="yaml, json, dotenv, ini or binary (default: by extension)")
+    if output:
+        p.add_argument("--output-type", help="yaml, json, dotenv, ini or binary (default: by extension)")
+
+
+def _decrypting(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ignore-mac", action="store_true", help="do not verify the MAC (only if you trust the file)")
+    p.add_argument("--decryption-order", help="comma list of key types to try first (env SOPS_DECRYPTION_ORDER)")
+
+
+def _keys(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--age", "-a", help="comma list of age recipients (env SOPS_AGE_RECIPIENTS)")
+    p.add_argument("--pgp", "-p", help="comma list of PGP fingerprints (env SOPS_PGP_FP)")
+    p.add_argument("--azure-kv", help="comma list of Key Vault key URLs (env SOPS_AZURE_KEYVAULT_URLS)")
+    for flag, text in _SELECTION_FLAGS:
+        p.add_argument(flag, help=text)
+    p.add_argument("--mac-only-encrypted", action="store_true", help="the MAC covers encrypted values only")
+    p.add_argument("--shamir-secret-sharing-threshold", type=int, default=0, metavar="N",
+                   help="key groups needed to recover the data key")
+    p.add_argument("--filename-override", help="path used for format detection and .sops.yaml matching")
+
+
+def _add(sub: Any, name: str, func: tuple[str, str], text: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=text, description=text)
+    _common(p)
+    p.set_defaults(func=_lazy(*func))
+    return p
+
+
+def _decrypt(sub: Any) -> None:
+    p = _add(sub, "decrypt", ("commands", "decrypt"), "decrypt a file (or stdin) to stdout")
+    p.add_argument("file", nargs="?", help="the encrypted file, or - for stdin")
+    _types(p)
+    _decrypting(p)
+    p.add_argument("--extract", help='print one value or branch, e.g. \'["a"]["b"][0]\'')
+    p.add_argument("--output", help="write the plaintext to this file (mode 0600) instead of stdout")
+    p.add_argument("--in-place", "-i", action="store_true", help="replace the file with its plaintext")
+    p.add_argument("--filename-override", help="path used for format detection")
+
+
+def _encrypt(sub: Any) -> None:
+    p = _add(sub, "encrypt", ("commands", "encrypt"), "encrypt a file (or stdin) to stdout")
+    p.add_argument("file", nargs="?", help="the plaintext file, or - for stdin (needs --filename-override)")
+    _types(p)
+    _keys(p)
+    p.add_argument("--output", help="write the encrypted file here instead of stdout")
+    p.add_argument("--in-place", "-i", action="store_true", help="replace the file with its encrypted form")
+
+
+def _edit(sub: Any) -> None:
+    p = _add(sub, "edit", ("edit", "edit"), "edit an encrypted file in $SOPS_EDITOR / $EDITOR")
+    p.add_argument("file")
+    _types(p, output=False)
+    _decrypting(p)
+    _keys(p)
+
+
+def _set_unset(sub: Any) -> None:
+    p = _add(sub, "set", ("commands", "set_value"), "set one value (JSON) in an encrypted file, in place")
+    p.add_argument("file", nargs="?")
+    p.add_argument("index", nargs="?", help='the path, e.g. \'["a"]["b"][0]\'')
+    p.add_argument("value", nargs="?", help="a JSON value (or a file name with --value-file)")
+    p.add_argument("--value-file", action="store_true", help="VALUE names a file holding the JSON value")
+    p.add_argument("--value-stdin", action="store_true", help="read the JSON value from stdin")
+    p.add_argument("--idempotent", action="store_true", help="do not write the file when nothing changes")
+    _types(p)
+    _decrypting(p)
+    p = _add(sub, "unset", ("commands", "unset_value"), "remove one key or list item from an encrypted file")
+    p.add_argument("file", nargs="?")
+    p.add_argument("index", nargs="?", help='the path, e.g. \'["a"]["b"]\'')
+    p.add_argument("--idempotent", action="store_true", help="a missing key is not an error")
+    _types(p)
+    _decrypting(p)
+
+
+def _key_commands(sub: Any) -> None:
+    p = _add(sub, "updatekeys", ("keycmds", "updatekeys"),
+             "re-wrap the data key for the keys .sops.yaml now names (values stay as they are)")
+    p.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--shamir-secret-sharing-threshold", type=int, default=0, metavar="N")
+    _types(p, output=False)
+    _decrypting(p)
+    p = _add(sub, "rotate", ("keycmds", "rotate"), "generate a new data key and re-encrypt every value")
+    p.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    p.add_argument("--in-place", "-i", action="store_true", help="write back (needed for several files)")
+    for kind, text in (("age", "age recipients"), ("pgp", "PGP fingerprints"), ("azure-kv", "Key Vault key URLs")):
+        p.add_argument(f"--add-{kind}", help=f"comma list of {text} to add (to group 1)")
+        p.add_argument(f"--rm-{kind}", help=f"comma list of {text} to remove")
+    _types(p)
+    _decrypting(p)
+
+
+def _misc(sub: Any) -> None:
+    p = _add(sub, "filestatus", ("commands", "filestatus"), 'print {"encrypted":true|false} for a file')
+    p.add_argument("file", nargs="?")
+    _types(p, output=False)
+    p = _add(sub, "keygen", ("commands", "keygen"), "generate an age identity (age-keygen format)")
+    p.add_argument("--output", "-o", help="write the identity to this file (mode 0600; never overwrites)")
+    p = _add(sub, "check", ("check", "check"),
+             "fail when files .sops.yaml wants encrypted are plaintext, Secrets are plaintext, or keys are stale")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="files or directories (default: .)")
+
+
+def build() -> argparse.ArgumentParser:
+    parser = _Parser(prog="kvsops", description="SOPS-compatible secrets, decrypted in memory at render time.")
+    parser.add_argument("--version", action="version", version=f"kvsops {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show stack frames on errors (never secret text)")
+    parser.add_argument("--config", help="path to .sops.yaml (env SOPS_CONFIG)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for add in (_decrypt, _encrypt, _edit, _set_unset, _key_commands, _misc):
+        add(sub)
+    return parser
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace | None:
+    try:
+        return build().parse_args(list(argv))
+    except _Done:
+        return None
