@@ -580,24 +580,43 @@ class Recipient:
         }
 
     def _remote_encrypt(self, data_key: bytes) -> bytes:
+        """The Key Vault encrypt operation, sent through the vault client's own pipeline (same
+        challenge, token, retries): its answer's ``kid`` names the version a versionless URL used,
+        which CryptographyClient's result does not report."""
         _import_sdk()
+        from azure.core.exceptions import HttpResponseError
+        from azure.core.rest import HttpRequest
         from azure.keyvault.keys import KeyVaultKeyIdentifier
-        from azure.keyvault.keys.crypto import EncryptionAlgorithm
 
         st = _state(self._ctx)
         ref = self.ref
-        _, cc = st.crypto_client(ref)
-        result = _guarded(
-            "encrypt", ref, self._ctx, st,
-            lambda kw: cc.encrypt(EncryptionAlgorithm.rsa_oaep_256, data_key, **kw),
-        )
+        client = st.vault(ref.vault_url).client
+
+        def encrypt(kw: dict[str, Any]) -> Any:
+            # An empty version segment means "latest", as the SDK itself sends it.
+            request = HttpRequest(
+                "POST",
+                f"{ref.vault_url}/keys/{ref.name}/{ref.version}/encrypt",
+                params={"api-version": client.api_version},
+                json={"alg": ALGORITHM, "value": b64url(data_key)},
+            )
+            response = client.send_request(request, **kw)
+            if response.status_code != 200:
+                raise HttpResponseError(response=response)
+            return response.json()
+
+        body = _guarded("encrypt", ref, self._ctx, st, encrypt)
+        try:
+            ciphertext = _b64url_decode(str(body["value"]))
+            version = KeyVaultKeyIdentifier(str(body["kid"])).version or ""
+        except (KeyError, TypeError, ValueError, KeyFailure):
+            raise KeyFailure(f"Azure Key Vault encrypt with key {ref.url}: malformed answer") from None
         with self._lock:
-            if not self.ref.version and result.key_id:
-                # A versionless encrypt answers with the full key id: store the version it used.
-                self.ref = KeyRef(ref.vault_url, ref.name, KeyVaultKeyIdentifier(result.key_id).version or "")
+            if not self.ref.version:
+                self.ref = KeyRef(ref.vault_url, ref.name, version)
         if not self.ref.version:
             raise KeyFailure(f"Azure Key Vault encrypt with key {ref.url}: the answer did not name the key version")
-        return bytes(result.ciphertext)
+        return ciphertext
 
 
 def recipient(spec: str, ctx: KeyContext) -> Recipient:
