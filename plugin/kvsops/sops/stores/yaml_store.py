@@ -237,6 +237,29 @@ def _find_comments(text: str) -> list[tuple[int, int, str, bool]]:
     return out
 
 
+def _find_comments_fast(text: str, spans: list[tuple[int, int, int, int]]) -> list[tuple[int, int, str, bool]]:
+    """Comments are the ``#`` outside every scalar's source span, at a line start or after a blank."""
+    import bisect
+
+    spans = sorted(set(spans))
+    starts = [(a, b) for a, b, _, _ in spans]
+    out: list[tuple[int, int, str, bool]] = []
+    for lineno, line in enumerate(_BREAKS.split(text)):
+        h = line.find("#")
+        while h >= 0:
+            if h == 0 or line[h - 1] in " \t":
+                i = bisect.bisect_right(starts, (lineno, h)) - 1
+                inside = False
+                if i >= 0:
+                    a, b, c, d = spans[i]
+                    inside = (a, b) <= (lineno, h) < (c, d)
+                if not inside:
+                    out.append((lineno, h, line[h + 1 :], bool(line[:h].strip())))
+                    break
+            h = line.find("#", h + 1)
+    return out
+
+
 def _gap_comments(
     lines: list[str], l0: int, c0: int, l1: int, c1: int, last_tok_line: int, out: list[tuple[int, int, str, bool]]
 ) -> None:
@@ -266,6 +289,7 @@ class _Builder:
         self.visited: set[int] = set()
         self.doc = 0
         self.parent: _Item | None = None
+        self.spans: list[tuple[int, int, int, int]] = []
 
     def _tick(self, depth: int) -> None:
         self.count += 1
@@ -280,6 +304,8 @@ class _Builder:
             expanding = expanding or id(node) in self.visited
             self.visited.add(id(node))
         if isinstance(node, yaml.ScalarNode):
+            if self.want:
+                self.spans.append((node.start_mark.line, node.start_mark.column, node.end_mark.line, node.end_mark.column))
             return _resolve_node(node, node.start_mark.line + 1)
         if isinstance(node, yaml.SequenceNode):
             seq: list[object] = []
@@ -318,6 +344,9 @@ class _Builder:
             if not isinstance(knode, yaml.ScalarNode):
                 raise errors.InputError(f"line {line}: mapping keys must be strings")
             key = _resolve_node(knode, line)
+            if self.want:
+                sm, em = knode.start_mark, knode.end_mark
+                self.spans.append((sm.line, sm.column, em.line, em.column))
             if not isinstance(key, str):
                 raise errors.InputError(f"line {line}: mapping key is not a string")
             if seen is not None:
@@ -406,12 +435,12 @@ def load_plain(data: bytes) -> list[Branch]:
         start_line = node.start_mark.line if node is not None else -1
         doc_bounds.append((start_line, br))
     if want_comments and docs:
-        _attach_comments(text, docs, nodes, builder.items)
+        _attach_comments(text, docs, nodes, builder.items, builder.spans)
     return docs
 
 
-def _attach_comments(text: str, docs: list[Branch], nodes: list, items: list[_Item]) -> None:  # type: ignore[type-arg]
-    comments = _find_comments(text)
+def _attach_comments(text: str, docs: list[Branch], nodes: list, items: list[_Item], spans: list[tuple[int, int, int, int]]) -> None:  # type: ignore[type-arg]
+    comments = _find_comments_fast(text, spans)
     if not comments:
         return
     # document boundaries by the line of each document's first content
@@ -481,9 +510,7 @@ def _attach_comments(text: str, docs: list[Branch], nodes: list, items: list[_It
         pi = bisect.bisect_right(ends, (line, col)) - 1
         prev = by_end[pi] if pi >= 0 else None
         if prev is not None:
-            # among items ending at the same place, take the deepest
-            same = [x for x in by_end if x.end == prev.end]
-            prev = max(same, key=lambda x: x.depth)
+            # by_end is ordered by (end, depth): prev is already the deepest item ending there
             if prev.doc != di:
                 prev = None
         if nxt is not None and (col <= nxt.col or trailing or prev is None):
@@ -713,8 +740,14 @@ class _Writer:
             self.nl()
 
 
+_SAFE_PLAIN = re.compile(r"^[A-Za-z0-9_(][A-Za-z0-9_.,/=+\[\]:@()-]*$")
+
+
 def _style_for(value: object, simple_key: bool) -> tuple[str, str]:
     style, text = _scalar_text(value)
+    if style == "plain" and _SAFE_PLAIN.match(text) and not text.endswith(":"):
+        # common case (ENC strings, identifiers): nothing in it can make plain unsafe
+        return style, text
     multiline, plain_ok, single_ok, block_ok = _analyze(text)
     if simple_key and multiline:
         style = "double"
