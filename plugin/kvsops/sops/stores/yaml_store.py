@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable
+import bisect
+from typing import Any
 
 import yaml
 
@@ -221,25 +222,8 @@ class _Item:
         self.parent: _Item | None = None
 
 
-def _find_comments(text: str) -> list[tuple[int, int, str, bool]]:
-    """(line, col, text-without-#, trailing) for every comment, from the gaps between tokens."""
-    lines = _BREAKS.split(text)
-    out: list[tuple[int, int, str, bool]] = []
-    prev_line, prev_col = 0, 0
-    last_tok_line = -1
-    for tok in yaml.scan(text, Loader=_Loader):
-        sm, em = tok.start_mark, tok.end_mark
-        _gap_comments(lines, prev_line, prev_col, sm.line, sm.column, last_tok_line, out)
-        if (em.line, em.column) > (prev_line, prev_col):
-            prev_line, prev_col = em.line, em.column
-        if not isinstance(tok, (yaml.StreamStartToken, yaml.StreamEndToken, yaml.BlockEndToken)):
-            last_tok_line = em.line if em.column > 0 or em.line == sm.line else em.line - 1
-    return out
-
-
 def _find_comments_fast(text: str, spans: list[tuple[int, int, int, int]]) -> list[tuple[int, int, str, bool]]:
     """Comments are the ``#`` outside every scalar's source span, at a line start or after a blank."""
-    import bisect
 
     spans = sorted(set(spans))
     starts = [(a, b) for a, b, _, _ in spans]
@@ -258,22 +242,6 @@ def _find_comments_fast(text: str, spans: list[tuple[int, int, int, int]]) -> li
                     break
             h = line.find("#", h + 1)
     return out
-
-
-def _gap_comments(
-    lines: list[str], l0: int, c0: int, l1: int, c1: int, last_tok_line: int, out: list[tuple[int, int, str, bool]]
-) -> None:
-    line, col = l0, c0
-    while line <= l1 and line < len(lines):
-        seg_end = c1 if line == l1 else len(lines[line])
-        seg = lines[line][col:seg_end]
-        h = seg.find("#")
-        if h >= 0:
-            ccol = col + h
-            txt = lines[line][ccol + 1 :]
-            out.append((line, ccol, txt, line == last_tok_line))
-        line += 1
-        col = 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -370,30 +338,6 @@ class _Builder:
         return br
 
 
-class _ExpandingComposer:
-    """Marks alias targets so positions inside expanded copies are not used for comments."""
-
-
-def _compose_all(text: str) -> list[yaml.Node | None]:
-    return list(yaml.compose_all(text, Loader=_Loader))
-
-
-def _mark_shared(node: yaml.Node, seen: set[int], shared: set[int]) -> None:
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if id(n) in seen:
-            shared.add(id(n))
-            continue
-        seen.add(id(n))
-        if isinstance(n, yaml.SequenceNode):
-            stack.extend(n.value)
-        elif isinstance(n, yaml.MappingNode):
-            for k, v in n.value:
-                stack.append(k)
-                stack.append(v)
-
-
 def _decode(data: bytes) -> str:
     try:
         text = data.decode("utf-8")
@@ -408,7 +352,7 @@ def load_plain(data: bytes) -> list[Branch]:
     text = _decode(data)
     want_comments = "#" in text
     try:
-        nodes = _compose_all(text)
+        nodes = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -417,7 +361,6 @@ def load_plain(data: bytes) -> list[Branch]:
         raise errors.InputError("Error unmarshaling input YAML: syntax error") from None
     docs: list[Branch] = []
     builder = _Builder(check_dups=True, want_positions=want_comments)
-    doc_bounds: list[tuple[int, Branch]] = []
     for i, node in enumerate(nodes):
         builder.check_dups = i == 0
         builder.doc = i
@@ -432,8 +375,6 @@ def load_plain(data: bytes) -> list[Branch]:
         else:
             raise errors.InputError("Error unmarshaling input YAML: YAML documents that are values are not supported")
         docs.append(br)
-        start_line = node.start_mark.line if node is not None else -1
-        doc_bounds.append((start_line, br))
     if want_comments and docs:
         _attach_comments(text, docs, nodes, builder.items, builder.spans)
     return docs
@@ -443,20 +384,12 @@ def _attach_comments(text: str, docs: list[Branch], nodes: list, items: list[_It
     comments = _find_comments_fast(text, spans)
     if not comments:
         return
-    # document boundaries by the line of each document's first content
-    doc_ranges: list[tuple[int, int, Branch]] = []
-    for node, br in zip(nodes, docs):
-        if node is None:
-            doc_ranges.append((-1, -1, br))
-        else:
-            doc_ranges.append((node.start_mark.line, node.end_mark.line, br))
     # document separators: lines starting with --- split comments between documents
     seps = [i for i, ln in enumerate(_BREAKS.split(text)) if ln.startswith("---") or ln.startswith("...")]
     by_start = sorted(items, key=lambda it: (it.line, it.col))
     starts = [(it.line, it.col) for it in by_start]
     by_end = sorted((it for it in items if it.leaf), key=lambda it: (it.end, it.depth))
     ends = [it.end for it in by_end]
-    import bisect
 
     inserts: dict[int, tuple[list, dict[int, list[Comment]]]] = {}  # type: ignore[type-arg]
 
@@ -470,31 +403,16 @@ def _attach_comments(text: str, docs: list[Branch], nodes: list, items: list[_It
         n = sum(1 for sp in seps if sp < line) - (1 if lead_sep else 0)
         return max(0, min(n, len(docs) - 1))
 
-    def doc_for_line(line: int) -> Branch:
-        # the document a free-standing comment belongs to: count separators before it
-        n = 0
-        for s in seps:
-            if s < line:
-                n += 1
-        # a leading '---' before the first document does not start a second one
-        if seps and docs and _first_doc_starts_after_sep(text, seps[0]):
-            n -= 1
-        n = max(0, min(n, len(docs) - 1))
-        return docs[n]
-
     for line, col, ctext, trailing in comments:
         if trailing:
             # items starting on this line before the comment, deepest first
             cands = [it for it in by_start[bisect.bisect_left(starts, (line, -1)) : bisect.bisect_left(starts, (line, col))]]
             if cands:
                 it = max(cands, key=lambda x: x.depth)
-                outer = min(cands, key=lambda x: x.depth)
                 if it.is_scalar and it.scalar_line == line:
                     target = it
-                    if outer is not it and outer.index == 0 and it.index == 0 and isinstance(outer.container, list) is False:
-                        target = outer
-                    # `- k: v # c`: sops stores it at the sequence level
-                    seq_item = [x for x in cands if isinstance(x.container, list) and not isinstance(x.container, Branch)]
+                    # `- k: v # c`: yaml.v3 gives it to the list item, so sops stores it in the list
+                    seq_item = [x for x in cands if not isinstance(x.container, Branch)]
                     if seq_item and it.index == 0 and isinstance(it.container, Branch):
                         target = max(seq_item, key=lambda x: x.depth)
                     add(target.container, target.index, Comment(ctext, inline=True))
@@ -1058,7 +976,3 @@ def emit_value(value: object) -> bytes:
         if w.col:
             w.nl()
     return "".join(w.parts).encode("utf-8", "surrogateescape")
-
-
-def iter_docs(docs: Iterable[Branch]) -> Iterable[Branch]:  # pragma: no cover - convenience
-    return iter(docs)
