@@ -56,17 +56,21 @@ class Root:
     def read(self, name: str) -> bytes:
         """Read a regular file inside the root (no devices, FIFOs or directories; size-capped)."""
         real = self.resolve(name)
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        # O_NONBLOCK: opening a FIFO planted in the repo must not hang the render.
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
             fd = os.open(real, flags)
         except FileNotFoundError:
             raise errors.InputError(f"file {name!r} does not exist") from None
         except OSError as exc:
             raise errors.InputError(f"cannot open {name!r} ({exc.strerror or type(exc).__name__})") from None
-        with os.fdopen(fd, "rb") as fh:
-            st = os.fstat(fh.fileno())
+        try:
+            st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise errors.InputError(f"{name!r} is not a regular file")
             if st.st_size > MAX_FILE_BYTES:
                 raise errors.LimitExceeded(f"{name!r} is larger than {MAX_FILE_BYTES} bytes")
-            return fh.read(MAX_FILE_BYTES + 1)
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                return fh.read(MAX_FILE_BYTES + 1)
+        finally:
+            os.close(fd)
