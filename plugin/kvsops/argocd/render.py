@@ -1,0 +1,340 @@
+"""The three render modes. Each returns the manifest stream as bytes; nothing is written to disk.
+
+* kustomize: ``kustomize build --enable-alpha-plugins --enable-exec .`` with kvsops first on PATH and
+  the key-policy grant in its environment (the KRM function enforces it, see kvsops.policy);
+* helm: ``helm template`` with encrypted values files as ``kvsops://`` URLs (our downloader) when a
+  helm binary exists, otherwise Helm's engine (helm-python-sdk) with values decrypted in-process;
+* plain: every ``*.yaml|*.yml|*.json`` of the directory, SOPS-encrypted ones decrypted in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from kvsops import api, errors
+from kvsops.argocd.output import objects
+from kvsops.argocd.settings import Settings
+from kvsops.policy import GRANT_ENV, Allowed, checker_for, restrict_env
+from kvsops.sops import stores
+
+MAX_FILE_BYTES = 16 * 1024 * 1024
+STDERR_TAIL = 8192
+MANIFEST_EXT = (".yaml", ".yml", ".json")
+
+
+@dataclass
+class Context:
+    app_dir: Path
+    repo_root: Path
+    env: dict[str, str]
+    settings: Settings
+    allowed: Allowed | None
+    deadline: float
+    grant: Path | None = None
+    _session: api.Session | None = field(default=None, repr=False)
+
+    def remaining(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise errors.Timeout("the render ran out of time")
+        return left
+
+    @property
+    def session(self) -> api.Session:
+        """One Session per render: Key Vault clients, credentials and data keys are shared."""
+        if self._session is None:
+            if self.allowed is None:
+                self._session = api.Session(env=self.env, deadline_seconds=self.remaining())
+            else:
+                self._session = api.Session(
+                    env=restrict_env(self.env, self.allowed),
+                    deadline_seconds=self.remaining(),
+                    allowed_entry=checker_for(self.allowed),
+                )
+        return self._session
+
+
+def detect_mode(app_dir: Path) -> str:
+    names = {p.name for p in app_dir.iterdir()}
+    if names & {"kustomization.yaml", "kustomization.yml", "Kustomization"}:
+        return "kustomize"
+    if "Chart.yaml" in names:
+        return "helm"
+    return "plain"
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def read_inside(app_dir: Path, rel: str) -> bytes:
+    """A regular file inside the app directory (no absolute path, no ``..``, no symlink leaving it)."""
+    if not rel or os.path.isabs(rel) or ".." in Path(rel).parts or "\x00" in rel:
+        raise errors.PathRefused(f"{rel[:80]!r} is not a relative path inside the application directory")
+    real = Path(os.path.realpath(app_dir / rel))
+    if app_dir not in real.parents:
+        raise errors.PathRefused(f"{rel[:80]!r} resolves outside the application directory")
+    try:
+        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise errors.InputError(f"{rel[:80]!r} does not exist") from None
+    except OSError as exc:
+        raise errors.InputError(f"cannot open {rel[:80]!r} ({type(exc).__name__})") from None
+    with os.fdopen(fd, "rb") as fh:
+        import stat
+
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise errors.InputError(f"{rel[:80]!r} is not a regular file")
+        data = fh.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise errors.LimitExceeded(f"{rel[:80]!r} is larger than {MAX_FILE_BYTES} bytes")
+    return data
+
+
+def _fmt(rel: str) -> str:
+    fmt = stores.detect(rel)
+    return fmt if fmt in ("yaml", "json") else "yaml"
+
+
+def _encrypted(data: bytes, fmt: str) -> bool:
+    return b"sops" in data and api.is_encrypted(data, fmt)
+
+
+# ----------------------------------------------------------------------------- subprocesses
+
+
+def run_tool(ctx: Context, argv: list[str], env: Mapping[str, str], what: str) -> bytes:
+    """Run a tool without a shell in its own process group; kill the group at the deadline."""
+    try:
+        proc = subprocess.Popen(
+            argv, cwd=ctx.app_dir, env=dict(env), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )
+    except OSError as exc:
+        raise errors.GeneratorError(f"cannot run {what} ({type(exc).__name__})") from None
+    try:
+        out, err = proc.communicate(timeout=ctx.remaining())
+    except (subprocess.TimeoutExpired, errors.Timeout):
+        _kill_group(proc)
+        raise errors.Timeout(f"{what} did not finish before the deadline") from None
+    if proc.returncode != 0:
+        tail = err[-STDERR_TAIL:].decode("utf-8", "replace").rstrip()
+        if tail:
+            sys.stderr.write(f"{what} stderr (last lines):\n{tail}\n")
+        raise errors.GeneratorError(f"{what} failed (exit status {proc.returncode})")
+    if err.strip():
+        sys.stderr.write(err[-STDERR_TAIL:].decode("utf-8", "replace"))
+    return out
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=2)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    proc.communicate()
+
+
+def _which(env: Mapping[str, str], override: str, name: str) -> str | None:
+    if env.get(override, "").strip():
+        return env[override].strip()
+    return shutil.which(name, path=env.get("PATH", os.defpath))
+
+
+def child_env(ctx: Context) -> dict[str, str]:
+    """The environment of kustomize/helm: kvsops first on PATH, the grant, nothing stale."""
+    env = dict(ctx.env)
+    env.pop(GRANT_ENV, None)
+    bindir = str(Path(sys.executable).parent)
+    parts = [bindir] + [p for p in env.get("PATH", os.defpath).split(os.pathsep) if p and os.path.isabs(p)]
+    env["PATH"] = os.pathsep.join(dict.fromkeys(parts))
+    if ctx.grant is not None:
+        env[GRANT_ENV] = str(ctx.grant)
+    return env
+
+
+# ----------------------------------------------------------------------------- kustomize
+
+
+def render_kustomize(ctx: Context) -> bytes:
+    from kvsops.argocd.scan import scan_tree
+
+    scan_tree(ctx.repo_root)
+    env = child_env(ctx)
+    kustomize = _which(env, "KVSOPS_KUSTOMIZE_BIN", "kustomize")
+    if not kustomize:
+        raise errors.MissingDependency("kustomize was not found (set KVSOPS_KUSTOMIZE_BIN or PATH)")
+    argv = [kustomize, "build", "--enable-alpha-plugins", "--enable-exec", "."]
+    return run_tool(ctx, argv, env, "kustomize build")
+
+
+# ----------------------------------------------------------------------------- helm
+
+
+def load_values(ctx: Context) -> list[tuple[str, bytes, bool]]:
+    """(relative path, bytes, encrypted) for every values file, in order."""
+    out = []
+    for spec in ctx.settings.values_files:
+        rel = spec.removeprefix("secrets://")
+        data = read_inside(ctx.app_dir, rel)
+        enc = _encrypted(data, _fmt(rel))
+        if spec.startswith("secrets://") and not enc:
+            raise errors.MetadataNotFound(f"{rel}: listed as secrets:// but it is not SOPS-encrypted")
+        out.append((rel, data, enc))
+    return out
+
+
+def render_helm(ctx: Context) -> bytes:
+    values = load_values(ctx)
+    helm = _which(ctx.env, "KVSOPS_HELM_BIN", "helm")
+    if helm:
+        return _helm_binary(ctx, helm, values)
+    return _helm_engine(ctx, values)
+
+
+def _escape_set(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(",", "\\,")
+
+
+def _helm_binary(ctx: Context, helm: str, values: list[tuple[str, bytes, bool]]) -> bytes:
+    s = ctx.settings
+    argv = [helm, "template", s.release_name, ".", "--include-crds"]
+    if s.namespace:
+        argv += ["--namespace", s.namespace]
+    if s.kube_version:
+        argv += ["--kube-version", s.kube_version]
+    for v in s.api_versions:
+        argv += ["--api-versions", v]
+    for rel, _data, enc in values:
+        argv += ["-f", f"kvsops://{rel}" if enc else rel]
+    for key, value in s.set_values:
+        argv += ["--set-string", f"{key}={_escape_set(value)}"]
+    return run_tool(ctx, argv, child_env(ctx), "helm template")
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _set_path(values: dict[str, Any], key: str, value: str) -> dict[str, Any]:
+    nested: Any = value
+    for part in reversed(key.split(".")):
+        nested = {part: nested}
+    return _deep_merge(values, nested)
+
+
+def _helm_location(exc: BaseException) -> str:
+    """Where a template failed, without Helm's message (it can quote values)."""
+    m = re.search(r"template: ([\w./-]+:\d+(?::\d+)?)", str(exc))
+    return f" at {m.group(1)}" if m else ""
+
+
+def _helm_engine(ctx: Context, values: list[tuple[str, bytes, bool]]) -> bytes:
+    try:
+        import helm_python as helm
+    except ImportError:
+        raise errors.MissingDependency(
+            "neither a helm binary nor Helm's engine (pip install helm-python-sdk) is available"
+        ) from None
+    encrypted = [(rel, data, _fmt(rel)) for rel, data, enc in values if enc]
+    plain_of = dict(zip([r for r, _d, _f in encrypted], _decrypt_all(ctx, encrypted)))
+    merged: dict[str, Any] = {}
+    try:
+        for rel, data, enc in values:
+            text = plain_of[rel] if enc else data
+            merged = _deep_merge(merged, helm.values_from_yaml(text.decode("utf-8")) or {})
+    except (helm.HelmError, UnicodeDecodeError) as exc:
+        raise errors.InputError(f"a values file is not valid YAML ({type(exc).__name__})") from None
+    for key, value in ctx.settings.set_values:
+        merged = _set_path(merged, key, value)
+    s = ctx.settings
+    try:
+        with helm.Chart.load(str(ctx.app_dir)) as chart:
+            crds = [(c["filename"], c["data"]) for c in chart.crds]
+            rendered = chart.render(merged, name=s.release_name, namespace=s.namespace or "default", is_install=True)
+    except helm.HelmError as exc:
+        raise errors.GeneratorError(f"Helm could not render the chart ({type(exc).__name__}){_helm_location(exc)}") from None
+    parts = [(f"crds/{Path(str(n)).name}", d if isinstance(d, str) else bytes(d).decode()) for n, d in crds]
+    parts += sorted((k, v) for k, v in rendered.items() if not k.endswith("NOTES.txt"))
+    out = []
+    for name, text in parts:
+        if _has_content(text):
+            out.append(f"---\n# Source: {name}\n{text.strip()}\n")
+    return "".join(out).encode()
+
+
+def _has_content(text: str) -> bool:
+    return any(ln.strip() and not ln.lstrip().startswith("#") and ln.strip() != "---" for ln in text.splitlines())
+
+
+def _decrypt_all(ctx: Context, items: list[tuple[str, bytes, str]]) -> list[bytes]:
+    if not items:
+        return []
+    results = api.decrypt_many([(rel, data, fmt) for rel, data, fmt in items], session=ctx.session)
+    return [api.emit_plain(r.docs, "yaml", where=rel) for (rel, _d, _f), r in zip(items, results)]
+
+
+# ----------------------------------------------------------------------------- plain
+
+
+def manifest_files(app_dir: Path, recurse: bool) -> list[str]:
+    """Manifest files in sorted order; hidden files and directories (``.sops.yaml``, ``.git``) skipped."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(app_dir, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recurse else []
+        for name in sorted(filenames):
+            if name.startswith(".") or not name.endswith(MANIFEST_EXT):
+                continue
+            found.append((Path(dirpath) / name).relative_to(app_dir).as_posix())
+    return found
+
+
+def render_plain(ctx: Context) -> bytes:
+    files = [(rel, read_inside(ctx.app_dir, rel)) for rel in manifest_files(ctx.app_dir, ctx.settings.recurse)]
+    encrypted = [(rel, data, _fmt(rel)) for rel, data in files if _encrypted(data, _fmt(rel))]
+    plain_of = dict(zip([r for r, _d, _f in encrypted], _decrypt_all(ctx, encrypted)))
+    out = []
+    for rel, data in files:
+        body = plain_of.get(rel, data)
+        if rel.endswith(".json") and rel not in plain_of:
+            body = _json_as_yaml(body, rel)
+        objects(body, rel)
+        text = body.decode("utf-8", "replace").strip()
+        if text:
+            out.append(f"---\n# Source: {rel}\n{text}\n")
+    return "".join(out).encode()
+
+
+def _json_as_yaml(data: bytes, rel: str) -> bytes:
+    """A JSON manifest (or a List) as one YAML document per object."""
+    import json
+
+    import yaml
+
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        raise errors.InputError(f"{rel} is not valid JSON") from None
+    docs = obj if isinstance(obj, list) else [obj]
+    return yaml.safe_dump_all(docs, sort_keys=False).encode()
+
+
+MODES = {"kustomize": render_kustomize, "helm": render_helm, "plain": render_plain}

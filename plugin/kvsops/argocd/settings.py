@@ -1,0 +1,237 @@
+"""What a render was asked to do: Argo CD parameters and plugin env, validated as untrusted input.
+
+Sources, highest precedence first:
+
+1. ``ARGOCD_APP_PARAMETERS`` (JSON list of ``{name, string|array|map}``), or the ``PARAM_*``
+   variables Argo CD derives from it when the JSON is absent;
+2. ``ARGOCD_ENV_<NAME>`` (``spec.source.plugin.env``; lists are comma or newline separated);
+3. Argo CD's build env: ``ARGOCD_APP_NAME`` (release name), ``ARGOCD_APP_NAMESPACE``, ``KUBE_VERSION``,
+   ``KUBE_API_VERSIONS``.
+
+Nothing here reaches a shell; values only ever become argv elements or Python data, and every value
+is checked against a narrow pattern first. Messages quote a bad value only in ``repr`` and truncated.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Mapping
+
+from kvsops import errors
+
+MODES = ("auto", "kustomize", "helm", "plain")
+MAX_PARAMS_BYTES = 256 * 1024
+MAX_LIST = 64
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# helm's release name rule (pkg/chartutil: ValidateReleaseName), 53 characters at most
+_RELEASE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_KUBE_VERSION = re.compile(r"^v?\d{1,3}\.\d{1,3}(\.\d{1,5})?([-+][0-9A-Za-z.-]{1,64})?$")
+_API_VERSION = re.compile(r"^[A-Za-z0-9.-]{1,253}(/[A-Za-z0-9.-]{1,63}){0,2}$")
+_VALUES_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./@+-]{0,511}$")
+_SET_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}(\.[A-Za-z0-9_][A-Za-z0-9_-]{0,127}){0,31}$")
+_PARAM_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+# parameter name -> collection type
+PARAMETERS = {
+    "mode": "string",
+    "values-files": "array",
+    "release-name": "string",
+    "namespace": "string",
+    "kube-version": "string",
+    "api-versions": "array",
+    "set": "map",
+    "allow-empty": "string",
+    "recurse": "string",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    mode: str = "auto"
+    values_files: tuple[str, ...] = ()
+    release_name: str = ""
+    namespace: str = ""
+    kube_version: str = ""
+    api_versions: tuple[str, ...] = ()
+    set_values: tuple[tuple[str, str], ...] = ()
+    allow_empty: bool = False
+    recurse: bool = False
+    app_name: str = ""
+    project: str = ""
+    repo_url: str = ""
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _bad(name: str, value: object, why: str) -> errors.GeneratorError:
+    return errors.GeneratorError(f"parameter {name}: {_show(value)} {why}")
+
+
+def parse_parameters(text: str) -> dict[str, object]:
+    """``ARGOCD_APP_PARAMETERS`` -> {name: str | list[str] | dict[str, str]}."""
+    if len(text) > MAX_PARAMS_BYTES:
+        raise errors.LimitExceeded(f"ARGOCD_APP_PARAMETERS is larger than {MAX_PARAMS_BYTES} bytes")
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raise errors.GeneratorError("ARGOCD_APP_PARAMETERS is not valid JSON") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, list):
+        raise errors.GeneratorError("ARGOCD_APP_PARAMETERS is not a JSON list")
+    out: dict[str, object] = {}
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise errors.GeneratorError("ARGOCD_APP_PARAMETERS has an entry without a name")
+        name = item["name"]
+        kind = _check_name(name)
+        value = item.get(kind)
+        if kind == "string" and not isinstance(value, str):
+            value = _only_string(item, name)
+        if kind == "array" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise _bad(name, value, "must be an array of strings")
+        if kind == "map" and not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
+            raise _bad(name, value, "must be a map of strings")
+        if isinstance(value, (list, dict)) and len(value) > MAX_LIST:
+            raise errors.LimitExceeded(f"parameter {name} has more than {MAX_LIST} entries")
+        out[name] = value
+    return out
+
+
+def _only_string(item: Mapping[str, object], name: str) -> str:
+    if item.get("array") is not None or item.get("map") is not None:
+        raise errors.GeneratorError(f"parameter {name} must be a string")
+    return ""
+
+
+def _check_name(name: str) -> str:
+    if not _PARAM_NAME.match(name):
+        raise errors.GeneratorError("a parameter name is not of the form [a-z][a-z0-9-]*")
+    if name not in PARAMETERS:
+        raise errors.GeneratorError(
+            f"unknown parameter {name!r}", hint=f"known parameters: {', '.join(sorted(PARAMETERS))}"
+        )
+    return PARAMETERS[name]
+
+
+def _env_name(name: str) -> str:
+    return name.upper().replace("-", "_")
+
+
+def from_param_vars(env: Mapping[str, str]) -> dict[str, object]:
+    """The ``PARAM_*`` fallback (strings and arrays; map keys are upper-cased there, so not maps)."""
+    out: dict[str, object] = {}
+    for name, kind in PARAMETERS.items():
+        key = "PARAM_" + _env_name(name)
+        if kind == "string" and key in env:
+            out[name] = env[key]
+        elif kind == "array":
+            items = [env[f"{key}_{i}"] for i in range(MAX_LIST + 1) if f"{key}_{i}" in env]
+            if len(items) > MAX_LIST:
+                raise errors.LimitExceeded(f"parameter {name} has more than {MAX_LIST} entries")
+            if items:
+                out[name] = items
+    return out
+
+
+def from_plugin_env(env: Mapping[str, str]) -> dict[str, object]:
+    """``ARGOCD_ENV_<NAME>`` for the string and array parameters."""
+    out: dict[str, object] = {}
+    for name, kind in PARAMETERS.items():
+        key = "ARGOCD_ENV_" + _env_name(name)
+        if key not in env or kind == "map":
+            continue
+        value = env[key]
+        if kind == "array":
+            items = [v.strip() for v in re.split(r"[,\n]", value) if v.strip()]
+            if len(items) > MAX_LIST:
+                raise errors.LimitExceeded(f"{key} has more than {MAX_LIST} entries")
+            out[name] = items
+        else:
+            out[name] = value
+    return out
+
+
+def _bool(name: str, value: object) -> bool:
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise _bad(name, value, "must be true or false")
+
+
+def _match(name: str, value: str, pattern: re.Pattern[str], why: str, max_len: int = 253) -> str:
+    if value and (len(value) > max_len or not pattern.match(value)):
+        raise _bad(name, value, why)
+    return value
+
+
+def _values_file(value: str) -> str:
+    path = value.removeprefix("secrets://")
+    if not _VALUES_FILE.match(path) or ".." in path.split("/") or "//" in path:
+        raise _bad("values-files", value, "must be a relative path inside the application directory")
+    return value
+
+
+def _set_values(value: object) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict):
+        return ()
+    for key in value:
+        if not _SET_KEY.match(key):
+            raise _bad("set", key, "is not a dotted key (letters, digits, _ and -)")
+    return tuple(sorted(value.items()))
+
+
+def default_release(env: Mapping[str, str]) -> str:
+    """The app name made a valid release name (apps in any namespace are named ``ns_app``)."""
+    name = env.get("ARGOCD_APP_NAME", "").rsplit("_", 1)[-1].rsplit("/", 1)[-1].lower()
+    name = re.sub(r"[^a-z0-9-]+", "-", name)[:53].strip("-")
+    return name or "release"
+
+
+def load(env: Mapping[str, str]) -> Settings:
+    """Merge every source (see the module docstring) and validate each value."""
+    if env.get("ARGOCD_APP_PARAMETERS", "").strip():
+        params = parse_parameters(env["ARGOCD_APP_PARAMETERS"])
+    else:
+        params = from_param_vars(env)
+    merged: dict[str, object] = {**from_plugin_env(env), **params}
+
+    def s(name: str, default: str = "") -> str:
+        value = merged.get(name, default)
+        return value.strip() if isinstance(value, str) else default
+
+    mode = s("mode", "auto") or "auto"
+    if mode not in MODES:
+        raise _bad("mode", mode, f"must be one of {', '.join(MODES)}")
+    api_versions = tuple(
+        v for v in (merged.get("api-versions") or [x for x in env.get("KUBE_API_VERSIONS", "").split(",") if x])  # type: ignore[union-attr]
+    )
+    for v in api_versions:
+        _match("api-versions", v, _API_VERSION, "is not a group/version")
+    return Settings(
+        mode=mode,
+        values_files=tuple(_values_file(v) for v in merged.get("values-files") or ()),  # type: ignore[union-attr]
+        release_name=_match("release-name", s("release-name") or default_release(env), _RELEASE,
+                            "is not a valid Helm release name", 53),
+        namespace=_match("namespace", s("namespace", env.get("ARGOCD_APP_NAMESPACE", "")), _DNS1123_LABEL,
+                         "is not a valid namespace name", 63),
+        kube_version=_match("kube-version", s("kube-version", env.get("KUBE_VERSION", "")), _KUBE_VERSION,
+                            "is not a Kubernetes version"),
+        api_versions=api_versions,
+        set_values=_set_values(merged.get("set")),
+        allow_empty=_bool("allow-empty", s("allow-empty")),
+        recurse=_bool("recurse", s("recurse")),
+        app_name=env.get("ARGOCD_APP_NAME", ""),
+        project=env.get("ARGOCD_APP_PROJECT_NAME", ""),
+        repo_url=env.get("ARGOCD_APP_SOURCE_REPO_URL", ""),
+    )

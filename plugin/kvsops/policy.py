@@ -1,0 +1,329 @@
+"""Key policy: which keys an Argo CD project (and/or repo) may have decrypted for it.
+
+The plugin's identity (age keys in the sidecar, the Key Vault role of its workload identity) is
+shared by every Application that can use the plugin. Without a policy, anyone who can commit to a
+watched repo can ask it to decrypt a file encrypted for another project's key (a confused deputy).
+The policy maps ``ARGOCD_APP_PROJECT_NAME`` / ``ARGOCD_APP_SOURCE_REPO_URL`` patterns to allowed
+keys, and is enforced through :class:`kvsops.api.Session`'s ``allowed_entry`` hook, which is
+consulted before a key is tried: a refused Key Vault key is never called.
+
+Configuration (first that is set wins)::
+
+    KVSOPS_POLICY        the policy itself, YAML or JSON, in the environment
+    KVSOPS_POLICY_FILE   a path to it
+    /etc/kvsops/policy.yaml   when neither is set and the file exists
+
+No policy configured means every key is allowed (a single-tenant setup). A policy that is configured
+but unreadable, invalid, or has no rule for the project refuses everything (fail closed)::
+
+    rules:
+      - projects: [team-a, "team-a-*"]          # glob patterns (fnmatch, case-sensitive)
+        repos: ["https://github.com/example/team-a*"]  # optional; every selector given must match
+        age: [age1...]                          # recipients
+        azure_kv:                               # key URLs; without a version: any version;
+          - https://team-a.vault.azure.net/keys/sops          # name "*": any key of that vault
+        pgp: [0123...CDEF]                      # full fingerprints
+
+The allowed keys of a render are the union over every matching rule.
+
+Child processes (the contract for the KRM function and the Helm downloader)
+---------------------------------------------------------------------------
+``kvsops argocd generate`` resolves the policy once and hands children a *grant*: a JSON file in a
+private 0700 directory (``KVSOPS_POLICY_GRANT``, mode 0600, owned by us). A child calls::
+
+    from kvsops.policy import session_from_env
+    session = session_from_env(env)        # instead of api.Session(env=env)
+
+Why a file and not the environment: a kustomization controls a function's environment
+(``exec.envs`` is appended after kustomize's own), so a child must not take its project name or its
+policy location from the environment. A grant's random path is unknown to the repo and the
+ownership/mode checks reject files from a repo checkout (Argo CD writes those 0644). When the fixed
+path ``/etc/kvsops/policy.yaml`` exists (the sidecar's mount), a child without a valid grant is
+refused: the environment alone cannot vouch for the project there.
+
+What the policy binds: Key Vault entries name the key that is called, so they are bound exactly.
+age entries are bound because kvsops only tries the X25519 identity whose public key equals the
+entry's recipient (SSH-key identities are dropped under a policy unless an ssh recipient is allowed).
+PGP fingerprints are claims gpg does not check: with several PGP secret keys in one sidecar, prefer
+age or Key Vault for tenant separation.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+from kvsops import errors
+from kvsops.sops.metadata import KeyEntry
+
+POLICY_ENV = "KVSOPS_POLICY"
+POLICY_FILE_ENV = "KVSOPS_POLICY_FILE"
+DEFAULT_POLICY_FILE = "/etc/kvsops/policy.yaml"
+GRANT_ENV = "KVSOPS_POLICY_GRANT"
+PROJECT_ENV = "ARGOCD_APP_PROJECT_NAME"
+REPO_ENV = "ARGOCD_APP_SOURCE_REPO_URL"
+MAX_POLICY_BYTES = 1024 * 1024
+_KINDS = ("age", "azure_kv", "pgp")
+_AKV_RE = re.compile(r"^(https://[^/\s]+)/keys/([^/\s]+)(?:/([^/\s]*))?/?$")
+_SSH_AGE_VARS = ("SOPS_AGE_SSH_PRIVATE_KEY_FILE", "SOPS_AGE_SSH_PRIVATE_KEY_CMD")
+
+Checker = Callable[[KeyEntry], "str | None"]
+
+
+def _vault(url: str) -> str:
+    url = url.strip().rstrip("/").lower()
+    return url[:-4] if url.endswith(":443") else url
+
+
+def _akv(spec: str) -> tuple[str, str, str]:
+    m = _AKV_RE.match(spec.strip())
+    if not m:
+        raise errors.ConfigError(f"key policy: {spec!r} is not a Key Vault key URL (https://VAULT/keys/NAME[/VERSION])")
+    return _vault(m.group(1)), m.group(2).lower(), (m.group(3) or "").lower()
+
+
+def _fp(text: str) -> str:
+    return text.replace(" ", "").strip().upper().removeprefix("0X")
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """The keys one render may use."""
+
+    age: frozenset[str] = frozenset()
+    pgp: frozenset[str] = frozenset()
+    azure_kv: frozenset[tuple[str, str, str]] = frozenset()  # (vault, name or "*", version or "")
+
+    def union(self, other: "Allowed") -> "Allowed":
+        return Allowed(self.age | other.age, self.pgp | other.pgp, self.azure_kv | other.azure_kv)
+
+    def refusal(self, entry: KeyEntry) -> str | None:
+        if entry.kind == "age":
+            ok = str(entry.get("recipient", "")).strip() in self.age
+        elif entry.kind == "pgp":
+            ok = _fp(str(entry.get("fp", ""))) in self.pgp
+        elif entry.kind == "azure_kv":
+            vault, name, ver = _vault(str(entry.get("vault_url", ""))), str(entry.get("name", "")).lower(), str(entry.get("version", "")).lower()
+            ok = any(v == vault and n in ("*", name) and (not pv or pv == ver) for v, n, pv in self.azure_kv)
+        else:
+            ok = False
+        return None if ok else "key not allowed for this Argo CD project"
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {
+            "age": sorted(self.age),
+            "pgp": sorted(self.pgp),
+            "azure_kv": sorted(f"{v}/keys/{n}" + (f"/{p}" if p else "") for v, n, p in self.azure_kv),
+        }
+
+    @classmethod
+    def from_lists(cls, raw: Mapping[str, object], where: str) -> "Allowed":
+        lists: dict[str, list[str]] = {}
+        for kind in _KINDS:
+            value = raw.get(kind) or []
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise errors.ConfigError(f"key policy: {where}: {kind} must be a list of strings")
+            lists[kind] = value
+        return cls(
+            frozenset(s.strip() for s in lists["age"]),
+            frozenset(_fp(s) for s in lists["pgp"]),
+            frozenset(_akv(s) for s in lists["azure_kv"]),
+        )
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    projects: tuple[str, ...]
+    repos: tuple[str, ...]
+    allowed: Allowed
+
+    def matches(self, project: str, repo: str) -> bool:
+        if self.projects and not any(fnmatch.fnmatchcase(project, p) for p in self.projects):
+            return False
+        return not self.repos or any(fnmatch.fnmatchcase(repo, _repo(p)) for p in self.repos)
+
+
+def _repo(url: str) -> str:
+    """Normalise a repo URL the way people write it: no trailing slash or .git, lowercase host."""
+    url = url.strip().rstrip("/").removesuffix(".git")
+    m = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)([^/]*)(.*)$", url)
+    return f"{m.group(1).lower()}{m.group(2).lower()}{m.group(3)}" if m else url
+
+
+@dataclass(frozen=True)
+class Policy:
+    rules: tuple[Rule, ...]
+    source: str
+
+    def allowed_for(self, project: str, repo: str) -> Allowed:
+        out = Allowed()
+        for rule in self.rules:
+            if rule.matches(project, _repo(repo)):
+                out = out.union(rule.allowed)
+        return out
+
+
+def parse_policy(text: str, source: str) -> Policy:
+    import yaml
+
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise errors.ConfigError(f"key policy {source} is not valid YAML or JSON") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("rules"), list):
+        raise errors.ConfigError(f"key policy {source} must be a mapping with a 'rules' list")
+    unknown = set(raw) - {"rules", "version"}
+    if unknown:
+        raise errors.ConfigError(f"key policy {source}: unknown top-level field(s) {sorted(unknown)}")
+    rules = []
+    for i, item in enumerate(raw["rules"]):
+        where = f"{source}: rule {i + 1}"
+        if not isinstance(item, dict):
+            raise errors.ConfigError(f"key policy {where} is not a mapping")
+        bad = set(item) - {"name", "projects", "repos", *_KINDS}
+        if bad:
+            raise errors.ConfigError(f"key policy {where}: unknown field(s) {sorted(bad)}")
+        sel = {k: _patterns(item.get(k), f"{where}: {k}") for k in ("projects", "repos")}
+        if not sel["projects"] and not sel["repos"]:
+            raise errors.ConfigError(
+                f"key policy {where} has neither projects nor repos",
+                hint="to match every project write projects: ['*']",
+            )
+        rules.append(Rule(str(item.get("name") or f"rule {i + 1}"), sel["projects"], sel["repos"], Allowed.from_lists(item, where)))
+    return Policy(tuple(rules), source)
+
+
+def _patterns(value: object, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise errors.ConfigError(f"key policy {where} must be a list of non-empty strings")
+    return tuple(value)
+
+
+def _read_small(path: Path, what: str) -> str:
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_POLICY_BYTES + 1)
+    except OSError as exc:
+        raise errors.ConfigError(f"cannot read the {what} {path} ({type(exc).__name__})") from None
+    if len(data) > MAX_POLICY_BYTES:
+        raise errors.ConfigError(f"the {what} {path} is larger than {MAX_POLICY_BYTES} bytes")
+    return data.decode("utf-8", "replace")
+
+
+def load_policy(env: Mapping[str, str], *, default_file: str = DEFAULT_POLICY_FILE) -> Policy | None:
+    """The configured policy, or None when none is configured (every key allowed)."""
+    if env.get(POLICY_ENV, "").strip():
+        return parse_policy(env[POLICY_ENV], POLICY_ENV)
+    if env.get(POLICY_FILE_ENV, "").strip():
+        path = Path(env[POLICY_FILE_ENV].strip())
+        return parse_policy(_read_small(path, "key policy file"), str(path))
+    if default_file and Path(default_file).exists():
+        return parse_policy(_read_small(Path(default_file), "key policy file"), default_file)
+    return None
+
+
+# ----------------------------------------------------------------------------- grants
+
+
+def write_grant(directory: Path, allowed: Allowed, project: str, repo: str) -> Path:
+    """Write the resolved allowance for children (``directory`` must be private, e.g. mkdtemp)."""
+    path = directory / "grant.json"
+    body = json.dumps({"v": 1, "project": project, "repo": repo, "allowed": allowed.to_json()}).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(body)
+    return path
+
+
+def _private(st: os.stat_result) -> bool:
+    return st.st_uid == os.geteuid() and not (st.st_mode & 0o077)
+
+
+def read_grant(path_text: str) -> Allowed:
+    """Load a grant; refuse anything that is not our private file in our private directory."""
+    path = Path(path_text)
+    bad = errors.PolicyRefused(f"the key policy grant {path_text!r} is not a private file written by kvsops argocd")
+    if not path.is_absolute() or ".." in path.parts:
+        raise bad
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        raise bad from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode) or not _private(st) or not _private(os.stat(path.parent)):
+            raise bad
+        data = fh.read(MAX_POLICY_BYTES)
+    try:
+        raw = json.loads(data)
+        return Allowed.from_lists(raw["allowed"], "grant")
+    except (ValueError, KeyError, TypeError, errors.ConfigError):
+        raise bad from None
+
+
+# ----------------------------------------------------------------------------- sessions
+
+
+def checker_for(allowed: Allowed) -> Checker:
+    return allowed.refusal
+
+
+def restrict_env(env: Mapping[str, str], allowed: Allowed) -> dict[str, str]:
+    """Drop SSH-key age identities (they are tried for any recipient) unless an ssh recipient is allowed."""
+    out = dict(env)
+    if not any(r.startswith("ssh-") for r in allowed.age):
+        for name in _SSH_AGE_VARS:
+            out.pop(name, None)
+    out.pop(GRANT_ENV, None)
+    return out
+
+
+def resolve(env: Mapping[str, str], *, default_file: str = DEFAULT_POLICY_FILE) -> Allowed | None:
+    """For a trusted process (``kvsops argocd generate``): the allowance for the env's project."""
+    policy = load_policy(env, default_file=default_file)
+    if policy is None:
+        return None
+    return policy.allowed_for(env.get(PROJECT_ENV, ""), env.get(REPO_ENV, ""))
+
+
+def child_allowance(env: Mapping[str, str], *, default_file: str = DEFAULT_POLICY_FILE) -> Allowed | None:
+    """For a child of generate (KRM function, Helm downloader): the grant, or the configured policy."""
+    if env.get(GRANT_ENV, "").strip():
+        return read_grant(env[GRANT_ENV].strip())
+    if default_file and Path(default_file).exists():
+        raise errors.PolicyRefused(
+            f"a key policy is installed ({default_file}) but this process got no grant",
+            hint="under Argo CD, render through `kvsops argocd generate`",
+        )
+    return resolve(env, default_file="")
+
+
+def session_from_env(env: Mapping[str, str] | None = None, *, default_file: str = DEFAULT_POLICY_FILE, **kwargs: object):  # type: ignore[no-untyped-def]
+    """An :class:`kvsops.api.Session` with the key policy applied (see the module docstring)."""
+    from kvsops.api import Session
+
+    env = dict(os.environ if env is None else env)
+    allowed = child_allowance(env, default_file=default_file)
+    if allowed is None:
+        return Session(env=env, **kwargs)  # type: ignore[arg-type]
+    return Session(env=restrict_env(env, allowed), allowed_entry=checker_for(allowed), **kwargs)  # type: ignore[arg-type]
+
+
+def describe(allowed: Allowed | None) -> Iterable[str]:
+    if allowed is None:
+        return ["no key policy configured: every key is allowed"]
+    j = allowed.to_json()
+    return [f"{k}: {len(v)} allowed" for k, v in j.items()]
