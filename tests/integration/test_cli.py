@@ -408,7 +408,8 @@ def test_edit_invalid_result_fails_without_touching_the_file(cli: Cli, ws: Path,
     assert not any(os.path.exists(p) for p in _temp_paths(editor))
 
 
-def test_edit_sigterm_removes_the_plaintext(cli: Cli, ws: Path, editor: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
+def test_edit_signal_removes_the_plaintext(cli: Cli, ws: Path, editor: Path, sig: signal.Signals) -> None:
     enc = encrypted(cli, ws)
     before = enc.read_bytes()
     env = dict(cli.env, EDITOR_MODE="sleep")
@@ -421,10 +422,10 @@ def test_edit_sigterm_removes_the_plaintext(cli: Cli, ws: Path, editor: Path) ->
     assert ready.exists()
     (tmp,) = _temp_paths(editor)
     assert os.path.exists(tmp)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)  # to kvsops only: it must stop the editor and clean up itself
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    assert out == b"" and b"SIGTERM" in err
+    assert out == b"" and err.startswith(b"kvsops: error: ") and SECRET.encode() not in err
     assert not os.path.exists(tmp) and not os.path.exists(os.path.dirname(tmp))
     assert enc.read_bytes() == before
 
@@ -507,6 +508,8 @@ def test_updatekeys(cli: Cli, ws: Path, age_key2) -> None:  # type: ignore[no-un
     assert metadata_line(ws / "a.yaml", "mac") == mac and metadata_line(ws / "a.yaml", "lastmodified") == lm
     only2 = dict(cli.env, SOPS_AGE_KEY=age_key2.identity, GNUPGHOME=str(cli.home))
     assert cli.sops("decrypt", "a.yaml", cwd=ws, env=only2).stdout.decode() == PLAIN
+    only_pgp = {k: v for k, v in cli.env.items() if k != "SOPS_AGE_KEY"}
+    assert cli.sops("decrypt", "a.yaml", cwd=ws, env=only_pgp).stdout.decode() == PLAIN
     cli("updatekeys", "-y", "d", cwd=ws)  # a tree: plaintext files are skipped
     assert cli.sops("decrypt", "d/b.yaml", cwd=ws, env=only2).stdout.decode() == PLAIN
     (ws / ".sops.yaml").write_text(f"creation_rules:\n  - age: {age_key2.recipient}\n")
@@ -524,7 +527,10 @@ def test_rotate(cli: Cli, ws: Path, age_key2) -> None:  # type: ignore[no-untype
     assert all(after[k] != before[k] for k in before)  # a new data key: every value re-encrypted
     only2 = dict(cli.env, SOPS_AGE_KEY=age_key2.identity)
     assert cli.sops("decrypt", enc.name, cwd=ws, env=only2).stdout.decode() == PLAIN
-    cli("rotate", "-i", "--rm-age", cli.age.recipient, enc.name, cwd=ws)
+    cli("rotate", "-i", "--add-pgp", cli.pgp.fp, enc.name, cwd=ws)
+    only_pgp = {k: v for k, v in cli.env.items() if k != "SOPS_AGE_KEY"}
+    assert cli.sops("decrypt", enc.name, cwd=ws, env=only_pgp).stdout.decode() == PLAIN
+    cli("rotate", "-i", "--rm-age", cli.age.recipient, "--rm-pgp", cli.pgp.fp, enc.name, cwd=ws)
     fails(cli("decrypt", enc.name, cwd=ws, ok=None), 128)
     assert cli("decrypt", enc.name, cwd=ws, env=only2).stdout.decode() == PLAIN
     fails(cli("rotate", enc.name, "plain.yaml", cwd=ws, ok=None), 8, "--in-place")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -101,7 +102,10 @@ def write_file(path: str, data: bytes, *, private: bool = False) -> None:
     mode of an existing file; a new file gets 0600 when ``private`` (plaintext), else 0666-umask."""
     directory = os.path.dirname(os.path.abspath(path)) or "."
     try:
-        mode = os.stat(path).st_mode & 0o7777
+        st = os.stat(path)
+        mode = st.st_mode & 0o7777
+        if not stat.S_ISREG(st.st_mode):  # /dev/stdout, a FIFO: write through, no rename
+            return _write_through(path, data)
     except FileNotFoundError:
         mode = 0o600 if private else 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=".kvsops-", dir=directory)
@@ -118,6 +122,14 @@ def write_file(path: str, data: bytes, *, private: bool = False) -> None:
     except BaseException:
         _unlink(tmp)
         raise
+
+
+def _write_through(path: str, data: bytes) -> None:
+    try:
+        with open(path, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        raise errors.OutputError(f"cannot write {display(path)} ({type(exc).__name__})") from None
 
 
 def write_new_private(path: str, data: bytes) -> None:
