@@ -185,3 +185,10 @@ def test_conformance_set_file(plugins: dict[str, Path], hs: dict[str, Any]) -> N
     h = Helm(plugins["kvsops-getter-legacy"], "helm3", hs["values"], hs["env"])
     out = h.fetch("secrets://files/file.yaml")
     assert out.startswith(b"hello: ") and b"sops" not in out
+
+
+def test_example_renders() -> None:
+    proc = subprocess.run([os.sys.executable, str(REPO / "examples/helm/render.py")], cwd=REPO / "examples/helm",
+                          env=_env(), capture_output=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert b'DB_PASSWORD: "correct-horse-battery-staple"' in proc.stdout and b"port: 8080" in proc.stdout
