@@ -18,23 +18,62 @@ RULE_KINDS = (
 )
 DEFAULT_UNENCRYPTED_SUFFIX = "_unencrypted"
 MAX_REGEX_LEN = 1024
+RE2_MAX_MEM = 8 << 20  # bytes per compiled pattern (RE2's default); larger programs are refused
 
 
-def compile_re2ish(pattern: str) -> "re.Pattern[str]":
-    """Compile a sops (Go RE2) regex with Python ``re``.
+class Re2Pattern:
+    """A compiled RE2 pattern with ``re``'s ``search`` shape.
 
-    RE2 has no backreferences or lookarounds; refusing them here keeps us inside the subset where
-    both engines agree and keeps matching linear-ish (no catastrophic backtracking constructs that
-    RE2 would not accept anyway).
+    Selection rules and ``path_regex`` come from the file being decrypted (or the repository's
+    ``.sops.yaml``): a committer controls them. A backtracking engine (Python ``re``) runs
+    ``^(a+)+$`` against a long key name for hours, so matching is done by RE2 itself, as sops does
+    (Go's regexp): linear time, bounded memory, and the same syntax and semantics.
     """
+
+    __slots__ = ("_re", "_cache")
+    _CACHE_MAX = 4096  # key names repeat across leaves: remember the answer for each
+
+    def __init__(self, compiled: object) -> None:
+        self._re = compiled
+        self._cache: dict[str, bool] = {}
+
+    def search(self, text: str) -> "bool | None":
+        """True when the pattern matches anywhere in ``text``, else None (``re``'s contract)."""
+        hit = self._cache.get(text)
+        if hit is None:
+            try:
+                hit = self._re.search(text) is not None  # type: ignore[attr-defined]
+            except UnicodeEncodeError:  # lone surrogates: Go sees each invalid byte as U+FFFD
+                fixed = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                hit = self._re.search(fixed) is not None  # type: ignore[attr-defined]
+            if len(self._cache) < self._CACHE_MAX:
+                self._cache[text] = hit
+        return True if hit else None
+
+
+def compile_re2ish(pattern: str) -> Re2Pattern:
+    """Compile a sops (Go RE2) regex with RE2 (``google-re2``): linear-time matching, so a hostile
+    pattern cannot hang a renderer. RE2 refuses backreferences and lookarounds as Go does."""
     if len(pattern) > MAX_REGEX_LEN:
         raise ConfigError(f"regex is longer than {MAX_REGEX_LEN} characters")
     if re.search(r"\\[1-9]|\(\?[=!<]|\(\?P=", pattern):
         raise ConfigError("regex uses backreferences or lookarounds, which sops (RE2) does not support")
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise ConfigError(f"invalid regex: {exc.msg}") from None
+        import re2
+    except ImportError:  # pragma: no cover - google-re2 is a core dependency
+        from kvsops.errors import MissingDependency
+
+        raise MissingDependency("regex selection rules need the google-re2 package",
+                                hint="pip install google-re2 (a kvsops dependency)") from None
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print the pattern to stderr itself
+    options.max_mem = RE2_MAX_MEM
+    try:
+        return Re2Pattern(re2.compile(pattern, options))
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else b""
+        text = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
+        raise ConfigError(f"invalid regex: {text[:200]}") from None
 
 
 @dataclass(frozen=True)
@@ -49,7 +88,7 @@ class SelectionRule:
             _ = self.pattern
 
     @cached_property
-    def pattern(self) -> "re.Pattern[str]":
+    def pattern(self) -> Re2Pattern:
         return compile_re2ish(self.value)
 
     def should_encrypt(self, path: list[str], comments: list[list[str]], is_comment: bool) -> bool:
