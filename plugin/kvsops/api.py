@@ -172,6 +172,14 @@ def recover_data_key(md: Metadata, session: Session) -> bytes:
     return key
 
 
+def _recipient_name(r: object) -> str:
+    # ``id`` may itself need the network (an Azure key URL without a version) and fail again.
+    try:
+        return str(r.id)  # type: ignore[attr-defined]
+    except KeyFailure:
+        return str(getattr(r, "kind", "key"))
+
+
 def wrap_data_key(
     data_key: bytes, groups: Sequence[Sequence[object]], threshold: int = 0
 ) -> tuple[tuple[tuple[KeyEntry, ...], ...], int]:
@@ -195,7 +203,7 @@ def wrap_data_key(
             try:
                 fields = r.wrap(share)  # type: ignore[attr-defined]
             except KeyFailure as exc:
-                raise errors.EncryptError(f"could not wrap the data key for {r.id}: {exc}") from None  # type: ignore[attr-defined]
+                raise errors.EncryptError(f"could not wrap the data key for {_recipient_name(r)}: {exc}") from None
             entries.append(KeyEntry.make(r.kind, fields))  # type: ignore[attr-defined]
         out.append(tuple(entries))
     return tuple(out), threshold
