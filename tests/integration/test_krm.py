@@ -313,3 +313,28 @@ def test_rendering_writes_no_file(tools, tmp_path: Path, key: AgeKey) -> None:  
     assert snapshot() == before
     assert list(scratch.iterdir()) == []
     assert not list((tmp_path / "p").rglob("__pycache__"))
+
+
+@pytest.mark.parametrize("mode", ["krm-5.6", "legacy-kubectl"])
+def test_string_values_stay_strings_in_yaml_12(tools, mode: str, tmp_path: Path, key: AgeKey) -> None:  # type: ignore[no-untyped-def]
+    """PyYAML writes YAML 1.1; kustomize reads 1.2: "1e3" or "0o17" must not become numbers."""
+    from kvsops.entry.install import install
+
+    values = {"A": "1e3", "B": "0o17", "C": "0b101", "D": "+12", "E": "2024-01-01", "F": "~", "G": "multi\\nline"}
+    key.write(tmp_path / "v.enc.env", "".join(f"{k}={v}\n" for k, v in values.items()))
+    meta: dict = {"name": "k"}
+    if mode.startswith("krm"):
+        meta["annotations"] = {"config.kubernetes.io/function": "exec:\n  path: ksops\n"}
+    write_yaml(tmp_path / "gen.yaml", {"apiVersion": "viaduct.ai/v1", "kind": "ksops", "metadata": meta,
+                                       "secretFrom": [{"metadata": {"name": "s"}, "envs": ["v.enc.env"]}]})
+    write_yaml(tmp_path / "kustomization.yaml", {"generators": ["gen.yaml"]})
+    install(tmp_path / "plugins")
+    env = key.env(tools.env(KUSTOMIZE_PLUGIN_HOME=str(tmp_path / "plugins")))
+    env["PATH"] = f"{tmp_path / 'plugins'}:{env['PATH']}"
+    if mode == "legacy-kubectl":
+        proc = subprocess.run([tools.kubectl, "kustomize", "--enable-alpha-plugins", str(tmp_path)],
+                              env=env, capture_output=True, text=True, timeout=120)
+    else:
+        proc = build(tools, "kustomize56", tmp_path, env)
+    (s,) = ok(proc)
+    assert s["stringData"] == {**values, "G": "multi\\nline"}  # godotenv keeps an unquoted \n literal

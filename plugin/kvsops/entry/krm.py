@@ -43,8 +43,20 @@ def _dumper() -> Any:
     class Dumper(base):  # type: ignore[misc, valid-type]
         pass
 
+    from kvsops.sops.stores.yaml_store import resolve_plain
+
     def text(dumper: Any, value: str) -> Any:
-        style = "|" if "\n" in value else None  # PyYAML falls back to quoting when | cannot hold it
+        # PyYAML quotes by YAML 1.1 rules; kustomize reads YAML 1.2 (go-yaml v3), where "1e3" or
+        # "0o17" left plain would turn a string into a number. Quote whatever v3 would not read
+        # back as this string. A block literal keeps multi-line values readable (PyYAML falls
+        # back to quoting when "|" cannot hold the value).
+        style = "|" if "\n" in value else None
+        if style is None:
+            try:
+                plain = resolve_plain(value) == value
+            except Exception:  # noqa: BLE001 - anything odd is simply quoted
+                plain = False
+            style = None if plain else "'"
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
     Dumper.add_representer(str, text)
