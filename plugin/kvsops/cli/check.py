@@ -68,7 +68,8 @@ def _docs(data: bytes, fmt: str, encrypted: bool) -> list[Branch]:
 def _reasons(path: str, configs: _Configs) -> list[str]:
     from kvsops import api, config
 
-    if os.path.basename(path) in (config.CONFIG_NAME, config.ALTERNATE_NAME) or os.path.getsize(path) > MAX_BYTES:
+    if (os.path.basename(path) in (config.CONFIG_NAME, config.ALTERNATE_NAME) or not os.path.isfile(path)
+            or os.path.getsize(path) > MAX_BYTES):
         return []
     data = common.read_file(path)
     fmt = common.fmt_for(None, path)

@@ -294,7 +294,7 @@ def iter_files(paths: Iterable[str]) -> Iterable[str]:
                 dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
                 for name in sorted(files):
                     full = os.path.join(root, name)
-                    if not os.path.islink(full):
+                    if not os.path.islink(full) and os.path.isfile(full):  # no FIFOs, devices, links
                         yield full
         else:
             yield p
