@@ -88,8 +88,10 @@ def _env() -> dict[str, str]:
 
 def _generate(configs: list[Any]) -> list[dict[str, Any]]:
     from kvsops.generate import generate
+    from kvsops.policy import session_from_env  # Argo CD key policy: the grant from `kvsops argocd generate`
 
-    return generate(configs, root=os.getcwd(), env=_env())
+    env = _env()
+    return generate(configs, root=os.getcwd(), env=env, session=session_from_env(env))
 
 
 def run_krm(stdin: BinaryIO, stdout: BinaryIO) -> int:
