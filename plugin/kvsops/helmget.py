@@ -55,10 +55,11 @@ def fetch(req: Request, pol: Policy, env: Mapping[str, str]) -> bytes:
 
 def _decrypt_file(where: str, data: bytes, pol: Policy, env: Mapping[str, str]) -> bytes:
     from kvsops import api
+    from kvsops.policy import session_from_env  # Argo CD key policy (grant from `kvsops argocd generate`)
 
     fmt = helmurl.sniff_format(where, data)
     try:
-        return api.decrypt_bytes(data, fmt, session=api.Session(env=env), where=where)
+        return api.decrypt_bytes(data, fmt, session=session_from_env(env), where=where)
     except MetadataNotFound:
         if pol.allow_unencrypted:
             return data
@@ -74,8 +75,9 @@ def _literal(value: str, env: Mapping[str, str]) -> bytes:
     plain value, returned as is (no newline added)."""
     if "ENC[" in value and '"sops"' in value and '"mac"' in value:
         from kvsops import api
+        from kvsops.policy import session_from_env
 
-        return api.decrypt_bytes(value.encode(), "json", session=api.Session(env=env), where="secrets+literal")
+        return api.decrypt_bytes(value.encode(), "json", session=session_from_env(env), where="secrets+literal")
     return value.encode()
 
 
