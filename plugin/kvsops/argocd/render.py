@@ -243,7 +243,7 @@ def _set_path(values: dict[str, Any], key: str, value: str) -> dict[str, Any]:
 
 def _helm_location(exc: BaseException) -> str:
     """Where a template failed, without Helm's message (it can quote values)."""
-    m = re.search(r"template: ([\w./-]+:\d+(?::\d+)?)", str(exc))
+    m = re.search(r"(?:template: |error at \()([\w./-]+:\d+(?::\d+)?)", str(exc))
     return f" at {m.group(1)}" if m else ""
 
 
