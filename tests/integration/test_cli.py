@@ -583,6 +583,8 @@ def test_check_passes_on_a_clean_tree(cli: Cli, ws: Path) -> None:
     (ws / "k8s" / "template.yaml").write_text(SECRET_MANIFEST.replace("hunter2", "{{ .Values.pw }}"))
     (ws / ".git" / "leak.yaml").write_text(SECRET_MANIFEST)
     (ws / "docs" / "README.md").write_text("hello\n")
+    (ws / "docs" / "garbage.yaml").write_bytes(bytes(range(256)) * 4)
+    os.mkfifo(ws / "docs" / "pipe.yaml")  # never opened: it would block
     (ws / "plain.yaml").unlink()
     (ws / "secret.yaml").unlink()
     (ws / ".sops.yaml").write_text(f"""creation_rules:
