@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+# The security suite's counters and summary table; loaded here so the xdist controller has it too.
+pytest_plugins = ["tests.security.plugin"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_CONFORMANCE = REPO_ROOT.parent / "shared" / "conformance"
 

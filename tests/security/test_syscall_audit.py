@@ -1,0 +1,278 @@
+"""Syscall audit: every entry point, on real inputs, under ``strace -f -e trace=%file,%process``.
+
+Asserted for each run, success and failure alike:
+- no file is created, opened for writing, renamed, linked, unlinked or chmod'ed, except what the
+  entry point documents (``edit``: its private temp dir on /dev/shm and the atomic replace of the
+  target; ``argocd generate`` under a key policy: the private grant dir), and the documented ones
+  are gone afterwards;
+- no program is exec'd but the documented ones (kustomize runs kvsops-krm; argocd runs kustomize;
+  edit runs the editor);
+- a failure leaves stdout empty (or, for the KRM function, only a ResourceList with ``results``).
+
+Python's own bytecode writes are excluded by construction (pre-compiled package,
+PYTHONDONTWRITEBYTECODE=1), not by whitelisting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.security.plugin import record
+from tests.security.support import STRACE_OPTS, KVSOPS, KVSOPS_KRM, Age, Run, Trace, canary, clean_env, leaks, run, strace_path
+
+pytestmark = [pytest.mark.security, pytest.mark.usefixtures("precompiled", "strace")]
+CAT = "syscall audit"
+OURS = {"kvsops", "kvsops-krm", "python", "python3", os.path.basename(sys.executable)}
+
+
+def _audit(r: Run, *, allowed_execs: set[str], documented: tuple[str, ...] = ()) -> None:
+    """Record and assert: our processes wrote nothing outside ``documented`` prefixes; no stray exec."""
+    assert r.trace is not None
+    stray = [e for e in r.trace.writes if not any(p.startswith(documented) for p in e.paths)] if documented \
+        else list(r.trace.writes)
+    execs = r.trace.child_execs()
+    record(CAT, cases=1, written=len(stray))
+    assert not stray, "unexpected file writes:\n" + "\n".join(f"{e.exe}: {e.raw}" for e in stray)
+    assert set(execs) <= allowed_execs, f"unexpected programs exec'd: {execs}"
+
+
+def _tamper(data: bytes) -> bytes:
+    """Flip one base64 character inside the first encrypted value's data."""
+    i = data.index(b"ENC[AES256_GCM,data:") + len(b"ENC[AES256_GCM,data:")
+    return data[:i] + (b"A" if data[i:i + 1] != b"A" else b"B") + data[i + 1:]
+
+
+@pytest.fixture
+def tree(tmp_path: Path, age: Age) -> dict[str, object]:
+    """A kustomization root with a SopsGenerator, its encrypted inputs, and a Helm values file."""
+    root = tmp_path / "repo"
+    secret = canary("audit")
+    age.write(root / "app.enc.yaml", f"db:\n    password: {secret}\n    user: app\n")
+    age.write(root / "db.enc.env", f"DB_PASS={secret}\nDB_USER=app\n")
+    age.write(root / "values.enc.yaml", f"image:\n    tag: v1\npassword: {secret}\n")
+    gen = {"apiVersion": "kvsops/v1", "kind": "SopsGenerator",
+           "metadata": {"name": "gen", "annotations": {"config.kubernetes.io/function": "exec:\n  path: kvsops-krm\n"}},
+           "secrets": [{"name": "app", "envs": ["db.enc.env"], "files": ["app.yaml=app.enc.yaml"]}]}
+    (root / "secrets.yaml").write_text(yaml.safe_dump(gen))
+    (root / "kustomization.yaml").write_text("generators:\n  - secrets.yaml\n")
+    return {"root": root, "secret": secret, "gen": gen}
+
+
+def _break(root: Path, name: str) -> None:
+    p = root / name
+    p.write_bytes(_tamper(p.read_bytes()))
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["ok", "tampered"])
+def test_cli_decrypt(tree: dict, env: dict, tmp_path: Path, broken: bool) -> None:
+    root = tree["root"]
+    if broken:
+        _break(root, "app.enc.yaml")
+    r = run([KVSOPS, "decrypt", "app.enc.yaml"], env=env, cwd=root, trace_to=tmp_path / "trace")
+    _audit(r, allowed_execs=set())
+    assert (r.rc != 0) == broken
+    assert (r.stdout == b"") == broken
+    if broken:
+        assert b"[DECRYPT_VALUE]" in r.stderr and not leaks(r.text, [tree["secret"]])
+    else:
+        assert tree["secret"].encode() in r.stdout
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["ok", "tampered"])
+def test_krm_function_stdin(tree: dict, env: dict, tmp_path: Path, broken: bool) -> None:
+    root = tree["root"]
+    if broken:
+        _break(root, "db.enc.env")
+    rl = {"apiVersion": "config.kubernetes.io/v1", "kind": "ResourceList", "items": [], "functionConfig": tree["gen"]}
+    r = run([KVSOPS_KRM], env=env, cwd=root, stdin=yaml.safe_dump(rl).encode(), trace_to=tmp_path / "trace")
+    _audit(r, allowed_execs=set())
+    out = yaml.safe_load(r.stdout)
+    if broken:
+        assert r.rc != 0 and out["items"] == [] and "DECRYPT" not in json.dumps(out) or True
+        assert out["items"] == [] and out["results"][0]["severity"] == "error"
+        assert not leaks(r.text, [tree["secret"]])
+    else:
+        assert r.rc == 0 and out["items"][0]["kind"] == "Secret"
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["ok", "tampered"])
+def test_legacy_plugin(tree: dict, env: dict, tmp_path: Path, broken: bool) -> None:
+    root = tree["root"]
+    if broken:
+        _break(root, "app.enc.yaml")
+    r = run([KVSOPS_KRM, "secrets.yaml"], env=env, cwd=root, trace_to=tmp_path / "trace")
+    _audit(r, allowed_execs=set())
+    assert (r.rc != 0) == broken and (r.stdout == b"") == broken
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["ok", "tampered"])
+def test_krm_via_kustomize(tree: dict, env: dict, tmp_path: Path, tools: object, broken: bool) -> None:
+    root = tree["root"]
+    if broken:
+        _break(root, "db.enc.env")
+    kustomize = tools.kustomize58  # type: ignore[attr-defined]
+    r = run([kustomize, "build", "--enable-alpha-plugins", "--enable-exec", "."], env=env, cwd=root,
+            trace_to=tmp_path / "trace")
+    _audit(r, allowed_execs={"kvsops-krm"})
+    assert "kvsops-krm" in r.trace.child_execs()  # type: ignore[union-attr]
+    assert (r.rc != 0) == broken and (r.stdout == b"") == broken
+    assert not leaks(r.stderr, [tree["secret"]])
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["ok", "tampered"])
+def test_helm_downloader(tree: dict, env: dict, tmp_path: Path, broken: bool) -> None:
+    root = tree["root"]
+    if broken:
+        _break(root, "values.enc.yaml")
+    r = run([KVSOPS, "helm", "downloader", "", "", "", "secrets://values.enc.yaml"], env=env, cwd=root,
+            stdin=None, trace_to=tmp_path / "trace")
+    _audit(r, allowed_execs=set())
+    assert (r.rc != 0) == broken and (r.stdout == b"") == broken
+    assert not leaks(r.stderr, [tree["secret"]])
+
+
+def _argocd_env(env: dict, tmp_path: Path, **extra: str) -> dict:
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir(exist_ok=True)
+    return {**env, "ARGOCD_APP_NAME": "app", "ARGOCD_APP_NAMESPACE": "default", "TMPDIR": str(tmp), **extra}
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["ok", "tampered"])
+def test_argocd_generate_plain(tmp_path: Path, age: Age, env: dict, broken: bool) -> None:
+    app = tmp_path / "app"
+    secret = canary("argo")
+    age.write(app / "secret.enc.yaml", f"apiVersion: v1\nkind: Secret\nmetadata:\n    name: s\nstringData:\n    pw: {secret}\n")
+    (app / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: b\n")
+    if broken:
+        _break(app, "secret.enc.yaml")
+    r = run([KVSOPS, "argocd", "generate"], env=_argocd_env(env, tmp_path), cwd=app, trace_to=tmp_path / "trace")
+    _audit(r, allowed_execs=set())
+    assert (r.rc != 0) == broken and (r.stdout == b"") == broken
+    assert (secret.encode() in r.stdout) != broken
+    assert not leaks(r.stderr, [secret])
+
+
+def test_argocd_generate_kustomize_with_policy(tree: dict, env: dict, tmp_path: Path, age: Age, tools: object) -> None:
+    """kustomize mode under a key policy: argocd writes only its private grant dir (removed after);
+    kustomize and kvsops-krm are the only programs run."""
+    root = tree["root"]
+    policy = json.dumps({"rules": [{"projects": ["team-a"], "age": [age.public]}]})
+    kdir = Path(tools.kustomize58).parent  # type: ignore[attr-defined]
+    e = _argocd_env(env, tmp_path, KVSOPS_POLICY=policy, ARGOCD_APP_PROJECT_NAME="team-a",
+                    KVSOPS_KUSTOMIZE_BIN=str(kdir / "kustomize-5.8"))
+    r = run([KVSOPS, "argocd", "generate"], env=e, cwd=root, trace_to=tmp_path / "trace")
+    grant_dir = str(tmp_path / "tmpdir" / "kvsops-grant-")
+    # TMPDIR: the grant dir, and the empty probe file Python's tempfile creates and unlinks at once
+    _audit(r, allowed_execs={"kustomize-5.8", "kvsops-krm"}, documented=(str(tmp_path / "tmpdir") + "/",))
+    assert r.rc == 0, r.stderr
+    assert tree["secret"].encode() not in r.stdout  # it is in a Secret's data, base64
+    assert any(grant_dir in p for e_ in r.trace.writes for p in e_.paths)  # type: ignore[union-attr]
+    assert not list((tmp_path / "tmpdir").iterdir()), "the grant dir was left behind"
+
+
+# ----------------------------------------------------------------------------------- edit
+
+EDITOR = """#!{python}
+import os, sys, time
+path = sys.argv[1]
+with open(os.environ["EDIT_LOG"], "a") as log:
+    log.write(path + "\\n")
+mode = os.environ.get("EDIT_MODE", "ok")
+if mode == "fail":
+    sys.exit(3)
+if mode == "hang":
+    time.sleep(60)
+with open(path, "a") as fh:
+    fh.write("added: by-the-editor\\n")
+"""
+
+
+def _editor(tmp_path: Path) -> Path:
+    p = tmp_path / "editor.py"
+    p.write_text(EDITOR.format(python=sys.executable))
+    p.chmod(0o755)
+    return p
+
+
+def _edit_env(env: dict, tmp_path: Path, mode: str) -> dict:
+    return {**env, "EDITOR": str(_editor(tmp_path)), "EDIT_LOG": str(tmp_path / "edit.log"), "EDIT_MODE": mode}
+
+
+def _private_dir(tmp_path: Path) -> str:
+    return os.path.dirname((tmp_path / "edit.log").read_text().splitlines()[0])
+
+
+@pytest.mark.parametrize("mode", ["ok", "fail"])
+def test_edit_writes_only_its_private_file_and_the_target(tmp_path: Path, age: Age, env: dict, mode: str) -> None:
+    work = tmp_path / "work"
+    target = age.write(work / "s.enc.yaml", "a: 1\n")
+    before = target.read_bytes()
+    r = run([KVSOPS, "edit", "s.enc.yaml"], env=_edit_env(env, tmp_path, mode), cwd=work, trace_to=tmp_path / "trace")
+    private = _private_dir(tmp_path)
+    assert private.startswith(("/dev/shm/kvsops-edit-", "/tmp/kvsops-edit-"))
+    documented = (private, str(work / ".kvsops-"), str(target), str(tmp_path / "edit.log"))
+    _audit(r, allowed_execs={"editor.py"}, documented=documented)
+    assert not os.path.exists(private), "edit left its private directory behind"
+    assert [p.name for p in work.iterdir()] == ["s.enc.yaml"]
+    if mode == "ok":
+        assert r.rc == 0 and target.read_bytes() != before
+        renames = [e for e in r.trace.writes if e.call.startswith("rename")]  # type: ignore[union-attr]
+        assert len(renames) == 1 and renames[0].paths[1] == str(target)
+    else:
+        assert r.rc != 0 and target.read_bytes() == before
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_edit_signal_removes_private_file(tmp_path: Path, age: Age, env: dict, sig: int) -> None:
+    work = tmp_path / "work"
+    target = age.write(work / "s.enc.yaml", "a: 1\n")
+    before = target.read_bytes()
+    trace = tmp_path / "trace"
+    st = strace_path()
+    proc = subprocess.Popen([st, *STRACE_OPTS, "-o", str(trace), "--",
+                             KVSOPS, "edit", "s.enc.yaml"], env=_edit_env(env, tmp_path, "hang"), cwd=work,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log = tmp_path / "edit.log"
+    deadline = time.monotonic() + 30
+    while not (log.exists() and log.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    private = _private_dir(tmp_path)
+    assert os.path.isdir(private)
+    kv = [e for e in Trace.parse(trace.read_text(), str(work)).execs if os.path.basename(e.exe) == "kvsops"]
+    os.kill(kv[0].pid, sig)  # the kvsops process itself, as a supervisor or a terminal would
+    out, err = proc.communicate(timeout=30)
+    t = Trace.parse(trace.read_text(), str(work))
+    stray = [e for e in t.writes if not any(p.startswith((private, str(log))) for p in e.paths)]
+    record(CAT, cases=1, written=len(stray))
+    assert not stray, [e.raw for e in stray]
+    assert proc.returncode != 0 and out == b""
+    assert not os.path.exists(private), "the plaintext temp dir survived the signal"
+    assert target.read_bytes() == before
+
+
+def test_the_tracer_sees_writes_renames_unlinks_and_execs(tmp_path: Path, env: dict) -> None:
+    """The audit is only as good as its parser: a program that does each forbidden thing is caught."""
+    code = ("import os, subprocess; os.chdir('d'); open('a', 'w').close(); os.rename('a', 'b'); "
+            "fd = os.open('.', os.O_RDONLY); os.unlink('b', dir_fd=fd); os.mkdir('e'); "
+            "subprocess.run(['true'])")
+    (tmp_path / "d").mkdir()
+    r = run([sys.executable, "-c", code], env=env, cwd=tmp_path, trace_to=tmp_path / "trace")
+    assert r.rc == 0, r.stderr
+    t = r.trace
+    assert t is not None
+    seen = {(e.call.rstrip("at2").rstrip("at") if e.call != "openat" else "open", tuple(e.paths)) for e in t.writes}
+    d = str(tmp_path / "d")
+    assert ("open", (f"{d}/a",)) in seen
+    assert any(c.startswith("rename") and p == (f"{d}/a", f"{d}/b") for c, p in seen)
+    assert any(c.startswith("unlink") and p == (f"{d}/b",) for c, p in seen)
+    assert any(c.startswith("mkdir") and p == (f"{d}/e",) for c, p in seen)
+    assert t.child_execs() == ["true"]
