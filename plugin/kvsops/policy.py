@@ -57,7 +57,7 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Mapping
 
 from kvsops import errors
 from kvsops.sops.metadata import KeyEntry
@@ -321,9 +321,3 @@ def session_from_env(env: Mapping[str, str] | None = None, *, default_file: str 
         return Session(env=env, **kwargs)  # type: ignore[arg-type]
     return Session(env=restrict_env(env, allowed), allowed_entry=checker_for(allowed), **kwargs)  # type: ignore[arg-type]
 
-
-def describe(allowed: Allowed | None) -> Iterable[str]:
-    if allowed is None:
-        return ["no key policy configured: every key is allowed"]
-    j = allowed.to_json()
-    return [f"{k}: {len(v)} allowed" for k, v in j.items()]
