@@ -164,7 +164,12 @@ def recover_data_key(md: Metadata, session: Session) -> bytes:
         cls = errors.PolicyRefused if policy_refused and not parts else errors.NoKeyAvailable
         raise cls(
             "could not recover the data key: " + ("; ".join(report) or "no keys in file"),
-            hint="check that a matching age identity, PGP secret key or Key Vault access is available",
+            hint=(
+                "the key policy for this project/repository does not allow the file's keys; re-encrypt the "
+                "file for an allowed key or ask the platform admins to extend the policy"
+                if cls is errors.PolicyRefused
+                else "check that a matching age identity, PGP secret key or Key Vault access is available"
+            ),
         )
     key = parts[0] if len(groups) == 1 else shamir.combine(parts)
     if len(key) != DATA_KEY_SIZE:
