@@ -1,0 +1,34 @@
+"""The benchmark suite runs end to end in quick mode and prints its table (no timing is asserted:
+a benchmark is a measurement, not a test)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_quick_prints_every_case(tools) -> None:  # type: ignore[no-untyped-def]
+    tools.sops, tools.kustomize58  # skips (or fails on CI) when setup.sh did not install them
+    pytest.importorskip("azure.identity")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOPS_", "KVSOPS_"))}
+    env["KVSOPS_TOOLS"] = str(Path(tools.sops).parent)
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "run.py"), "--quick", "--runs", "2"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "kvsops" in out.splitlines()[0] and "sops 3.11" in out.splitlines()[0]
+    header = next(line for line in out.splitlines() if line.startswith("case"))
+    for column in ("kvsops", "baseline", "ratio", "target", "kvsops MB", "base MB"):
+        assert column in header
+    cases = {line.split()[0] for line in out.splitlines() if line[:1].isdigit()}
+    assert cases == {"1", "2", "3", "4d", "4e", "5"}, out
+    # outputs that must match sops byte for byte did match
+    assert "DIFFERENT" not in out, out
+    assert out.count("outputs identical") >= 4, out
+    assert "rows in" in out.splitlines()[-1]
