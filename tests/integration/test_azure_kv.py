@@ -578,3 +578,41 @@ def test_emulator_runs_as_a_script() -> None:
     """)
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60).stdout
     assert "export REQUESTS_CA_BUNDLE=" in out and "export IDENTITY_ENDPOINT=" in out and "/keys/sops-key/" in out
+
+
+# ----------------------------------------------------------------------------- through the CLI
+
+
+def test_cli_mixed_age_and_key_vault_group(h: Harness, emu: KeyVaultEmulator, tmp_path: Path) -> None:
+    pyrage = pytest.importorskip("pyrage")
+    identity = pyrage.x25519.Identity.generate()
+    emu.create_key("sops-key", key_ops=("encrypt", "decrypt"))
+    env = dict(h.ctx().env)
+    plain = tmp_path / "secret.yaml"
+    plain.write_text("db:\n  password: cli-secret\n")
+
+    def kvsops(*args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, "-m", "kvsops", *args], env={**env, **(extra or {})},
+                              capture_output=True, timeout=60)
+
+    res = kvsops("encrypt", "--azure-kv", emu.key_url("sops-key"), "--age", str(identity.to_public()), str(plain))
+    assert res.returncode == 0, res.stderr.decode()
+    enc = tmp_path / "secret.enc.yaml"
+    enc.write_bytes(res.stdout)
+    assert b"azure_kv:" in res.stdout and b"age:" in res.stdout and emu.counts["encrypt"] == 0
+
+    emu.reset_counters()
+    res = kvsops("decrypt", str(enc), extra={"SOPS_AGE_KEY": str(identity)})
+    assert res.returncode == 0 and yaml.safe_load(res.stdout) == {"db": {"password": "cli-secret"}}
+    assert emu.counts["decrypt"] == 0  # the local age key is tried first
+
+    res = kvsops("decrypt", str(enc))
+    assert res.returncode == 0, res.stderr.decode()
+    assert yaml.safe_load(res.stdout) == {"db": {"password": "cli-secret"}}
+    assert emu.counts["decrypt"] == 1
+
+    emu.set_enabled("sops-key", False)
+    res = kvsops("decrypt", str(enc))
+    assert res.returncode != 0 and res.stdout == b""
+    err = res.stderr.decode()
+    assert "disabled" in err and "Traceback" not in err and "cli-secret" not in err
