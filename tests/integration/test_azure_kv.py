@@ -615,3 +615,59 @@ def test_cli_mixed_age_and_key_vault_group(h: Harness, emu: KeyVaultEmulator, tm
     assert res.returncode != 0 and res.stdout == b""
     err = res.stderr.decode()
     assert "disabled" in err and "Traceback" not in err and "cli-secret" not in err
+
+
+def test_cli_sops_yaml_rules_updatekeys_and_rotate(h: Harness, emu: KeyVaultEmulator, tmp_path: Path) -> None:
+    """`.sops.yaml` azure_keyvault rules drive encrypt; updatekeys re-wraps for a rotated key version
+    (values unchanged); rotate re-encrypts everything; old and new files decrypt through Key Vault."""
+    pyrage = pytest.importorskip("pyrage")
+    identity = pyrage.x25519.Identity.generate()
+    v1 = emu.create_key("team-key", key_ops=("encrypt", "decrypt"))
+    env = dict(h.ctx().env)
+    vault = emu.vault_url()
+
+    def config(version: str) -> None:
+        (tmp_path / ".sops.yaml").write_text(
+            "creation_rules:\n"
+            "  - path_regex: \\.enc\\.yaml$\n"
+            "    key_groups:\n"
+            f"      - azure_keyvault:\n          - vaultUrl: {vault}\n            key: team-key\n"
+            f"            version: '{version}'\n"
+            f"        age: ['{identity.to_public()}']\n"
+        )
+
+    def kvsops(*args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, "-m", "kvsops", *args], env={**env, **(extra or {})},
+                              capture_output=True, timeout=60, cwd=tmp_path)
+
+    config(v1)
+    target = tmp_path / "app.enc.yaml"
+    target.write_text("db:\n  password: rotate-me\n")
+    res = kvsops("encrypt", "-i", str(target))
+    assert res.returncode == 0, res.stderr.decode()
+    before = yaml.safe_load(target.read_bytes())
+    assert before["sops"]["azure_kv"][0]["version"] == v1
+
+    v2 = emu.rotate_key("team-key")
+    config(v2)
+    res = kvsops("updatekeys", "-y", str(target))
+    assert res.returncode == 0, res.stderr.decode()
+    after = yaml.safe_load(target.read_bytes())
+    assert after["sops"]["azure_kv"][0]["version"] == v2
+    assert after["db"] == before["db"] and after["sops"]["mac"] == before["sops"]["mac"]
+
+    emu.reset_counters()
+    res = kvsops("decrypt", str(target))  # no age key in env: Key Vault only
+    assert res.returncode == 0, res.stderr.decode()
+    assert yaml.safe_load(res.stdout) == {"db": {"password": "rotate-me"}}
+    assert emu.counts["decrypt"] == 1
+
+    res = kvsops("rotate", "-i", str(target))
+    assert res.returncode == 0, res.stderr.decode()
+    rotated = yaml.safe_load(target.read_bytes())
+    assert rotated["db"]["password"] != after["db"]["password"]
+    assert rotated["sops"]["azure_kv"][0]["enc"] != after["sops"]["azure_kv"][0]["enc"]
+    res = kvsops("decrypt", str(target), extra={"SOPS_AGE_KEY": str(identity)})
+    assert res.returncode == 0 and yaml.safe_load(res.stdout) == {"db": {"password": "rotate-me"}}
+    res = kvsops("decrypt", str(target))
+    assert res.returncode == 0 and yaml.safe_load(res.stdout) == {"db": {"password": "rotate-me"}}
