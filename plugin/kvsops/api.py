@@ -49,6 +49,7 @@ class Session:
         order: Sequence[str] | None = None,
         deadline_seconds: float | None = None,
         allowed_entry: "callable[[KeyEntry], str | None] | None" = None,  # type: ignore[valid-type]
+        allowed_secret: "callable[[str, str, str], str | None] | None" = None,  # type: ignore[valid-type]
     ) -> None:
         env = dict(os.environ if env is None else env)
         if deadline_seconds is None and env.get("KVSOPS_DEADLINE_SECONDS"):
@@ -61,6 +62,9 @@ class Session:
         self.order = tuple(order) if order else decryption_order(env.get("SOPS_DECRYPTION_ORDER"))
         # A policy hook (Argo CD key policy): returns a refusal reason for an entry, or None.
         self.allowed_entry = allowed_entry
+        # The same for Key Vault secret references (vault_url, name, version) -> refusal or None;
+        # see kvsops.references (a Session with allowed_entry but no allowed_secret refuses them).
+        self.allowed_secret = allowed_secret
         self._lock = threading.Lock()
         self._unwrappers: dict[str, object] = {}
         self._parts: dict[tuple[str, str], Future[bytes]] = {}

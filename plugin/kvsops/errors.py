@@ -203,6 +203,14 @@ class GeneratorError(KvsopsError):
     exit_code = 1
 
 
+class ReferenceFailed(KvsopsError):
+    """A ``ref+...`` secret reference could not be resolved (the message names the reference,
+    never the secret)."""
+
+    code = "REFERENCE"
+    exit_code = 1
+
+
 class LimitExceeded(KvsopsError):
     """Input exceeds a documented safety limit (size, depth, aliases, recipients)."""
 

@@ -23,8 +23,13 @@ but unreadable, invalid, or has no rule for the project refuses everything (fail
         azure_kv:                               # key URLs; without a version: any version;
           - https://team-a.vault.azure.net/keys/sops          # name "*": any key of that vault
         pgp: [0123...CDEF]                      # full fingerprints
+        azure_secrets:                          # ref+azurekeyvault:// references (secret URLs);
+          - https://team-a.vault.azure.net/secrets/db-password   # without a version: any version;
+          - https://team-a.vault.azure.net/secrets/*             # name "*": any secret of that vault
 
-The allowed keys of a render are the union over every matching rule.
+The allowed keys of a render are the union over every matching rule. A Key Vault reference
+(``ref+azurekeyvault://``, see kvsops.refs) is checked against ``azure_secrets`` before any call;
+under a policy, a secret that no matching rule lists is refused.
 
 Child processes (the contract for the KRM function and the Helm downloader)
 ---------------------------------------------------------------------------
@@ -71,6 +76,8 @@ REPO_ENV = "ARGOCD_APP_SOURCE_REPO_URL"
 MAX_POLICY_BYTES = 1024 * 1024
 _KINDS = ("age", "azure_kv", "pgp")
 _AKV_RE = re.compile(r"^(https://[^/\s]+)/keys/([^/\s]+)(?:/([^/\s]*))?/?$")
+_SECRET_KINDS = ("azure_secrets",)
+_AKV_SECRET_RE = re.compile(r"^(https://[^/\s]+)/secrets/([^/\s]+)(?:/([^/\s]*))?/?$")
 _SSH_AGE_VARS = ("SOPS_AGE_SSH_PRIVATE_KEY_FILE", "SOPS_AGE_SSH_PRIVATE_KEY_CMD")
 
 Checker = Callable[[KeyEntry], "str | None"]
@@ -88,6 +95,15 @@ def _akv(spec: str) -> tuple[str, str, str]:
     return _vault(m.group(1)), m.group(2).lower(), (m.group(3) or "").lower()
 
 
+def _akv_secret(spec: str) -> tuple[str, str, str]:
+    m = _AKV_SECRET_RE.match(spec.strip())
+    if not m:
+        raise errors.ConfigError(
+            f"key policy: {spec!r} is not a Key Vault secret URL (https://VAULT/secrets/NAME[/VERSION])"
+        )
+    return _vault(m.group(1)), m.group(2).lower(), (m.group(3) or "").lower()
+
+
 def _fp(text: str) -> str:
     return text.replace(" ", "").strip().upper().removeprefix("0X")
 
@@ -99,9 +115,17 @@ class Allowed:
     age: frozenset[str] = frozenset()
     pgp: frozenset[str] = frozenset()
     azure_kv: frozenset[tuple[str, str, str]] = frozenset()  # (vault, name or "*", version or "")
+    azure_secrets: frozenset[tuple[str, str, str]] = frozenset()  # the same shape, for secrets
 
     def union(self, other: "Allowed") -> "Allowed":
-        return Allowed(self.age | other.age, self.pgp | other.pgp, self.azure_kv | other.azure_kv)
+        return Allowed(self.age | other.age, self.pgp | other.pgp, self.azure_kv | other.azure_kv,
+                       self.azure_secrets | other.azure_secrets)
+
+    def secret_refusal(self, vault_url: str, name: str, version: str) -> str | None:
+        """For ``ref+azurekeyvault://`` references (Session ``allowed_secret`` hook)."""
+        vault, name, ver = _vault(vault_url), name.lower(), version.lower()
+        ok = any(v == vault and n in ("*", name) and (not pv or pv == ver) for v, n, pv in self.azure_secrets)
+        return None if ok else "secret not allowed for this Argo CD project"
 
     def refusal(self, entry: KeyEntry) -> str | None:
         if entry.kind == "age":
@@ -120,12 +144,13 @@ class Allowed:
             "age": sorted(self.age),
             "pgp": sorted(self.pgp),
             "azure_kv": sorted(f"{v}/keys/{n}" + (f"/{p}" if p else "") for v, n, p in self.azure_kv),
+            "azure_secrets": sorted(f"{v}/secrets/{n}" + (f"/{p}" if p else "") for v, n, p in self.azure_secrets),
         }
 
     @classmethod
     def from_lists(cls, raw: Mapping[str, object], where: str) -> "Allowed":
         lists: dict[str, list[str]] = {}
-        for kind in _KINDS:
+        for kind in (*_KINDS, *_SECRET_KINDS):
             value = raw.get(kind) or []
             if isinstance(value, str):
                 value = [value]
@@ -136,6 +161,7 @@ class Allowed:
             frozenset(s.strip() for s in lists["age"]),
             frozenset(_fp(s) for s in lists["pgp"]),
             frozenset(_akv(s) for s in lists["azure_kv"]),
+            frozenset(_akv_secret(s) for s in lists["azure_secrets"]),
         )
 
 
@@ -189,7 +215,7 @@ def parse_policy(text: str, source: str) -> Policy:
         where = f"{source}: rule {i + 1}"
         if not isinstance(item, dict):
             raise errors.ConfigError(f"key policy {where} is not a mapping")
-        bad = set(item) - {"name", "projects", "repos", *_KINDS}
+        bad = set(item) - {"name", "projects", "repos", *_KINDS, *_SECRET_KINDS}
         if bad:
             raise errors.ConfigError(f"key policy {where}: unknown field(s) {sorted(bad)}")
         sel = {k: _patterns(item.get(k), f"{where}: {k}") for k in ("projects", "repos")}
@@ -319,5 +345,6 @@ def session_from_env(env: Mapping[str, str] | None = None, *, default_file: str 
     allowed = child_allowance(env, default_file=default_file)
     if allowed is None:
         return Session(env=env, **kwargs)  # type: ignore[arg-type]
-    return Session(env=restrict_env(env, allowed), allowed_entry=checker_for(allowed), **kwargs)  # type: ignore[arg-type]
+    return Session(env=restrict_env(env, allowed), allowed_entry=checker_for(allowed),  # type: ignore[arg-type]
+                   allowed_secret=allowed.secret_refusal, **kwargs)
 

@@ -59,6 +59,7 @@ class Context:
                     env=restrict_env(self.env, self.allowed),
                     deadline_seconds=self.remaining(),
                     allowed_entry=checker_for(self.allowed),
+                    allowed_secret=self.allowed.secret_refusal,
                 )
         return self._session
 

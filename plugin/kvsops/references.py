@@ -1,0 +1,95 @@
+"""Resolving ``ref+`` references for a host: fetchers built from a Session (see ``kvsops.refs``).
+
+A host (Helm downloader, kustomize generator, Argo CD generate) calls :func:`resolve` with its trees
+and a ``read_file`` that applies *its* path policy; ``ref+sops://FILE`` then reads FILE through that
+policy and decrypts it with the same Session (so the Argo CD key policy applies to its keys too).
+
+Per render (per Session): one cache of fetched sources, so each distinct reference is fetched once
+even when many files name it. Key Vault references are checked against the Session's
+``allowed_secret`` policy hook before anything is fetched; a Session with a key policy
+(``allowed_entry``) but no secret hook refuses every Key Vault reference (fail closed).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Sequence
+
+from kvsops import errors, refs
+
+ReadFile = Callable[[str], bytes]
+DEFAULT_WORKERS = 8
+_LOCK = threading.Lock()
+
+
+def enabled(value: str | None) -> bool:
+    text = (value or "").strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    raise errors.ConfigError("the references setting must be true or false")
+
+
+def _cache(session: Any) -> refs.Cache:
+    with _LOCK:
+        cache = session.ctx.state.get("refs.cache")
+        if cache is None:
+            cache = session.ctx.state["refs.cache"] = refs.Cache()
+        return cache  # type: ignore[no-any-return]
+
+
+def _check(session: Any) -> refs.Check:
+    secret_hook = getattr(session, "allowed_secret", None)
+    has_policy = getattr(session, "allowed_entry", None) is not None
+
+    def check(ref: refs.Ref) -> str | None:
+        if ref.backend != "azurekeyvault":
+            return None  # ref+sops: the file's keys go through the key policy when it is decrypted
+        if secret_hook is not None:
+            return secret_hook(ref.vault_url, ref.name, ref.version)  # type: ignore[no-any-return]
+        return "secret not allowed for this Argo CD project" if has_policy else None
+
+    return check
+
+
+def _azure(session: Any) -> refs.Fetcher:
+    def fetch(ref: refs.Ref) -> refs.Fetched:
+        from kvsops import azure_secrets
+
+        return refs.Fetched(azure_secrets.get_secret(session.ctx, ref.vault_url, ref.name, ref.version).value)
+
+    return fetch
+
+
+def _sops(session: Any, read_file: ReadFile | None) -> refs.Fetcher:
+    def fetch(ref: refs.Ref) -> refs.Fetched:
+        from kvsops import api
+        from kvsops.sops import stores
+        from kvsops.sops.tree import to_plain
+
+        if read_file is None:
+            raise errors.ReferenceFailed("ref+sops:// references are not available here")
+        data = read_file(ref.path)
+        fmt = stores.detect(ref.path)
+        dec = api.decrypt(data, fmt, session=session, where=ref.path)
+        text = api.emit_plain(dec.docs, fmt, where=ref.path).decode("utf-8", "replace")
+        doc = to_plain(dec.docs[0]) if dec.docs and fmt != "binary" else None
+        return refs.Fetched(text, doc, parsed=fmt != "binary")
+
+    return fetch
+
+
+def resolver(session: Any, read_file: ReadFile | None, *, workers: int = DEFAULT_WORKERS) -> refs.Resolver:
+    return refs.Resolver(
+        {"azurekeyvault": _azure(session), "sops": _sops(session, read_file)},
+        check=_check(session),
+        cache=_cache(session),
+        workers=workers,
+    )
+
+
+def resolve(items: Sequence[tuple[str | None, Any]], session: Any, read_file: ReadFile | None,
+            *, workers: int = DEFAULT_WORKERS) -> int:
+    """Resolve every reference in ``items`` (``(where, tree)``) in place; returns strings changed."""
+    return resolver(session, read_file, workers=workers).resolve(items)
