@@ -279,10 +279,11 @@ def leaks(text: str | bytes, canaries: Iterable[str]) -> list[str]:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     found = []
+    low = text.lower()
     for c in canaries:
-        # the canary itself, and its distinctive core (a truncated or re-encoded quote)
-        core = c[6:-1]
-        if c in text or core[:12] in text:
+        # the canary itself, or its distinctive core, in any case (a sliced or upper-cased quote)
+        core = c[6:-1].lower()
+        if c.lower() in low or core[:12] in low or core[-12:] in low:
             found.append(c)
     return found
 
