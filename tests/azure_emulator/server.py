@@ -37,6 +37,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from .certs import DEFAULT_NAMES, make_test_pki
+from .secrets_api import RBAC_ACTIONS as _SECRET_RBAC_ACTIONS
+from .secrets_api import SecretsMixin
+from .secrets_api import route_op as _secret_route_op
 
 DEFAULT_TENANT = "11111111-1111-1111-1111-111111111111"
 MI_PRINCIPAL = "system-assigned-managed-identity"
@@ -53,6 +56,7 @@ _RBAC_ACTION = {
     "decrypt": "Microsoft.KeyVault/vaults/keys/decrypt/action",
     "wrapKey": "Microsoft.KeyVault/vaults/keys/wrap/action",
     "unwrapKey": "Microsoft.KeyVault/vaults/keys/unwrap/action",
+    **_SECRET_RBAC_ACTIONS,
 }
 
 
@@ -120,7 +124,7 @@ def _kv_error(status: int, code: str, message: str, inner: str | None = None) ->
     return _Reply(status, {"error": err})
 
 
-class KeyVaultEmulator:
+class KeyVaultEmulator(SecretsMixin):
     """Start with ``with KeyVaultEmulator() as emu:`` (or ``start()``/``stop()``).
 
     Knobs (all thread-safe to set between requests):
@@ -135,6 +139,8 @@ class KeyVaultEmulator:
     ``set_enabled`` / ``set_key_ops`` / ``rotate_key``   key state.
     ``counts``                Counter of vault requests per operation (get, encrypt, decrypt, ...,
                               plus ``challenge``); ``token_requests`` Counter per issuer (aad, msi).
+    ``set_secret`` / ``set_secret_enabled`` / ``secret_url`` / ``secret_gets``   the secrets API
+                              (secrets_api.py; counted as ``secret_get``, ``secret_set``, ...).
     """
 
     def __init__(
@@ -428,6 +434,8 @@ class KeyVaultEmulator:
 
     @staticmethod
     def _route_op(method: str, parts: list[str]) -> str:
+        if parts and parts[0].lower() == "secrets":
+            return _secret_route_op(method, parts)
         if not parts or parts[0].lower() != "keys":
             return "unknown"
         if method == "GET":
@@ -443,6 +451,8 @@ class KeyVaultEmulator:
 
     def _dispatch(self, method: str, op: str, parts: list[str], body: bytes, base: str, principal: str) -> _Reply:
         vault = base.split("://", 1)[-1]
+        if op.startswith("secret_"):
+            return self.dispatch_secret(method, op, parts, body, base, principal)
         if op == "unknown":
             raise _kv_error(400, "BadParameter", f"The request URI is not supported: {method} /{'/'.join(parts)}")
         if op == "list":
@@ -660,7 +670,7 @@ class _Handler(BaseHTTPRequestHandler):
             aad = emu.handle_aad(method, path, query, body)
             if aad is not None:
                 raise aad
-            if not path.startswith("/keys"):
+            if not path.startswith(("/keys", "/secrets")):
                 raise _kv_error(404, "NotFound", "Not found.")
             counted = KeyVaultEmulator._route_op(method, path.split("/")[1:])
             op, reply = emu.handle_vault(method, path, self.headers, body, base)
