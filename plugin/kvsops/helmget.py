@@ -42,6 +42,10 @@ def fetch(req: Request, pol: Policy, env: Mapping[str, str]) -> bytes:
     except OSError as exc:
         raise InputError(f"{req.target}: cannot read it ({type(exc).__name__})") from None
     key_env = helmurl.executable_env(env, pol)
+    if req.kind == helmurl.REFS:
+        from kvsops import helmrefs
+
+        return helmrefs.render(req.target, data, pol, key_env)
     if req.kind == helmurl.AGE_IMPORT:
         key_env["SOPS_AGE_KEY_FILE"] = helmurl.resolve_key_path(pol, req.key_file)
         return _decrypt_file(req.target, data, pol, key_env)

@@ -21,12 +21,14 @@ from typing import Callable, Mapping, Sequence
 from kvsops.errors import GeneratorError, PathRefused
 
 FILE, AGE_IMPORT, GPG_IMPORT, LITERAL = "file", "age-import", "gpg-import", "literal"
+REFS = "refs"  # kvsops+refs://FILE: a SOPS or plain file whose ref+ references are resolved (kvsops.helmrefs)
 
 SCHEMES: dict[str, str] = {
     "kvsops": FILE,
     "kvsops+age-import": AGE_IMPORT,
     "kvsops+gpg-import": GPG_IMPORT,
     "kvsops+literal": LITERAL,
+    "kvsops+refs": REFS,
     "secrets": FILE,
     "secrets+age-import": AGE_IMPORT,
     "secrets+gpg-import": GPG_IMPORT,
@@ -276,16 +278,20 @@ def _split_flag(arg: str) -> tuple[str, str | None] | None:
     return None
 
 
-def downloader_url(path: str) -> str:
+def downloader_url(path: str, scheme: str = "kvsops") -> str:
     """``kvsops://./rel`` keeps Go's url.Parse happy whatever the first segment holds (spaces,
     colons); absolute paths become ``kvsops:///abs``."""
-    return "kvsops://" + (path if path.startswith("/") else "./" + path)
+    return f"{scheme}://" + (path if path.startswith("/") else "./" + path)
 
 
-def _rewrite_item(item: str, is_encrypted: Callable[[str], bool]) -> str:
-    if not item or item == "-" or "://" in item or not is_encrypted(item):
+def _rewrite_item(item: str, is_encrypted: Callable[[str], "bool | str"]) -> str:
+    """``is_encrypted`` may also answer a scheme (``kvsops+refs``) for the URL."""
+    if not item or item == "-" or "://" in item:
         return item
-    return downloader_url(item)
+    route = is_encrypted(item)
+    if not route:
+        return item
+    return downloader_url(item, route if isinstance(route, str) else "kvsops")
 
 
 def _rewrite_value(kind: str, value: str, is_encrypted: Callable[[str], bool]) -> str:

@@ -22,10 +22,11 @@ usage: kvsops helm downloader CERT KEY CA URL
 
 URLs: kvsops://FILE, secrets://FILE, secrets://?FILE (missing file -> empty),
       secrets+age-import://KEYFILE?FILE, secrets+gpg-import://KEYFILE?FILE,
-      secrets+literal://VALUE
+      secrets+literal://VALUE, kvsops+refs://FILE (resolve ref+ references; SOPS or plain)
 Settings (environment): KVSOPS_HELM_ALLOW_UNENCRYPTED, KVSOPS_HELM_ALLOW_ABSOLUTE_PATH,
       KVSOPS_HELM_ALLOW_PATH_TRAVERSAL, KVSOPS_HELM_ALLOW_SYMLINKS_OUTSIDE, KVSOPS_HELM_ROOT,
-      KVSOPS_HELM_KEY_PREFIX, KVSOPS_HELM_ALLOW_REPO_EXECUTABLES, KVSOPS_HELM_STRICT
+      KVSOPS_HELM_KEY_PREFIX, KVSOPS_HELM_ALLOW_REPO_EXECUTABLES, KVSOPS_HELM_STRICT,
+      KVSOPS_REFS=true (wrapper: values files with references go through kvsops+refs://)
       (see helm-plugin/README.md; relaxing settings are ignored when ARGOCD_APP_NAME is set)
 """
 
@@ -85,11 +86,17 @@ def wrap(args: Sequence[str]) -> int:
     for note in pol.notes:
         _note(note)
     vetted: list[str] = []
+    from kvsops.references import enabled
 
-    def is_encrypted(path: str) -> bool:
+    refs_on = enabled(env.get("KVSOPS_REFS"))
+
+    def is_encrypted(path: str) -> bool | str:
         if _encrypted_file(path):
             vetted.append(os.path.realpath(path))
-            return True
+            return "kvsops+refs" if refs_on else True
+        if refs_on and _has_refs(path):
+            vetted.append(os.path.realpath(path))
+            return "kvsops+refs"
         return False
 
     new_args = helmurl.rewrite_args(args, is_encrypted)
@@ -111,6 +118,16 @@ def _encrypted_file(path: str) -> bool:
     except OSError:
         return False  # helm reports missing files itself
     return api.is_encrypted(data, helmurl.sniff_format(path, data))
+
+
+def _has_refs(path: str) -> bool:
+    from kvsops.refs import contains_ref
+
+    try:
+        with open(path, "rb") as fh:
+            return contains_ref(fh.read().decode("utf-8", "replace"))
+    except OSError:
+        return False
 
 
 def _helm_binary(env: dict[str, str], pol: object) -> str:
