@@ -21,8 +21,10 @@ from contextlib import contextmanager
 from typing import Iterator, Mapping
 
 from kvsops import helmurl
-from kvsops.errors import GeneratorError, InputError, KeyServiceError, MetadataNotFound
+from kvsops.errors import GeneratorError, InputError, KeyServiceError, LimitExceeded, MetadataNotFound
 from kvsops.helmurl import Policy, Request
+
+MAX_FILE_BYTES = 64 * 1024 * 1024  # the same cap as the kustomize entry (generate/paths.py)
 
 
 def fetch(req: Request, pol: Policy, env: Mapping[str, str]) -> bytes:
@@ -30,8 +32,7 @@ def fetch(req: Request, pol: Policy, env: Mapping[str, str]) -> bytes:
         return _literal(req.target, helmurl.executable_env(env, pol))
     path = helmurl.resolve_values_path(pol, req.target)
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        data = _read_regular(path, req.target)
     except FileNotFoundError:
         if req.ignore_missing:
             return b""
@@ -55,6 +56,29 @@ def fetch(req: Request, pol: Policy, env: Mapping[str, str]) -> bytes:
             key_env["GNUPGHOME"] = home
             return _decrypt_file(req.target, data, pol, key_env)
     return _decrypt_file(req.target, data, pol, key_env)
+
+
+def _read_regular(path: str, shown: str) -> bytes:
+    """A regular file of at most MAX_FILE_BYTES. O_NONBLOCK: a FIFO planted in the chart must not
+    hang the render (Helm waits on us); devices and FIFOs are refused, like the kustomize entry."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{shown}: is not a regular file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise LimitExceeded(f"{shown}: larger than {MAX_FILE_BYTES} bytes")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        raise LimitExceeded(f"{shown}: larger than {MAX_FILE_BYTES} bytes")
+    return data
 
 
 def _decrypt_file(where: str, data: bytes, pol: Policy, env: Mapping[str, str]) -> bytes:

@@ -1,0 +1,162 @@
+"""Hostile input: each case gives a clear error (a stable code on stderr, empty stdout) within a
+bounded time and memory. Every case runs in a child process with RLIMIT_AS (1 GiB) and RLIMIT_CPU,
+plus a wall-clock timeout, so a regression fails the test instead of taking the machine down.
+
+Limits (documented in SECURITY.md): YAML nodes after alias expansion 1,000,000 and nesting 200
+(stores/yaml_store.py), tree depth 200 (sops/walk.py), 1,000 keys per file (sops/metadata.py),
+64 MiB per input file on the kustomize and Helm render paths, 16 MiB per file and 64 MiB of output
+under Argo CD, regexes run by RE2 (linear time) and at most 1,024 characters.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.security.plugin import record
+from tests.security.support import KVSOPS, KVSOPS_KRM, Age, Limits, clean_env, run
+
+pytestmark = pytest.mark.security
+CAT = "hostile input"
+LIMITS = Limits(address_space=1 << 30, cpu_seconds=20)
+WALL = 15.0  # seconds; every case here finishes in well under 2 s when healthy
+
+
+def _sops_block(age: Age) -> str:
+    """A real metadata block (so the input gets past 'not encrypted' to the part under test)."""
+    enc = age.encrypt(b"x: y\n", "yaml").decode()
+    return enc[enc.index("sops:"):]
+
+
+def _check(r: Any, codes: set[str], what: str) -> None:
+    record(CAT, cases=1)
+    err = r.stderr.decode("utf-8", "replace")
+    assert r.seconds < WALL, f"{what}: took {r.seconds:.1f}s"
+    assert r.rc not in (0, -9, -24, 137, 152), f"{what}: rc={r.rc} (0 = accepted, negative/137/152 = killed)\n{err}"
+    assert r.stdout == b"" or b'"results"' in r.stdout or b"results:" in r.stdout, f"{what}: stdout not empty"
+    got = set(re.findall(r"\[([A-Z_]+)\]", err))
+    assert got & codes, f"{what}: expected one of {sorted(codes)}, got {err!r}"
+    assert "INTERNAL" not in got, f"{what}: internal error\n{err}"
+    assert "Traceback" not in err and "MemoryError" not in err, err
+
+
+def _decrypt(path: Path, env: dict[str, str], *extra: str) -> Any:
+    return run([KVSOPS, "decrypt", *extra, str(path)], env=env, cwd=path.parent, limits=LIMITS, timeout=WALL + 5)
+
+
+def _bomb(levels: int = 10) -> str:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels):
+        refs = ", ".join([f"*a{i - 1}"] * 10)
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    return "\n".join(lines) + "\n"
+
+
+def _cases(age: Age, tmp: Path) -> dict[str, tuple[str, bytes, set[str]]]:
+    sops = _sops_block(age)
+    many = "sops:\n    age:\n" + "".join(
+        f"        - recipient: age1{'q' * 58}\n          enc: x{i}\n" for i in range(5000)) + \
+        "    lastmodified: \"2024-01-01T00:00:00Z\"\n    mac: x\n    version: 3.11.0\n"
+    deep_yaml = "a: " + "[" * 5000 + "]" * 5000 + "\n" + sops
+    deep_json = '{"a": ' + "[" * 100000 + "]" * 100000 + ', "sops": {}}'
+    dup = "a: 1\na: 2\n" + sops
+    redos = age.encrypt(("a" * 40 + "!: v\nb: c\n").encode(), "yaml")
+    redos = redos.replace(b"unencrypted_suffix: _unencrypted", b"encrypted_regex: ^(a+)+$")
+    return {
+        "alias-bomb": ("bomb.yaml", (_bomb() + sops).encode(), {"LIMIT"}),
+        "deep-yaml": ("deep.yaml", deep_yaml.encode(), {"LIMIT", "INPUT"}),
+        "deep-json": ("deep.json", deep_json.encode(), {"LIMIT", "INPUT", "FORMAT"}),
+        "non-utf8": ("bad.yaml", b"a: \xff\xfe\n" + sops.encode(), {"INPUT"}),
+        "nul-bytes": ("nul.yaml", b"a: b\x00c\n" + sops.encode(), {"INPUT"}),
+        "duplicate-keys": ("dup.yaml", dup.encode(), {"INPUT"}),
+        "python-tags": ("tags.yaml", ("a: !!python/object/apply:os.system ['touch " + str(tmp / "PWNED") +
+                                      "']\n" + sops).encode(), {"MAC_MISMATCH", "DECRYPT_VALUE", "INPUT"}),
+        "thousands-of-recipients": ("many.yaml", ("a: b\n" + many).encode(), {"FORMAT", "LIMIT"}),
+        "huge-scalar": ("huge.yaml", b"a: " + b"x" * (48 << 20) + b"\n" + sops.encode(),
+                        {"MAC_MISMATCH", "DECRYPT_VALUE"}),
+        "catastrophic-regex-in-metadata": ("redos.yaml", redos, {"MAC_MISMATCH"}),
+        "dotenv-garbage": ("g.env", b"\x00\xff=\n" * 1000 + b"sops_version=1\n", {"INPUT", "FORMAT", "NOT_ENCRYPTED"}),
+        "ini-garbage": ("g.ini", b"[a\n" + b"=" * 100000 + b"\n", {"INPUT", "FORMAT", "NOT_ENCRYPTED"}),
+    }
+
+
+CASE_NAMES = ["alias-bomb", "deep-yaml", "deep-json", "non-utf8", "nul-bytes", "duplicate-keys", "python-tags",
+              "thousands-of-recipients", "huge-scalar", "catastrophic-regex-in-metadata", "dotenv-garbage",
+              "ini-garbage"]
+
+
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_cli_decrypt_hostile_file(tmp_path: Path, age: Age, env: dict[str, str], case: str) -> None:
+    name, data, codes = _cases(age, tmp_path)[case]
+    f = tmp_path / "in" / name
+    f.parent.mkdir()
+    f.write_bytes(data)
+    r = _decrypt(f, env)
+    if case == "catastrophic-regex-in-metadata":
+        # the rule no longer matches what was encrypted: the MAC catches it, in linear time
+        assert r.seconds < 5
+    _check(r, codes, case)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_hostile_generator_config_and_resource_list(tmp_path: Path, age: Age, env: dict[str, str]) -> None:
+    """The kustomize entry parses repo-controlled YAML too: an alias bomb as the generator config
+    (legacy plugin) and in the ResourceList (KRM function), and a file over the 64 MiB cap."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "bomb.yaml").write_text(_bomb(9) + "kind: ksops\napiVersion: viaduct.ai/v1\nmetadata: {name: g}\n"
+                                    "files: [big.enc.yaml]\n")
+    with open(root / "big.enc.yaml", "wb") as fh:
+        fh.truncate(65 << 20)  # sparse: 65 MiB that cost nothing
+    r = run([KVSOPS_KRM, "bomb.yaml"], env=env, cwd=root, limits=LIMITS, timeout=WALL + 5)
+    _check(r, {"LIMIT"}, "legacy: alias-bomb config + oversized file")
+    rl = "apiVersion: config.kubernetes.io/v1\nkind: ResourceList\n" + _bomb(9).replace("a0:", "x0:", 1) \
+        .replace("\na", "\nx").replace("*a", "*x").replace("&a", "&x") + \
+        "items: [*x8, *x8]\nfunctionConfig: {apiVersion: viaduct.ai/v1, kind: ksops, metadata: {name: g}, files: [big.enc.yaml]}\n"
+    r = run([KVSOPS_KRM], env=env, cwd=root, stdin=rl.encode(), limits=LIMITS, timeout=WALL + 5)
+    _check(r, {"LIMIT", "INPUT", "GENERATOR"}, "krm: alias-bomb ResourceList")
+
+
+def test_helm_downloader_fifo_and_oversized(tmp_path: Path, env: dict[str, str]) -> None:
+    """A FIFO planted in the chart must not hang Helm; a file over the cap is refused unread."""
+    root = tmp_path / "chart"
+    root.mkdir()
+    os.mkfifo(root / "fifo.yaml")
+    with open(root / "big.yaml", "wb") as fh:
+        fh.truncate(65 << 20)
+    for target, codes in (("fifo.yaml", {"INPUT"}), ("big.yaml", {"LIMIT"})):
+        r = run([KVSOPS, "helm", "downloader", "", "", "", f"secrets://{target}"], env=env, cwd=root, stdin=None,
+                limits=LIMITS, timeout=WALL + 5)
+        _check(r, codes, f"helm: {target}")
+
+
+def test_catastrophic_regex_in_sops_yaml(tmp_path: Path, age: Age, env: dict[str, str]) -> None:
+    """`.sops.yaml` path_regex and selection rules are run by RE2: linear time on a 100 kB name."""
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / ".sops.yaml").write_text(f"creation_rules:\n  - path_regex: '^(a+)+$'\n    age: {age.public}\n"
+                                     f"    encrypted_regex: '^(x+x+)+y$'\n")
+    name = "a" * 200 + "!.yaml"
+    (work / name).write_text("x" * 1000 + ": v\n")  # YAML caps simple keys at 1024 characters
+    t0 = time.monotonic()
+    r = run([KVSOPS, "encrypt", name], env=env, cwd=work, limits=LIMITS, timeout=WALL + 5)
+    record(CAT, cases=1)
+    assert time.monotonic() - t0 < 10
+    assert r.rc != 0 and b"[CONFIG]" in r.stderr and r.stdout == b""  # no rule matches that name
+    (work / ".sops.yaml").write_text(f"creation_rules:\n  - age: {age.public}\n    encrypted_regex: '^(x+x+)+y$'\n")
+    r = run([KVSOPS, "encrypt", name], env=env, cwd=work, limits=LIMITS, timeout=WALL + 5)
+    record(CAT, cases=1)
+    assert r.rc == 0 and r.seconds < 10, r.stderr
+    for bad in ("(a)\\1", "(?=x)", "a{1001}", "x" * 2000):
+        from kvsops import errors
+        from kvsops.sops.rules import SelectionRule
+
+        record(CAT, cases=1)
+        with pytest.raises(errors.ConfigError):
+            SelectionRule("encrypted_regex", bad)
