@@ -64,12 +64,14 @@ def plan(cfg: Mapping[str, Any], src: Sources) -> Builder:
         raise errors.GeneratorError(f"apiVersion must be {API_VERSION}", where=label)
     fmt = _fmt(cfg.get("format"), label)
     options = _options({}, common.as_map(cfg, "options", label), label)
+    resolve = common.as_bool(cfg, "references", label)  # ref+ references (kvsops.refs) in every input
     refs = []
-    for i, raw in enumerate(common.as_list(cfg, "files", label)):
-        at = f"{label}: files[{i}]"
-        _, path, f = _entry(raw, at, fmt, keyed=False)
-        refs.append(src.want(path, f, at))
-    secrets = [_plan_secret(s, src, f"{label}: secrets[{i}]", fmt, options)
+    with src.references(resolve):
+        for i, raw in enumerate(common.as_list(cfg, "files", label)):
+            at = f"{label}: files[{i}]"
+            _, path, f = _entry(raw, at, fmt, keyed=False)
+            refs.append(src.want(path, f, at))
+    secrets = [_plan_secret(s, src, f"{label}: secrets[{i}]", fmt, options, resolve)
                for i, s in enumerate(common.as_list(cfg, "secrets", label))]
     if not refs and not secrets:
         raise errors.GeneratorError("nothing to generate: give 'files' or 'secrets'", where=label)
@@ -85,7 +87,7 @@ def plan(cfg: Mapping[str, Any], src: Sources) -> Builder:
 
 
 def _plan_secret(spec: Any, src: Sources, where: str, fmt: str | None,
-                 gen_options: dict[str, Any]) -> Callable[[Sources], dict[str, Any]]:
+                 gen_options: dict[str, Any], resolve: bool = False) -> Callable[[Sources], dict[str, Any]]:
     if not isinstance(spec, Mapping):
         raise errors.GeneratorError("must be a mapping", where=where)
     name = common.as_str(spec, "name", where)
@@ -103,14 +105,16 @@ def _plan_secret(spec: Any, src: Sources, where: str, fmt: str | None,
     metadata = common.metadata(name, common.as_str(spec, "namespace", where), labels, annotations)
     typ = common.as_str(spec, "type", where, "Opaque")
     parts: list[Part] = []
-    for field in ("envs", "files", "binaryFiles", "literals"):
-        for i, raw in enumerate(common.as_list(spec, field, where)):
-            parts.append(_plan_part(field, raw, src, f"{where}: {field}[{i}]", fmt))
-    templates = common.as_list(spec, "templates", where)
-    if spec.get("template") is not None:
-        templates = [spec["template"], *templates]
-    for i, raw in enumerate(templates):
-        parts.append(_plan_template(raw, src, f"{where}: templates[{i}]", fmt))
+    resolve = resolve or common.as_bool(spec, "references", where)
+    with src.references(resolve):
+        for field in ("envs", "files", "binaryFiles", "literals"):
+            for i, raw in enumerate(common.as_list(spec, field, where)):
+                parts.append(_plan_part(field, raw, src, f"{where}: {field}[{i}]", fmt))
+        templates = common.as_list(spec, "templates", where)
+        if spec.get("template") is not None:
+            templates = [spec["template"], *templates]
+        for i, raw in enumerate(templates):
+            parts.append(_plan_template(raw, src, f"{where}: templates[{i}]", fmt))
 
     def build(src: Sources) -> dict[str, Any]:
         data: dict[str, str] = {}

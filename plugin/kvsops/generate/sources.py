@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from kvsops import errors
 from kvsops.generate.paths import Root
@@ -21,6 +22,7 @@ from kvsops.generate.paths import Root
 class Ref:
     path: str
     fmt: str
+    refs: bool = False  # resolve ref+ references in the decrypted tree (SopsGenerator references: true)
 
 
 def detect(path: str) -> str:
@@ -52,9 +54,19 @@ class Sources:
         self._docs: dict[Ref, list[Any]] = {}
         self._plain: dict[Ref, bytes] = {}
         self._text: dict[str, str] = {}
+        self._resolving = False
+
+    @contextmanager
+    def references(self, on: bool) -> Iterator[None]:
+        """Files wanted inside this block get their ``ref+`` references resolved after decryption."""
+        old, self._resolving = self._resolving, on
+        try:
+            yield
+        finally:
+            self._resolving = old
 
     def want(self, path: str, fmt: str | None, where: str) -> Ref:
-        ref = Ref(path, fmt or detect(path))
+        ref = Ref(path, fmt or detect(path), self._resolving)
         self._where.setdefault(ref, f"{where}: {path}")
         self._label.setdefault(ref, where)
         return ref
@@ -85,6 +97,12 @@ class Sources:
         results = api.decrypt_many(items, session=session, workers=workers(self.env))
         for ref, dec in zip(refs, results):
             self._docs[ref] = dec.docs
+        resolving = [ref for ref in refs if ref.refs]
+        if resolving:
+            from kvsops import references
+
+            items = [(self._where[ref], doc) for ref in resolving for doc in self._docs[ref]]
+            references.resolve(items, session, self.root.read, workers=workers(self.env))
 
     def docs(self, ref: Ref) -> list[Any]:
         return self._docs[ref]
