@@ -73,6 +73,10 @@ def generate(env: Mapping[str, str], cwd: str | None = None) -> bytes:
     mode = mode_of(ctx)
     with _grant(ctx):
         stream = render.MODES[mode](ctx)
+        if ctx.settings.references:
+            from kvsops.argocd.references import resolve_stream
+
+            stream = resolve_stream(ctx, stream, f"{mode} render")
     return output.finish(stream, allow_empty=ctx.settings.allow_empty, what=f"{mode} render")
 
 

@@ -47,6 +47,7 @@ PARAMETERS = {
     "set": "map",
     "allow-empty": "string",
     "recurse": "string",
+    "references": "string",
 }
 
 
@@ -61,6 +62,7 @@ class Settings:
     set_values: tuple[tuple[str, str], ...] = ()
     allow_empty: bool = False
     recurse: bool = False
+    references: bool = False  # resolve ref+ references in rendered Secrets (argocd/references.py)
     app_name: str = ""
     project: str = ""
     repo_url: str = ""
@@ -231,6 +233,8 @@ def load(env: Mapping[str, str]) -> Settings:
         set_values=_set_values(merged.get("set")),
         allow_empty=_bool("allow-empty", s("allow-empty")),
         recurse=_bool("recurse", s("recurse")),
+        # plugin env KVSOPS_REFS is the same switch under the name the Helm wrapper uses
+        references=_bool("references", s("references") or env.get("ARGOCD_ENV_KVSOPS_REFS", "")),
         app_name=env.get("ARGOCD_APP_NAME", ""),
         project=env.get("ARGOCD_APP_PROJECT_NAME", ""),
         repo_url=env.get("ARGOCD_APP_SOURCE_REPO_URL", ""),

@@ -17,7 +17,8 @@ USAGE = """\
 usage: kvsops argocd init        (plugin.yaml spec.init)
        kvsops argocd generate    (plugin.yaml spec.generate)
 parameters: mode (auto|kustomize|helm|plain), values-files, release-name, namespace,
-            kube-version, api-versions, set, allow-empty, recurse   -- see argocd/README.md
+            kube-version, api-versions, set, allow-empty, recurse, references
+            -- see argocd/README.md
 """
 
 
