@@ -6,13 +6,8 @@ has been verified.
 
 from __future__ import annotations
 
-import hmac
 import os
-import threading
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from _thread import allocate_lock
 
 from kvsops import errors
 from kvsops.keys import LOCAL_KINDS, REGISTRY, backend
@@ -22,6 +17,12 @@ from kvsops.sops import shamir, stores, values, walk
 from kvsops.sops.metadata import KeyEntry, Metadata
 from kvsops.sops.rules import SelectionRule
 from kvsops.sops.tree import Branch
+
+# Start-up time is a feature (every Helm values file and kustomize generator is a new process):
+# typing, dataclasses, threading and concurrent.futures stay out of the decrypt path.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterable, Mapping, Sequence
 
 DEFAULT_ORDER = ("age", "pgp")
 DATA_KEY_SIZE = 32
@@ -57,7 +58,12 @@ class Session:
                 deadline_seconds = float(env["KVSOPS_DEADLINE_SECONDS"])
             except ValueError:
                 raise errors.ConfigError("KVSOPS_DEADLINE_SECONDS is not a number") from None
-        deadline = time.monotonic() + deadline_seconds if deadline_seconds else None
+        if deadline_seconds:
+            import time
+
+            deadline: float | None = time.monotonic() + deadline_seconds
+        else:
+            deadline = None
         self.ctx = KeyContext(env=env, home=env.get("HOME", ""), deadline=deadline)
         self.order = tuple(order) if order else decryption_order(env.get("SOPS_DECRYPTION_ORDER"))
         # A policy hook (Argo CD key policy): returns a refusal reason for an entry, or None.
@@ -65,9 +71,9 @@ class Session:
         # The same for Key Vault secret references (vault_url, name, version) -> refusal or None;
         # see kvsops.references (a Session with allowed_entry but no allowed_secret refuses them).
         self.allowed_secret = allowed_secret
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._unwrappers: dict[str, object] = {}
-        self._parts: dict[tuple[str, str], Future[bytes]] = {}
+        self._parts: dict[tuple[str, str], _Once] = {}
 
     def unwrapper(self, kind: str) -> object:
         with self._lock:
@@ -80,24 +86,48 @@ class Session:
     def unwrap(self, entry: KeyEntry) -> bytes:
         key = (entry.kind, entry.enc)
         with self._lock:
-            fut = self._parts.get(key)
-            owner = fut is None
+            once = self._parts.get(key)
+            owner = once is None
             if owner:
-                fut = Future()
-                self._parts[key] = fut
-        assert fut is not None
+                once = self._parts[key] = _Once()
+        assert once is not None
         if owner:
             try:
-                fut.set_result(self.unwrapper(entry.kind).unwrap(entry.as_dict()))  # type: ignore[attr-defined]
+                once.set(self.unwrapper(entry.kind).unwrap(entry.as_dict()), None)  # type: ignore[attr-defined]
             except BaseException as exc:  # noqa: BLE001 - handed to every waiter
-                fut.set_exception(exc)
-        return fut.result()
+                once.set(None, exc)
+        return once.get()
 
     def recipient(self, kind: str, spec: str) -> object:
         try:
             return backend(kind).recipient(spec, self.ctx)
         except ValueError as exc:
             raise errors.UsageError(str(exc)) from None
+
+
+class _Once:
+    """The outcome of one unwrap, shared by every thread that asks for the same wrapped key
+    (a Future without importing concurrent.futures: threads wait on a held lock)."""
+
+    __slots__ = ("_done", "_value", "_exc")
+
+    def __init__(self) -> None:
+        self._done = allocate_lock()
+        self._done.acquire()
+        self._value: bytes | None = None
+        self._exc: BaseException | None = None
+
+    def set(self, value: bytes | None, exc: BaseException | None) -> None:
+        self._value, self._exc = value, exc
+        self._done.release()
+
+    def get(self) -> bytes:
+        with self._done:  # blocks until set() released it; then everyone passes
+            pass
+        if self._exc is not None:
+            raise self._exc
+        assert self._value is not None
+        return self._value
 
 
 _default_session: Session | None = None
@@ -221,13 +251,19 @@ def wrap_data_key(
 # ----------------------------------------------------------------------------- decrypt
 
 
-@dataclass
 class Decrypted:
-    docs: list[Branch]
-    metadata: Metadata
-    fmt: str
-    data_key: bytes = field(repr=False)
-    stash: walk.Stash = field(repr=False, default_factory=walk.Stash)
+    __slots__ = ("docs", "metadata", "fmt", "data_key", "stash")
+
+    def __init__(self, docs: list[Branch], metadata: Metadata, fmt: str, data_key: bytes,
+                 stash: walk.Stash | None = None) -> None:
+        self.docs = docs
+        self.metadata = metadata
+        self.fmt = fmt
+        self.data_key = data_key
+        self.stash = walk.Stash() if stash is None else stash
+
+    def __repr__(self) -> str:  # never the data key or the plaintext
+        return f"Decrypted(fmt={self.fmt!r}, documents={len(self.docs)})"
 
 
 def load_encrypted(data: bytes, fmt: str) -> tuple[list[Branch], Metadata]:
@@ -236,6 +272,15 @@ def load_encrypted(data: bytes, fmt: str) -> tuple[list[Branch], Metadata]:
     if fmt == "binary":
         md = md.with_(rule=None)
     return docs, md
+
+
+def _compare_digest(a: bytes, b: bytes) -> bool:
+    # hmac.compare_digest is this function; importing hmac also loads OpenSSL's _hashlib.
+    try:
+        from _operator import _compare_digest as cmp
+    except ImportError:  # pragma: no cover - other Python implementations
+        from hmac import compare_digest as cmp
+    return bool(cmp(a, b))
 
 
 def verify_mac(md: Metadata, key: bytes, computed: str) -> None:
@@ -247,7 +292,7 @@ def verify_mac(md: Metadata, key: bytes, computed: str) -> None:
         raise errors.MacMismatch(
             "cannot decrypt the MAC: the mac or lastmodified field was modified"
         ) from None
-    if not isinstance(stored, str) or not hmac.compare_digest(stored.encode(), computed.encode()):
+    if not isinstance(stored, str) or not _compare_digest(stored.encode(), computed.encode()):
         raise errors.MacMismatch(
             "MAC mismatch: the file's contents were modified after it was encrypted",
             hint="if you edited unencrypted values by hand, re-encrypt, or decrypt with --ignore-mac once",
@@ -308,6 +353,8 @@ def decrypt_many(
     session = session or default_session()
     if len(items) <= 1 or workers <= 1:
         return [decrypt(d, f, session=session, where=w, ignore_mac=ignore_mac) for w, d, f in items]
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
         futures = [pool.submit(decrypt, d, f, session=session, where=w, ignore_mac=ignore_mac) for w, d, f in items]
         return [f.result() for f in futures]

@@ -7,21 +7,21 @@ Discovery follows sops (age/keysource.go: loadIdentities): every source is colle
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Mapping
 
+from kvsops._record import Record
 from kvsops.errors import KeyServiceError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Mapping
 
 _AGE_PREFIXES = ("AGE-SECRET-KEY-1", "AGE-SECRET-KEY-PQ-1", "AGE-PLUGIN-")
 
 
-@dataclass(frozen=True)
-class AgeKeyMaterial:
+class AgeKeyMaterial(Record):
     """Identity strings (private) and SSH key buffers, with where each came from (public)."""
 
+    __slots__ = _fields = ("identities", "ssh_keys", "problems")
     identities: tuple[tuple[str, str], ...]  # (origin, identity string)
     ssh_keys: tuple[tuple[str, bytes], ...]  # (origin, PEM/OpenSSH private key bytes)
     problems: tuple[str, ...]  # public notes: unreadable files, encrypted identity files, ...
@@ -31,13 +31,18 @@ class AgeKeyMaterial:
         return sorted({o for o, _ in self.identities} | {o for o, _ in self.ssh_keys})
 
 
-def home_dir(env: Mapping[str, str]) -> Path:
-    return Path(env.get("HOME") or os.path.expanduser("~"))
+def home_dir(env: Mapping[str, str]) -> str:
+    return env.get("HOME") or os.path.expanduser("~")
 
 
-def user_config_dir(env: Mapping[str, str]) -> Path:
+def user_config_dir(env: Mapping[str, str]) -> str:
     xdg = env.get("XDG_CONFIG_HOME")
-    return Path(xdg) if xdg else home_dir(env) / ".config"
+    return xdg if xdg else os.path.join(home_dir(env), ".config")
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
 
 
 def parse_identities(text: str, origin: str, problems: list[str]) -> list[tuple[str, str]]:
@@ -57,9 +62,9 @@ def parse_identities(text: str, origin: str, problems: list[str]) -> list[tuple[
     return found
 
 
-def _read(path: Path, origin: str, problems: list[str], required: bool) -> str | None:
+def _read(path: str, origin: str, problems: list[str], required: bool) -> str | None:
     try:
-        return path.read_text("utf-8")
+        return _read_bytes(path).decode("utf-8")
     except FileNotFoundError:
         if required:
             problems.append(f"{origin}: file {path} does not exist")
@@ -69,6 +74,9 @@ def _read(path: Path, origin: str, problems: list[str], required: bool) -> str |
 
 
 def _run_key_cmd(cmd: str, env: Mapping[str, str], recipient: str, origin: str, problems: list[str]) -> str:
+    import shlex
+    import subprocess
+
     try:
         argv = shlex.split(cmd)
     except ValueError:
@@ -95,7 +103,7 @@ def load_age(env: Mapping[str, str], recipient: str = "") -> AgeKeyMaterial:
     ssh_file = env.get("SOPS_AGE_SSH_PRIVATE_KEY_FILE")
     if ssh_file:
         try:
-            ssh.append(("SOPS_AGE_SSH_PRIVATE_KEY_FILE", Path(ssh_file).read_bytes()))
+            ssh.append(("SOPS_AGE_SSH_PRIVATE_KEY_FILE", _read_bytes(ssh_file)))
         except OSError as exc:
             problems.append(f"SOPS_AGE_SSH_PRIVATE_KEY_FILE: cannot read it ({type(exc).__name__})")
     ssh_cmd = env.get("SOPS_AGE_SSH_PRIVATE_KEY_CMD")
@@ -104,23 +112,23 @@ def load_age(env: Mapping[str, str], recipient: str = "") -> AgeKeyMaterial:
         if out:
             ssh.append(("SOPS_AGE_SSH_PRIVATE_KEY_CMD", out.encode()))
     for name in ("id_ed25519", "id_rsa"):
-        path = home_dir(env) / ".ssh" / name
-        if path.is_file():
+        path = os.path.join(home_dir(env), ".ssh", name)
+        if os.path.isfile(path):
             try:
-                ssh.append((f"~/.ssh/{name}", path.read_bytes()))
+                ssh.append((f"~/.ssh/{name}", _read_bytes(path)))
             except OSError:
                 problems.append(f"~/.ssh/{name}: cannot read it")
 
     if env.get("SOPS_AGE_KEY"):
         identities += parse_identities(env["SOPS_AGE_KEY"], "SOPS_AGE_KEY", problems)
     if env.get("SOPS_AGE_KEY_FILE"):
-        text = _read(Path(env["SOPS_AGE_KEY_FILE"]), "SOPS_AGE_KEY_FILE", problems, required=True)
+        text = _read(env["SOPS_AGE_KEY_FILE"], "SOPS_AGE_KEY_FILE", problems, required=True)
         if text is not None:
             identities += parse_identities(text, "SOPS_AGE_KEY_FILE", problems)
     if env.get("SOPS_AGE_KEY_CMD"):
         out = _run_key_cmd(env["SOPS_AGE_KEY_CMD"], env, recipient, "SOPS_AGE_KEY_CMD", problems)
         identities += parse_identities(out, "SOPS_AGE_KEY_CMD", problems)
-    default = user_config_dir(env) / "sops" / "age" / "keys.txt"
+    default = os.path.join(user_config_dir(env), "sops", "age", "keys.txt")
     text = _read(default, "sops/age/keys.txt", problems, required=False)
     if text is not None:
         identities += parse_identities(text, str(default), problems)
@@ -128,7 +136,7 @@ def load_age(env: Mapping[str, str], recipient: str = "") -> AgeKeyMaterial:
 
 
 def gnupg_home(env: Mapping[str, str]) -> str:
-    return env.get("GNUPGHOME") or str(home_dir(env) / ".gnupg")
+    return env.get("GNUPGHOME") or os.path.join(home_dir(env), ".gnupg")
 
 
 def gpg_exec(env: Mapping[str, str]) -> str:

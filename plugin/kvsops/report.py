@@ -9,8 +9,10 @@ reported by type only, because their text may quote input (a YAML parser echoing
 from __future__ import annotations
 
 import sys
-import traceback
-from typing import Callable, TextIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, TextIO
 
 from kvsops.errors import Interrupted, KvsopsError
 
@@ -50,6 +52,8 @@ def guarded(work: Callable[[], int], *, debug: bool = False, stream: TextIO | No
 
 
 def _frames(exc: BaseException, stream: TextIO) -> None:
+    import traceback
+
     stream.write("kvsops: debug: traceback (exception text omitted: it may quote input)\n")
     for line in traceback.format_tb(exc.__traceback__):
         stream.write(line)

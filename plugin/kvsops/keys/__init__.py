@@ -18,7 +18,10 @@ A backend module exposes:
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
 
 # kind -> module; the order is sops' default decryption order (local before network).
 REGISTRY: dict[str, str] = {

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import threading
-from typing import Mapping
+from _thread import allocate_lock
 
 from kvsops import keyring
 from kvsops.keys.armor import armor, dearmor
 from kvsops.keys.base import KeyContext, KeyFailure, NotMyKey
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Mapping
 
 KIND = "age"
 LOCAL = True
@@ -57,7 +60,7 @@ def recipient(spec: str, ctx: KeyContext | None = None) -> Recipient:
 class Unwrapper:
     def __init__(self, ctx: KeyContext) -> None:
         self._ctx = ctx
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._loaded = False
         self._x25519: list[tuple[str, object]] = []  # (public recipient, identity)
         self._others: list[object] = []

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import re
-from dataclasses import dataclass, field, replace
-from typing import Iterable
 
+from kvsops._record import Factory, Record
 from kvsops.errors import FormatError, MetadataNotFound
 from kvsops.sops.rules import DEFAULT_UNENCRYPTED_SUFFIX, RULE_KINDS, SelectionRule
 from kvsops.sops.tree import Branch
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
 
 # The sops release whose file layout we write (struct order, omitempty rules). Must be strict
 # semver: sops parses it on every decrypt and refuses the file otherwise.
@@ -43,23 +45,34 @@ def rfc3339_canonical(text: str) -> str:
     if not m:
         raise FormatError("metadata timestamp is not RFC 3339")
     y, mo, d, hh, mm, ss, _frac, tz = m.groups()
-    try:
-        _dt.datetime(int(y), int(mo), int(d), int(hh), int(mm), int(ss))
-    except ValueError:
-        raise FormatError("metadata timestamp is not a valid date") from None
+    if not _valid_datetime(int(y), int(mo), int(d), int(hh), int(mm), int(ss)):
+        raise FormatError("metadata timestamp is not a valid date")
     if tz in ("Z", "z", "+00:00", "-00:00"):
         tz = "Z"  # Go's Z07:00 layout writes Z for any zero offset
     return f"{y}-{mo}-{d}T{hh}:{mm}:{ss}{tz}"
 
 
+_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _valid_datetime(y: int, mo: int, d: int, hh: int, mm: int, ss: int) -> bool:
+    """What ``datetime.datetime(...)`` accepts, without importing datetime on every decrypt."""
+    if not (1 <= y <= 9999 and 1 <= mo <= 12 and hh < 24 and mm < 60 and ss < 60):
+        return False
+    leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+    return 1 <= d <= _DAYS[mo - 1] + (1 if mo == 2 and leap else 0)
+
+
 def now_rfc3339() -> str:
+    import datetime as _dt
+
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True)
-class KeyEntry:
+class KeyEntry(Record):
     """One master key entry; ``fields`` keeps every field (known or not) in file order."""
 
+    __slots__ = _fields = ("kind", "fields")
     kind: str
     fields: tuple[tuple[str, object], ...]
 
@@ -81,22 +94,25 @@ class KeyEntry:
         return cls(kind, tuple(fields.items()))
 
 
-@dataclass(frozen=True)
-class Metadata:
-    key_groups: tuple[tuple[KeyEntry, ...], ...] = ()
-    shamir_threshold: int = 0
-    lastmodified: str = ""
-    mac: str = ""
-    rule: SelectionRule | None = field(default_factory=SelectionRule)
-    mac_only_encrypted: bool = False
-    version: str = WRITER_VERSION
+class Metadata(Record):
+    __slots__ = _fields = ("key_groups", "shamir_threshold", "lastmodified", "mac", "rule",
+                           "mac_only_encrypted", "version")
+    _defaults = {"key_groups": (), "shamir_threshold": 0, "lastmodified": "", "mac": "",
+                 "rule": Factory(SelectionRule), "mac_only_encrypted": False, "version": WRITER_VERSION}
+    key_groups: tuple[tuple[KeyEntry, ...], ...]
+    shamir_threshold: int
+    lastmodified: str
+    mac: str
+    rule: SelectionRule | None
+    mac_only_encrypted: bool
+    version: str
 
-    def entries(self) -> Iterable[KeyEntry]:
+    def entries(self) -> Iterator[KeyEntry]:
         for group in self.key_groups:
             yield from group
 
     def with_(self, **changes: object) -> "Metadata":
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return self._replace(**changes)  # type: ignore[return-value]
 
 
 def _as_int(value: object, name: str) -> int:

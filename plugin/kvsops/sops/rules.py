@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from functools import cached_property
-
+from kvsops._record import Record
 from kvsops.errors import ConfigError
 
 RULE_KINDS = (
@@ -56,6 +53,8 @@ def compile_re2ish(pattern: str) -> Re2Pattern:
     pattern cannot hang a renderer. RE2 refuses backreferences and lookarounds as Go does."""
     if len(pattern) > MAX_REGEX_LEN:
         raise ConfigError(f"regex is longer than {MAX_REGEX_LEN} characters")
+    import re
+
     if re.search(r"\\[1-9]|\(\?[=!<]|\(\?P=", pattern):
         raise ConfigError("regex uses backreferences or lookarounds, which sops (RE2) does not support")
     try:
@@ -76,20 +75,27 @@ def compile_re2ish(pattern: str) -> Re2Pattern:
         raise ConfigError(f"invalid regex: {text[:200]}") from None
 
 
-@dataclass(frozen=True)
-class SelectionRule:
-    kind: str = "unencrypted_suffix"
-    value: str = DEFAULT_UNENCRYPTED_SUFFIX
+class SelectionRule(Record):
+    __slots__ = ("kind", "value", "_pattern")
+    _fields = ("kind", "value")
+    _defaults = {"kind": "unencrypted_suffix", "value": DEFAULT_UNENCRYPTED_SUFFIX}
+    kind: str
+    value: str
 
-    def __post_init__(self) -> None:
+    def _post_init(self) -> None:
         if self.kind not in RULE_KINDS:
             raise ConfigError(f"unknown selection rule {self.kind!r}")
         if self.kind.endswith("_regex"):
             _ = self.pattern
 
-    @cached_property
+    @property
     def pattern(self) -> Re2Pattern:
-        return compile_re2ish(self.value)
+        try:
+            return self._pattern  # type: ignore[no-any-return]
+        except AttributeError:
+            compiled = compile_re2ish(self.value)
+            object.__setattr__(self, "_pattern", compiled)
+            return compiled
 
     def should_encrypt(self, path: list[str], comments: list[list[str]], is_comment: bool) -> bool:
         kind = self.kind

@@ -11,39 +11,47 @@ Leaf values: ``str`` (binary data as ``str`` decoded with ``surrogateescape``), 
 
 from __future__ import annotations
 
-import datetime as _dt
-import re
-from dataclasses import dataclass
-from typing import Iterator, Union
+from kvsops._record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator, Union
 
 
-@dataclass(frozen=True)
-class Comment:
+class Comment(Record):
     """A comment line; ``text`` is what follows the ``#`` (leading space kept)."""
 
+    __slots__ = _fields = ("text", "inline")
+    _defaults = {"inline": False}
     text: str
-    inline: bool = False
+    inline: bool
 
 
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
-    r"(?:\s*([Zz]|[+-]\d{2}(?::?\d{2})?))?)?$"
-)
+_RFC3339 = None  # compiled on first use: most files hold no timestamp
 
 
-@dataclass(frozen=True)
-class GoTime:
+class GoTime(Record):
     """A timestamp as Go's ``time.Time`` sees it: kept as its RFC 3339 (nano) text.
 
     Python's datetime has microsecond precision; Go keeps nanoseconds, and the MAC hashes Go's
     ``MarshalText`` output, so the canonical text is the value.
     """
 
+    __slots__ = _fields = ("text",)
     text: str
 
     @classmethod
     def parse(cls, raw: str) -> "GoTime":
         """Parse a YAML timestamp (or RFC 3339) into Go's RFC3339Nano text form."""
+        import datetime as _dt
+        import re
+
+        global _RFC3339
+        if _RFC3339 is None:
+            _RFC3339 = re.compile(
+                r"^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+                r"(?:\s*([Zz]|[+-]\d{2}(?::?\d{2})?))?)?$"
+            )
         m = _RFC3339.match(raw.strip())
         if not m:
             raise ValueError("not a timestamp")
@@ -106,8 +114,9 @@ class Branch(list):  # type: ignore[type-arg]
         return f"Branch({list.__repr__(self)})"
 
 
-Leaf = Union[str, int, float, bool, None, GoTime, Comment]
-Value = Union[Leaf, list, Branch]  # type: ignore[type-arg]
+if TYPE_CHECKING:
+    Leaf = Union[str, int, float, bool, None, GoTime, Comment]
+    Value = Union[Leaf, list, Branch]  # type: ignore[type-arg]
 Document = Branch
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import base64
-import functools
 import binascii
 import math
 import os
 import re
-from decimal import Decimal
 
 from kvsops.errors import DecryptValueError, EncryptError
 from kvsops.sops.tree import Comment, GoTime
@@ -23,12 +21,37 @@ _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 
 
-@functools.lru_cache(maxsize=16)
+_AEADS: dict[bytes, object] = {}
+
+
+def _aesgcm_class():  # type: ignore[no-untyped-def]
+    # cryptography's AESGCM lives in its Rust extension; the public module re-exports it but
+    # first imports the whole ``primitives.ciphers`` package (typing, enum, abc: milliseconds
+    # of every render). Take the same class from the binding when this cryptography has it there.
+    try:
+        from cryptography.hazmat.bindings._rust import openssl as rust_openssl
+
+        return rust_openssl.aead.AESGCM
+    except (ImportError, AttributeError):  # pragma: no cover - other cryptography layouts
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        return AESGCM
+
+
 def _aesgcm(key: bytes):  # type: ignore[no-untyped-def]
     # One AESGCM object per data key: building it per value costs more than the encryption.
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    aead = _AEADS.get(key)
+    if aead is None:
+        if len(_AEADS) >= 16:
+            _AEADS.clear()
+        aead = _AEADS[key] = _aesgcm_class()(key)
+    return aead
 
-    return AESGCM(key)
+
+def _is_invalid_tag(exc: BaseException) -> bool:
+    from cryptography.exceptions import InvalidTag
+
+    return isinstance(exc, InvalidTag)
 
 
 def go_format_float(x: float) -> str:
@@ -37,6 +60,8 @@ def go_format_float(x: float) -> str:
         return "NaN"
     if math.isinf(x):
         return "+Inf" if x > 0 else "-Inf"
+    from decimal import Decimal
+
     text = format(Decimal(repr(x)), "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
@@ -116,12 +141,12 @@ def split(text: str) -> tuple[bytes, bytes, bytes, str]:
 
 def decrypt_raw(text: str, key: bytes, aad: str) -> tuple[bytes, str, bytes]:
     """Authenticate and decrypt: (plaintext bytes, type tag, iv)."""
-    from cryptography.exceptions import InvalidTag
-
     data, iv, tag, tname = split(text)
     try:
         plain = _aesgcm(key).decrypt(iv, data + tag, aad.encode("utf-8", "surrogateescape"))
-    except InvalidTag:
+    except Exception as exc:
+        if not _is_invalid_tag(exc):
+            raise
         raise DecryptValueError(
             "value failed authentication (wrong data key, tampered value, or value moved to another key)"
         ) from None

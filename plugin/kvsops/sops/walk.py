@@ -6,8 +6,13 @@ not part of it, and a comment uses the path of the mapping or list that holds it
 
 from __future__ import annotations
 
-import hashlib
-from typing import Callable
+try:  # CPython's own SHA-512: hashlib would first load OpenSSL's libcrypto (milliseconds per process)
+    from _sha512 import sha512 as _sha512  # CPython 3.11
+except ImportError:  # pragma: no cover - other versions and implementations
+    try:
+        from _sha2 import sha512 as _sha512  # CPython >= 3.12
+    except ImportError:
+        from hashlib import sha512 as _sha512
 
 from kvsops.errors import DecryptValueError, EncryptError, FormatError
 from kvsops.sops import values
@@ -17,7 +22,11 @@ from kvsops.sops.tree import Branch, Comment, GoTime
 # sha256(b"sops"): mixed in first when mac_only_encrypted, so the two MAC kinds never collide.
 MAC_ONLY_ENCRYPTED_INIT = bytes.fromhex("8a3fd2ad54ce66527b1034f3d147be0b0b975b3bf44f72c6fdadec8176f27d69")
 
-Leaf = Callable[[object, list, list, bool], object]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
+
+    Leaf = Callable[[object, list, list, bool], object]
 _LEAF_TYPES = (str, int, float, GoTime, Comment)
 MAX_DEPTH = 200
 
@@ -100,7 +109,7 @@ def encrypt_docs(
     stash: Stash | None = None,
 ) -> tuple[list[Branch], str]:
     """Encrypt every selected leaf; return the encrypted documents and the MAC (uppercase hex)."""
-    h = hashlib.sha512()
+    h = _sha512()
     if mac_only_encrypted:
         h.update(MAC_ONLY_ENCRYPTED_INIT)
 
@@ -140,7 +149,7 @@ def decrypt_docs(
     stash: Stash | None = None,
 ) -> tuple[list[Branch], str]:
     """Decrypt every selected leaf; return the plaintext documents and the computed MAC."""
-    h = hashlib.sha512()
+    h = _sha512()
     if mac_only_encrypted:
         h.update(MAC_ONLY_ENCRYPTED_INIT)
 

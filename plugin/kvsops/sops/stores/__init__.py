@@ -17,7 +17,10 @@ Every store module exposes the same functions:
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
 
 FORMATS = ("yaml", "json", "dotenv", "ini", "binary")
 

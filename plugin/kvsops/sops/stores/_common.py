@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 
 from ... import errors
 from ..tree import Branch, Comment, GoTime
@@ -15,6 +14,8 @@ LIST_SEP = "__list_"
 
 def _shortest_digits(x: float) -> tuple[str, int]:
     """Shortest round-trip decimal digits of ``abs(x)`` and the decimal point position (Go's ``dp``)."""
+    from decimal import Decimal  # floats are rare in secrets: not imported at start-up
+
     sign, digits, exp = Decimal(repr(abs(x))).as_tuple()
     ds = "".join(map(str, digits)).lstrip("0")
     if not ds:

@@ -8,10 +8,13 @@ reproduces yaml.v3's emitter for the restricted tree sops builds (indent 4, unli
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
-import bisect
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 import yaml
 
