@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import datetime as _dt
-import json
 import math
 import os
 import sys
@@ -13,6 +10,10 @@ from kvsops import errors
 from kvsops.cli import common, treepath
 from kvsops.sops.rules import RULE_KINDS, SelectionRule
 from kvsops.sops.tree import Branch
+
+TYPE_CHECKING = False  # argparse, json and datetime stay off the `kvsops decrypt` start-up path
+if TYPE_CHECKING:
+    import argparse
 
 # ----------------------------------------------------------------------------- decrypt
 
@@ -112,6 +113,8 @@ def json_value(text: str) -> object:
         raise ValueError("not JSON")
 
     try:
+        import json
+
         value = json.loads(text, object_pairs_hook=Branch, parse_constant=bad_constant)
     except (ValueError, RecursionError):
         raise errors.InvalidSetFormat("the value is not valid JSON") from None
@@ -199,6 +202,8 @@ def filestatus(args: argparse.Namespace) -> int:
 
     path = common.existing_file(args.file)
     encrypted = api.is_encrypted(common.read_file(path), common.fmt_for(args.input_type, path))
+    import json
+
     common.write_stdout(json.dumps({"encrypted": encrypted}, separators=(",", ":")).encode() + b"\n")
     return 0
 
@@ -207,6 +212,8 @@ def keygen(args: argparse.Namespace) -> int:
     from kvsops.keys import age
 
     identity, public = age.generate()
+    import datetime as _dt
+
     created = _dt.datetime.now().astimezone().replace(microsecond=0).isoformat()
     if created.endswith("+00:00"):
         created = created[:-6] + "Z"

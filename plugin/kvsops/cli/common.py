@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import stat
 import sys
-import tempfile
-from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from kvsops import errors
 from kvsops.sops import stores
+
+TYPE_CHECKING = False  # argparse, tempfile, pathlib, typing stay off the `kvsops decrypt` start-up path
+if TYPE_CHECKING:
+    import argparse
+    from typing import Iterable, Mapping, Sequence
 
 ENV_KEYS = (("azure_kv", "azure_kv", "SOPS_AZURE_KEYVAULT_URLS"), ("pgp", "pgp", "SOPS_PGP_FP"),
             ("age", "age", "SOPS_AGE_RECIPIENTS"))
@@ -50,7 +51,8 @@ def existing_file(path: str | None) -> str:
 
 def read_file(path: str) -> bytes:
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            return fh.read()
     except OSError as exc:
         raise errors.InputError(f"cannot read {path} ({type(exc).__name__})") from None
 
@@ -108,6 +110,8 @@ def write_file(path: str, data: bytes, *, private: bool = False) -> None:
             return _write_through(path, data)
     except FileNotFoundError:
         mode = 0o600 if private else 0o666 & ~_umask()
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=".kvsops-", dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Callable, Sequence
 
 from kvsops import report
 from kvsops.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Sequence
 
 # Subcommands owned by other modules: name -> (module, function), imported only when used.
 DISPATCH: dict[str, tuple[str, str] | None] = {
@@ -42,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = bool(args) and args[0] == "--debug"
     rest = args[1:] if debug else args
+    if len(args) == 2 and args[0] == "decrypt" and not args[1].startswith("-"):
+        return report.guarded(lambda: _decrypt_file(args[1]))
     if rest and rest[0] in DISPATCH:
         try:
             func = _dispatched(rest[0])
@@ -53,6 +58,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _raise(exc: BaseException) -> int:
     raise exc
+
+
+def _decrypt_file(path: str) -> int:
+    """``kvsops decrypt FILE``, the form hosts run per file, without building the argparse tree
+    (argparse and the parser definitions cost more start-up than the decryption of a small
+    file). The namespace carries exactly what the parser gives for that command line."""
+    from types import SimpleNamespace
+
+    from kvsops.cli import commands
+
+    ns = SimpleNamespace(
+        command="decrypt", file=path, debug=False, config=None, input_type=None, output_type=None,
+        ignore_mac=False, decryption_order=None, extract=None, output=None, in_place=False,
+        filename_override=None,
+    )
+    return int(commands.decrypt(ns) or 0)  # type: ignore[arg-type]
 
 
 def _own_command(args: list[str]) -> int:
