@@ -21,10 +21,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vault-host", default=None, help="host name to print in the vault URL (e.g. an /etc/hosts alias)")
     p.add_argument("--key", default="sops-key", help="key to create at start-up")
     p.add_argument("--identity", choices=("managed", "workload"), default="managed")
+    p.add_argument("--secret", action="append", default=[], metavar="NAME=VALUE",
+                   help="secret to create at start-up (repeatable), for ref+azurekeyvault:// references")
     args = p.parse_args(argv)
 
     emu = KeyVaultEmulator(host=args.host, port=args.port, mi_port=args.mi_port).start()
     version = emu.create_key(args.key, key_ops=("encrypt", "decrypt"))
+    for item in args.secret:
+        name, _, value = item.partition("=")
+        emu.set_secret(name, value)
     env = emu.base_env(isolate=False)
     if args.identity == "managed":
         env.update(emu.managed_identity_env())
@@ -39,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export {k}={shlex.quote(v)}")
     print(f"# key: {emu.key_url(args.key, version, host=args.vault_host)}")
     print(f"# versionless: {emu.key_url(args.key, host=args.vault_host)}")
+    for item in args.secret:
+        print(f"# secret: ref+azurekeyvault://{emu.vault_url(args.vault_host).removeprefix('https://')}/{item.partition('=')[0]}")
     print("# Ctrl-C to stop", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
