@@ -22,7 +22,7 @@ from kvsops.sops.tree import Branch
 # typing, dataclasses, threading and concurrent.futures stay out of the decrypt path.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Iterable, Mapping, Sequence
+    from typing import Callable, Iterable, Mapping, Sequence
 
 DEFAULT_ORDER = ("age", "pgp")
 DATA_KEY_SIZE = 32
@@ -312,12 +312,16 @@ def decrypt(
     try:
         docs, md = load_encrypted(data, fmt)
         key = recover_data_key(md, session)
-        stash = walk.Stash()
-        plain, computed = walk.decrypt_docs(docs, key, md.rule, md.mac_only_encrypted, stash)
-        if not ignore_mac:
-            verify_mac(md, key, computed)
+        return _decrypt_values(docs, md, fmt, key, ignore_mac)
     except errors.KvsopsError as exc:
         raise (exc.with_where(where) if where else exc) from None
+
+
+def _decrypt_values(docs: list[Branch], md: Metadata, fmt: str, key: bytes, ignore_mac: bool) -> Decrypted:
+    stash = walk.Stash()
+    plain, computed = walk.decrypt_docs(docs, key, md.rule, md.mac_only_encrypted, stash)
+    if not ignore_mac:
+        verify_mac(md, key, computed)
     return Decrypted(plain, md, fmt, key, stash)
 
 
@@ -348,16 +352,61 @@ def decrypt_many(
     workers: int = 8,
     ignore_mac: bool = False,
 ) -> list[Decrypted]:
-    """Decrypt many files (``(where, data, fmt)``) in one process, concurrently; the first error
-    (in input order) is raised and nothing is returned."""
-    session = session or default_session()
-    if len(items) <= 1 or workers <= 1:
-        return [decrypt(d, f, session=session, where=w, ignore_mac=ignore_mac) for w, d, f in items]
-    from concurrent.futures import ThreadPoolExecutor
+    """Decrypt many files (``(where, data, fmt)``) in one process; the first error (in input order)
+    is raised and nothing is returned.
 
-    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-        futures = [pool.submit(decrypt, d, f, session=session, where=w, ignore_mac=ignore_mac) for w, d, f in items]
-        return [f.result() for f in futures]
+    Parsing and value decryption are CPU work under the GIL: threads would only add switching, so
+    they run in turn. The data-key unwraps are what waits (Key Vault round trips, gpg): those run on
+    up to ``workers`` threads, and the Session unwraps each distinct wrapped key once. Each file
+    goes through the same steps as :func:`decrypt`, in the same order."""
+    session = session or default_session()
+    n = len(items)
+    failed: list[BaseException | None] = [None] * n
+    loaded: list[tuple[list[Branch], Metadata] | None] = [None] * n
+    keys: list[bytes | None] = [None] * n
+
+    def attempt(i: int, step: Callable[[], object]) -> object:
+        try:
+            return step()
+        except errors.KvsopsError as exc:
+            where = items[i][0]
+            failed[i] = exc.with_where(where) if where else exc
+        except Exception as exc:  # noqa: BLE001 - raised below, in input order
+            failed[i] = exc
+        return None
+
+    for i, (_where, data, fmt) in enumerate(items):
+        loaded[i] = attempt(i, lambda: load_encrypted(data, fmt))  # type: ignore[assignment]
+
+    def unwrap(i: int) -> None:
+        keys[i] = attempt(i, lambda: recover_data_key(loaded[i][1], session))  # type: ignore[index, assignment]
+
+    # Only files before the first failure can change the outcome: no unwraps (no vault calls) after it.
+    first_bad = next((i for i in range(n) if failed[i] is not None), n)
+    todo = list(range(first_bad))
+    waits = any(e.kind not in _IN_PROCESS_KINDS for i in todo for e in loaded[i][1].entries())  # type: ignore[index]
+    if waits and workers > 1 and len(todo) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+            list(pool.map(unwrap, todo))
+    else:
+        for i in todo:
+            unwrap(i)
+
+    out: list[Decrypted] = []
+    for i, (_where, _data, fmt) in enumerate(items):
+        if failed[i] is None:
+            docs, md = loaded[i]  # type: ignore[misc]
+            dec = attempt(i, lambda: _decrypt_values(docs, md, fmt, keys[i], ignore_mac))  # type: ignore[arg-type]
+        if failed[i] is not None:
+            raise failed[i] from None  # type: ignore[misc]
+        out.append(dec)  # type: ignore[arg-type]
+    return out
+
+
+# Key types unwrapped by CPU work in this process (nothing to wait for): no threads for them.
+_IN_PROCESS_KINDS = frozenset({"age"})
 
 
 def is_encrypted(data: bytes, fmt: str) -> bool:
