@@ -15,14 +15,15 @@ Key imports:
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 from contextlib import contextmanager
-from typing import Iterator, Mapping
 
 from kvsops import helmurl
 from kvsops.errors import GeneratorError, InputError, KeyServiceError, LimitExceeded, MetadataNotFound
 from kvsops.helmurl import Policy, Request
+
+TYPE_CHECKING = False  # subprocess and signal are for PGP key imports only: off the common path
+if TYPE_CHECKING:
+    from typing import Iterator, Mapping
 
 MAX_FILE_BYTES = 64 * 1024 * 1024  # the same cap as the kustomize entry (generate/paths.py)
 
@@ -117,6 +118,8 @@ def _tmp_base() -> str | None:
 @contextmanager
 def private_gnupghome(key_path: str, shown: str, env: Mapping[str, str]) -> Iterator[str]:
     import shutil
+    import signal
+    import subprocess
     import tempfile
 
     from kvsops import keyring
@@ -153,6 +156,8 @@ def private_gnupghome(key_path: str, shown: str, env: Mapping[str, str]) -> Iter
 
 
 def _trap(handler: object) -> dict[int, object]:
+    import signal
+
     old: dict[int, object] = {}
     for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         try:

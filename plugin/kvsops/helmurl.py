@@ -12,13 +12,16 @@ payload is ``KEYFILE?FILE`` split on the first ``?``.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
+from kvsops._record import Factory, Record
 from kvsops.errors import GeneratorError, PathRefused
+
+# Helm starts the downloader once per values file: dataclasses, typing and json stay off that path.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Mapping, Sequence
 
 FILE, AGE_IMPORT, GPG_IMPORT, LITERAL = "file", "age-import", "gpg-import", "literal"
 REFS = "refs"  # kvsops+refs://FILE: a SOPS or plain file whose ref+ references are resolved (kvsops.helmrefs)
@@ -54,13 +57,14 @@ WRAPPER_FILES = "KVSOPS_HELM_WRAPPER_FILES"  # set by our wrapper only: exact fi
 RELAXING = (ALLOW_ABSOLUTE, ALLOW_TRAVERSAL, ALLOW_SYMLINKS, ALLOW_EXECUTABLES, ROOT)
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(Record):
+    __slots__ = _fields = ("scheme", "kind", "target", "key_file", "ignore_missing")
+    _defaults = {"key_file": "", "ignore_missing": False}
     scheme: str  # lower-cased, as Helm matches it
     kind: str  # FILE | AGE_IMPORT | GPG_IMPORT | LITERAL
     target: str  # the file path, or the literal (never printed: it may be a plaintext)
-    key_file: str = ""
-    ignore_missing: bool = False
+    key_file: str
+    ignore_missing: bool
 
 
 def parse(url: str) -> Request:
@@ -112,19 +116,23 @@ def _strip_backend(rest: str) -> str:
 # ------------------------------------------------------------------------------------- policy
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(Record):
+    __slots__ = _fields = ("cwd", "root", "key_prefix", "allow_unencrypted", "allow_absolute", "allow_traversal",
+                           "allow_symlinks", "allow_executables", "strict", "notes", "wrapper_files")
+    _defaults = {"allow_unencrypted": False, "allow_absolute": False, "allow_traversal": False,
+                 "allow_symlinks": False, "allow_executables": False, "strict": "", "notes": (),
+                 "wrapper_files": Factory(frozenset)}
     cwd: str
     root: str  # real path; values files must stay inside it
     key_prefix: str  # real path; key files must be inside it
-    allow_unencrypted: bool = False
-    allow_absolute: bool = False
-    allow_traversal: bool = False
-    allow_symlinks: bool = False
-    allow_executables: bool = False
-    strict: str = ""  # why relaxing settings are ignored ("" when they are honoured)
-    notes: tuple[str, ...] = ()
-    wrapper_files: frozenset[str] = field(default_factory=frozenset)
+    allow_unencrypted: bool
+    allow_absolute: bool
+    allow_traversal: bool
+    allow_symlinks: bool
+    allow_executables: bool
+    strict: str  # why relaxing settings are ignored ("" when they are honoured)
+    notes: tuple[str, ...]
+    wrapper_files: frozenset[str]
 
 
 def _on(env: Mapping[str, str], name: str) -> bool:
@@ -151,6 +159,8 @@ def policy_from_env(env: Mapping[str, str], cwd: str, realpath: Callable[[str], 
     prefix = env.get(KEY_PREFIX, "").strip()
     files = frozenset()
     if env.get(WRAPPER_FILES):
+        import json
+
         try:
             files = frozenset(str(p) for p in json.loads(env[WRAPPER_FILES]))
         except (ValueError, TypeError):

@@ -55,17 +55,20 @@ age or Key Vault for tenant separation.
 
 from __future__ import annotations
 
-import fnmatch
-import json
 import os
 import re
 import stat
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Mapping
 
 from kvsops import errors
+from kvsops._record import Record
 from kvsops.sops.metadata import KeyEntry
+
+# Every Helm values file and kustomize generator calls session_from_env: dataclasses, pathlib,
+# typing and json stay off that path (kvsops._record has the frozen records).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Callable, Mapping
 
 POLICY_ENV = "KVSOPS_POLICY"
 POLICY_FILE_ENV = "KVSOPS_POLICY_FILE"
@@ -80,7 +83,8 @@ _SECRET_KINDS = ("azure_secrets",)
 _AKV_SECRET_RE = re.compile(r"^(https://[^/\s]+)/secrets/([^/\s]+)(?:/([^/\s]*))?/?$")
 _SSH_AGE_VARS = ("SOPS_AGE_SSH_PRIVATE_KEY_FILE", "SOPS_AGE_SSH_PRIVATE_KEY_CMD")
 
-Checker = Callable[[KeyEntry], "str | None"]
+if TYPE_CHECKING:
+    Checker = Callable[[KeyEntry], "str | None"]
 
 
 def _vault(url: str) -> str:
@@ -108,14 +112,15 @@ def _fp(text: str) -> str:
     return text.replace(" ", "").strip().upper().removeprefix("0X")
 
 
-@dataclass(frozen=True)
-class Allowed:
+class Allowed(Record):
     """The keys one render may use."""
 
-    age: frozenset[str] = frozenset()
-    pgp: frozenset[str] = frozenset()
-    azure_kv: frozenset[tuple[str, str, str]] = frozenset()  # (vault, name or "*", version or "")
-    azure_secrets: frozenset[tuple[str, str, str]] = frozenset()  # the same shape, for secrets
+    __slots__ = _fields = ("age", "pgp", "azure_kv", "azure_secrets")
+    _defaults = dict.fromkeys(_fields, frozenset())
+    age: frozenset[str]
+    pgp: frozenset[str]
+    azure_kv: frozenset[tuple[str, str, str]]  # (vault, name or "*", version or "")
+    azure_secrets: frozenset[tuple[str, str, str]]  # the same shape, for secrets
 
     def union(self, other: "Allowed") -> "Allowed":
         return Allowed(self.age | other.age, self.pgp | other.pgp, self.azure_kv | other.azure_kv,
@@ -165,14 +170,16 @@ class Allowed:
         )
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(Record):
+    __slots__ = _fields = ("name", "projects", "repos", "allowed")
     name: str
     projects: tuple[str, ...]
     repos: tuple[str, ...]
     allowed: Allowed
 
     def matches(self, project: str, repo: str) -> bool:
+        import fnmatch
+
         if self.projects and not any(fnmatch.fnmatchcase(project, p) for p in self.projects):
             return False
         return not self.repos or any(fnmatch.fnmatchcase(repo, _repo(p)) for p in self.repos)
@@ -185,8 +192,8 @@ def _repo(url: str) -> str:
     return f"{m.group(1).lower()}{m.group(2).lower()}{m.group(3)}" if m else url
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(Record):
+    __slots__ = _fields = ("rules", "source")
     rules: tuple[Rule, ...]
     source: str
 
@@ -238,6 +245,22 @@ def _patterns(value: object, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _exists(path: str) -> bool:
+    """``Path(path).exists()`` without pathlib: only "no such file" means absent; any other error
+    (a policy directory we may not search) propagates, so a policy is never skipped silently."""
+    import errno
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP):
+            return False
+        raise
+    except ValueError:
+        return False
+    return True
+
+
 def _read_small(path: Path, what: str) -> str:
     try:
         with path.open("rb") as fh:
@@ -254,9 +277,13 @@ def load_policy(env: Mapping[str, str], *, default_file: str = DEFAULT_POLICY_FI
     if env.get(POLICY_ENV, "").strip():
         return parse_policy(env[POLICY_ENV], POLICY_ENV)
     if env.get(POLICY_FILE_ENV, "").strip():
+        from pathlib import Path
+
         path = Path(env[POLICY_FILE_ENV].strip())
         return parse_policy(_read_small(path, "key policy file"), str(path))
-    if default_file and Path(default_file).exists():
+    if default_file and _exists(default_file):
+        from pathlib import Path
+
         return parse_policy(_read_small(Path(default_file), "key policy file"), default_file)
     return None
 
@@ -266,6 +293,8 @@ def load_policy(env: Mapping[str, str], *, default_file: str = DEFAULT_POLICY_FI
 
 def write_grant(directory: Path, allowed: Allowed, project: str, repo: str) -> Path:
     """Write the resolved allowance for children (``directory`` must be private, e.g. mkdtemp)."""
+    import json
+
     path = directory / "grant.json"
     body = json.dumps({"v": 1, "project": project, "repo": repo, "allowed": allowed.to_json()}).encode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
@@ -280,6 +309,9 @@ def _private(st: os.stat_result) -> bool:
 
 def read_grant(path_text: str) -> Allowed:
     """Load a grant; refuse anything that is not our private file in our private directory."""
+    import json
+    from pathlib import Path
+
     path = Path(path_text)
     bad = errors.PolicyRefused(f"the key policy grant {path_text!r} is not a private file written by kvsops argocd")
     if not path.is_absolute() or ".." in path.parts:
@@ -329,7 +361,7 @@ def child_allowance(env: Mapping[str, str], *, default_file: str = DEFAULT_POLIC
     """For a child of generate (KRM function, Helm downloader): the grant, or the configured policy."""
     if env.get(GRANT_ENV, "").strip():
         return read_grant(env[GRANT_ENV].strip())
-    if default_file and Path(default_file).exists():
+    if default_file and _exists(default_file):
         raise errors.PolicyRefused(
             f"a key policy is installed ({default_file}) but this process got no grant",
             hint="under Argo CD, render through `kvsops argocd generate`",

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Sequence
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Sequence
 
 USAGE = """\
 usage: kvsops helm downloader CERT KEY CA URL
@@ -46,7 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kvsops.report import guarded
 
     if args[0] == "downloader":
-        return guarded(lambda: download(args[1:]), debug=debug)
+        code = guarded(lambda: download(args[1:]), debug=debug)
+        if argv is None:  # the process Helm started for this one file: skip interpreter teardown
+            from kvsops.report import finish
+
+            return finish(code)
+        return code
     if args[0] == "--":
         args = args[1:]
     elif args[0] not in HELM_COMMANDS:

@@ -176,7 +176,12 @@ def main(argv: list[str] | None = None, *, stdin: BinaryIO | None = None, stdout
             _results(out, exc)
             raise
 
-    return guarded(work, debug=debug, stream=stderr)
+    code = guarded(work, debug=debug, stream=stderr)
+    if argv is None and stdin is None and stdout is None and stderr is None:
+        from kvsops.report import finish  # the process kustomize started: skip interpreter teardown
+
+        return finish(code)
+    return code
 
 
 def install_plugins_main(argv: list[str] | None = None) -> int:
