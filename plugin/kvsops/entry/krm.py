@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, BinaryIO, TextIO
+
+TYPE_CHECKING = False  # typing costs milliseconds of every kustomize generator's start-up
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, TextIO
 
 USAGE = """\
 usage: kvsops-krm              read a KRM ResourceList on stdin (kustomize exec function)

@@ -11,12 +11,16 @@ returned or an error is raised: there is no partial result.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
 
 from kvsops import errors
 from kvsops.generate import common
 from kvsops.generate.paths import Root
 from kvsops.generate.sources import Sources
+from collections.abc import Mapping  # isinstance checks at run time
+
+TYPE_CHECKING = False  # typing costs milliseconds of every kustomize generator's start-up
+if TYPE_CHECKING:
+    from typing import Any, Sequence
 
 KINDS = {
     "SopsGenerator": "sopsgenerator",

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
 
 from kvsops import errors
 from kvsops.generate.sources import scalar_text
+from collections.abc import Mapping  # isinstance checks at run time
+
+TYPE_CHECKING = False  # typing costs milliseconds of every kustomize generator's start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 NEEDS_HASH = "kustomize.config.k8s.io/needs-hash"
 BEHAVIOR = "kustomize.config.k8s.io/behavior"

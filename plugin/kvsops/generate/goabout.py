@@ -7,16 +7,20 @@ own labels, annotations and namespace are copied to the Secret.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
 
 from kvsops import errors
 from kvsops.generate import common, dotenv
 from kvsops.generate.sources import Sources, b64, flat_map, split_key_path, utf8
 
+TYPE_CHECKING = False  # typing costs milliseconds of every kustomize generator's start-up
+if TYPE_CHECKING:
+    from typing import Any, Callable, Mapping
+
+    Builder = Callable[[Sources], list[dict[str, Any]]]
+
 API_VERSION = "goabout.com/v1beta1"
 KINDS = ("SopsSecretGenerator", "SopsSecret")
 
-Builder = Callable[[Sources], list[dict[str, Any]]]
 
 
 def _env_format(path: str, where: str) -> str:

@@ -7,13 +7,18 @@ object (kustomize reads ``kustomize.config.k8s.io/needs-hash`` / ``behavior`` it
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
 
 from kvsops import errors
 from kvsops.generate import common, dotenv
 from kvsops.generate.sources import Sources, b64, split_key_path, utf8
+from collections.abc import Mapping  # isinstance checks at run time
 
-Builder = Callable[[Sources], list[dict[str, Any]]]
+TYPE_CHECKING = False  # typing costs milliseconds of every kustomize generator's start-up
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    Builder = Callable[[Sources], list[dict[str, Any]]]
+
 
 
 def plan(cfg: Mapping[str, Any], src: Sources) -> Builder:

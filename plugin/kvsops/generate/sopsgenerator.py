@@ -5,18 +5,24 @@ base64 ``data``, name-suffix hash on, so the same content gets the same name as 
 from __future__ import annotations
 
 import base64
-from typing import Any, Callable, Mapping
 
 from kvsops import errors
 from kvsops.generate import common
 from kvsops.generate.sources import Ref, Sources, b64, flat_map, scalar_text, split_key_path
+from collections.abc import Mapping  # isinstance checks at run time
+
+TYPE_CHECKING = False  # typing costs milliseconds of every kustomize generator's start-up
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    Builder = Callable[[Sources], list[dict[str, Any]]]
+
+    Part = Callable[[Sources, dict[str, str]], None]
 
 API_VERSION = "kvsops/v1"
 KIND = "SopsGenerator"
 FORMATS = ("yaml", "json", "dotenv", "ini", "binary")
 
-Builder = Callable[[Sources], list[dict[str, Any]]]
-Part = Callable[[Sources, dict[str, str]], None]
 
 
 def _fmt(value: Any, where: str) -> str | None:

@@ -11,18 +11,21 @@ from __future__ import annotations
 import base64
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
-
 from kvsops import errors
+from kvsops._record import Record
 from kvsops.generate.paths import Root
 
+TYPE_CHECKING = False  # typing costs milliseconds of every kustomize generator's start-up
+if TYPE_CHECKING:
+    from typing import Any, Iterator, Mapping
 
-@dataclass(frozen=True)
-class Ref:
+
+class Ref(Record):
+    __slots__ = _fields = ("path", "fmt", "refs")
+    _defaults = {"refs": False}
     path: str
     fmt: str
-    refs: bool = False  # resolve ref+ references in the decrypted tree (SopsGenerator references: true)
+    refs: bool  # resolve ref+ references in the decrypted tree (SopsGenerator references: true)
 
 
 def detect(path: str) -> str:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
 
 from kvsops import errors
+
+TYPE_CHECKING = False  # typing costs milliseconds of every kustomize generator's start-up
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 _QUOTED = re.compile(r"'([^'\n]*)'|\"([^\"\n]*)\"")
 _TYPE_NAME = re.compile(r"^[\w.]+ object$")  # Jinja's "'dict object' has no attribute ..."
