@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from _thread import allocate_lock
 
-from kvsops import errors
+from kvsops import errors, keycache
 from kvsops.keys import LOCAL_KINDS, REGISTRY, backend
 from kvsops.keys.base import KeyContext, KeyFailure, NotMyKey
 from kvsops.sops import metadata as md_mod
@@ -74,6 +74,8 @@ class Session:
         self._lock = allocate_lock()
         self._unwrappers: dict[str, object] = {}
         self._parts: dict[tuple[str, str], _Once] = {}
+        # Data keys shared with later Sessions of this process (off unless KVSOPS_DATA_KEY_CACHE_TTL).
+        self._cache = keycache.from_env(env) if env.get(keycache.TTL_ENV) else None
 
     def unwrapper(self, kind: str) -> object:
         with self._lock:
@@ -93,10 +95,14 @@ class Session:
         assert once is not None
         if owner:
             try:
-                once.set(self.unwrapper(entry.kind).unwrap(entry.as_dict()), None)  # type: ignore[attr-defined]
+                once.set(self._unwrap_uncached(entry) if self._cache is None
+                         else self._cache.unwrap(entry.kind, entry.enc, lambda: self._unwrap_uncached(entry)), None)
             except BaseException as exc:  # noqa: BLE001 - handed to every waiter
                 once.set(None, exc)
         return once.get()
+
+    def _unwrap_uncached(self, entry: KeyEntry) -> bytes:
+        return self.unwrapper(entry.kind).unwrap(entry.as_dict())  # type: ignore[attr-defined, no-any-return]
 
     def recipient(self, kind: str, spec: str) -> object:
         try:
