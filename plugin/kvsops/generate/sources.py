@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import base64
 import os
-from contextlib import contextmanager
+
 from kvsops import errors
 from kvsops._record import Record
 from kvsops.generate.paths import Root
 
 TYPE_CHECKING = False  # typing costs milliseconds of every kustomize generator's start-up
 if TYPE_CHECKING:
-    from typing import Any, Iterator, Mapping
+    from typing import Any, Mapping
 
 
 class Ref(Record):
@@ -59,14 +59,10 @@ class Sources:
         self._text: dict[str, str] = {}
         self._resolving = False
 
-    @contextmanager
-    def references(self, on: bool) -> Iterator[None]:
-        """Files wanted inside this block get their ``ref+`` references resolved after decryption."""
-        old, self._resolving = self._resolving, on
-        try:
-            yield
-        finally:
-            self._resolving = old
+    def references(self, on: bool) -> "_Resolving":
+        """``with src.references(True):`` files wanted inside the block get their ``ref+``
+        references resolved after decryption (a plain class: contextlib costs start-up time)."""
+        return _Resolving(self, on)
 
     def want(self, path: str, fmt: str | None, where: str) -> Ref:
         ref = Ref(path, fmt or detect(path), self._resolving)
@@ -120,6 +116,17 @@ class Sources:
 
     def where(self, ref: Ref) -> str:
         return self._where[ref]
+
+
+class _Resolving:
+    def __init__(self, src: Sources, on: bool) -> None:
+        self.src, self.on, self.old = src, on, False
+
+    def __enter__(self) -> None:
+        self.old, self.src._resolving = self.src._resolving, self.on
+
+    def __exit__(self, *exc: object) -> None:
+        self.src._resolving = self.old
 
 
 # ----------------------------------------------------------------------------- shared helpers
