@@ -312,19 +312,24 @@ def decrypt(
     session: Session | None = None,
     ignore_mac: bool = False,
     where: str | None = None,
+    keep_ivs: bool = True,
 ) -> Decrypted:
-    """Parse, unwrap the data key, decrypt every value and verify the MAC."""
+    """Parse, unwrap the data key, decrypt every value and verify the MAC.
+
+    ``keep_ivs`` remembers each value's IV so that re-encrypting an unchanged value reproduces it
+    (edit, set, rotate); read-only callers pass False and save a map entry per value."""
     session = session or default_session()
     try:
         docs, md = load_encrypted(data, fmt)
         key = recover_data_key(md, session)
-        return _decrypt_values(docs, md, fmt, key, ignore_mac)
+        return _decrypt_values(docs, md, fmt, key, ignore_mac, keep_ivs)
     except errors.KvsopsError as exc:
         raise (exc.with_where(where) if where else exc) from None
 
 
-def _decrypt_values(docs: list[Branch], md: Metadata, fmt: str, key: bytes, ignore_mac: bool) -> Decrypted:
-    stash = walk.Stash()
+def _decrypt_values(docs: list[Branch], md: Metadata, fmt: str, key: bytes, ignore_mac: bool,
+                    keep_ivs: bool = True) -> Decrypted:
+    stash = walk.Stash() if keep_ivs else None
     plain, computed = walk.decrypt_docs(docs, key, md.rule, md.mac_only_encrypted, stash)
     if not ignore_mac:
         verify_mac(md, key, computed)
@@ -340,7 +345,7 @@ def decrypt_bytes(
     ignore_mac: bool = False,
     where: str | None = None,
 ) -> bytes:
-    dec = decrypt(data, fmt, session=session, ignore_mac=ignore_mac, where=where)
+    dec = decrypt(data, fmt, session=session, ignore_mac=ignore_mac, where=where, keep_ivs=False)
     return emit_plain(dec.docs, output_fmt or fmt, where=where)
 
 
@@ -357,6 +362,7 @@ def decrypt_many(
     session: Session | None = None,
     workers: int = 8,
     ignore_mac: bool = False,
+    keep_ivs: bool = False,
 ) -> list[Decrypted]:
     """Decrypt many files (``(where, data, fmt)``) in one process; the first error (in input order)
     is raised and nothing is returned.
@@ -364,7 +370,8 @@ def decrypt_many(
     Parsing and value decryption are CPU work under the GIL: threads would only add switching, so
     they run in turn. The data-key unwraps are what waits (Key Vault round trips, gpg): those run on
     up to ``workers`` threads, and the Session unwraps each distinct wrapped key once. Each file
-    goes through the same steps as :func:`decrypt`, in the same order."""
+    goes through the same steps as :func:`decrypt`, in the same order. ``keep_ivs`` is off: renderers
+    only read (see :func:`decrypt`)."""
     session = session or default_session()
     n = len(items)
     failed: list[BaseException | None] = [None] * n
@@ -404,7 +411,7 @@ def decrypt_many(
     for i, (_where, _data, fmt) in enumerate(items):
         if failed[i] is None:
             docs, md = loaded[i]  # type: ignore[misc]
-            dec = attempt(i, lambda: _decrypt_values(docs, md, fmt, keys[i], ignore_mac))  # type: ignore[arg-type]
+            dec = attempt(i, lambda: _decrypt_values(docs, md, fmt, keys[i], ignore_mac, keep_ivs))  # type: ignore[arg-type]
         if failed[i] is not None:
             raise failed[i] from None  # type: ignore[misc]
         out.append(dec)  # type: ignore[arg-type]

@@ -176,16 +176,19 @@ def _is_implicit(node: yaml.ScalarNode) -> bool:
 
 
 def _resolve_node(node: yaml.ScalarNode, line: int) -> object:
-    tag = node.tag or ""
-    value = node.value
-    if node.style:
+    return _resolve_scalar(node.tag, node.value, node.style, _is_implicit(node), line)
+
+
+def _resolve_scalar(tag: str | None, value: str, style: str | None, implicit: bool, line: int) -> object:
+    tag = tag or ""
+    if style:
         # quoted and block scalars are strings unless an explicit non-string standard tag says otherwise
         if tag == _T + "str" or not tag.startswith(_T):
             return value
         short = tag[len(_T) :]
         if short in ("binary",):
             return value
-    elif _is_implicit(node):
+    elif implicit:
         return resolve_plain(value, line)
     if tag.startswith(_T):
         short = tag[len(_T) :]
@@ -351,17 +354,148 @@ def _decode(data: bytes) -> str:
     return text
 
 
+class _NeedNodes(Exception):
+    """The event stream has anchors or aliases: build from composed nodes instead."""
+
+
+def _event_tag(ev: Any) -> str:
+    tag = ev.tag
+    if tag is None or tag == "!":  # what the composer does: the resolver picks the implicit tag
+        tag = _IMPLICIT.resolve(yaml.ScalarNode, ev.value, ev.implicit)
+    return tag  # type: ignore[no-any-return]
+
+
+def _scalar_from_event(ev: Any, line: int) -> object:
+    tag = _event_tag(ev)
+    implicit = tag == _IMPLICIT.resolve(yaml.ScalarNode, ev.value, (True, False))
+    return _resolve_scalar(tag, ev.value, ev.style, implicit, line)
+
+
+def _docs_from_events(text: str) -> list[Branch]:
+    """The documents of a file without comments, built straight from the parser's events.
+
+    The same values, checks and errors as composing nodes and walking them with :class:`_Builder`
+    (which the file with comments needs, for positions), without holding a node and two marks per
+    scalar for the whole file: for a 100k-value file that node tree is most of the peak memory.
+    Anchors and aliases are left to the node path (:class:`_NeedNodes`)."""
+    events = yaml.parse(text, Loader=_Loader)
+    try:
+        try:
+            return _build_from_events(events)
+        except errors.KvsopsError:
+            # The node path parses the whole stream before it checks anything: a syntax error
+            # further down wins over a duplicate key (or a limit) found first, here too.
+            for _ev in events:
+                pass
+            raise
+    except yaml.YAMLError as exc:
+        raise _syntax_error(exc) from None
+
+
+def _syntax_error(exc: yaml.YAMLError) -> errors.InputError:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return errors.InputError(f"Error unmarshaling input YAML: {exc.problem or 'syntax error'}{where}")
+    return errors.InputError("Error unmarshaling input YAML: syntax error")
+
+
+def _build_from_events(events: Any) -> list[Branch]:
+    E = yaml.events
+    docs: list[Branch] = []
+    count = 0
+    # Stack of open containers: [container, is_mapping, pending key or _NO_KEY, seen keys or None]
+    stack: list[list[Any]] = []
+    root: object = _NO_KEY
+    check_dups = True
+    for ev in events:
+        cls = type(ev)
+        if cls is E.StreamStartEvent or cls is E.StreamEndEvent:
+            continue
+        if cls is E.DocumentStartEvent:
+            root = _NO_KEY
+            continue
+        if cls is E.DocumentEndEvent:
+            docs.append(_document_root(root))
+            check_dups = False  # as the node path: only the first document's keys are checked
+            continue
+        if cls is E.AliasEvent or getattr(ev, "anchor", None) is not None:
+            raise _NeedNodes
+        if cls is E.MappingEndEvent or cls is E.SequenceEndEvent:
+            value = stack.pop()[0]
+        else:
+            top = stack[-1] if stack else None
+            is_key = top is not None and top[1] and top[2] is _NO_KEY
+            if top is not None and not is_key:  # the node path counts values and items, not keys or roots
+                count += 1
+                if count > MAX_NODES:
+                    raise errors.LimitExceeded(f"YAML document expands to more than {MAX_NODES} nodes (alias bomb?)")
+                if len(stack) + 1 > MAX_DEPTH:
+                    raise errors.LimitExceeded(f"YAML nesting deeper than {MAX_DEPTH} levels")
+        if cls is E.MappingEndEvent or cls is E.SequenceEndEvent:
+            pass
+        elif cls is E.ScalarEvent:
+            if is_key:
+                line = ev.start_mark.line + 1
+                key = _scalar_from_event(ev, line)
+                if not isinstance(key, str):
+                    raise errors.InputError(f"line {line}: mapping key is not a string")
+                if top[3] is not None:
+                    if key in top[3]:
+                        raise errors.InputError(f"line {line}: mapping key {key!r} already defined at line {top[3][key]}")
+                    top[3][key] = line
+                top[2] = key
+                continue
+            if not stack:  # a scalar document: only an empty (null) one is accepted, as an empty map
+                if not (_event_tag(ev) == _T + "null" and ev.value in ("", "~", "null", "Null", "NULL")):
+                    raise errors.InputError("Error unmarshaling input YAML: YAML documents that are values are not supported")
+                root = Branch()
+                continue
+            value = _scalar_from_event(ev, ev.start_mark.line + 1)
+        elif cls is E.MappingStartEvent or cls is E.SequenceStartEvent:
+            if is_key:
+                raise errors.InputError(f"line {ev.start_mark.line + 1}: mapping keys must be strings")
+            is_map = cls is E.MappingStartEvent
+            if not stack and not is_map:
+                raise errors.InputError("Error unmarshaling input YAML: YAML documents that are sequences are not supported")
+            stack.append([Branch() if is_map else [], is_map, _NO_KEY, {} if is_map and check_dups else None])
+            continue
+        else:  # pragma: no cover - no other event kinds exist
+            raise errors.InputError("unsupported YAML event")
+        if not stack:
+            root = value
+        elif stack[-1][1]:
+            top = stack[-1]
+            top[0].append((top[2], value))
+            top[2] = _NO_KEY
+        else:
+            stack[-1][0].append(value)
+    return docs
+
+
+_NO_KEY = object()
+
+
+def _document_root(root: object) -> Branch:
+    return root if isinstance(root, Branch) else Branch()
+
+
 def load_plain(data: bytes) -> list[Branch]:
     text = _decode(data)
     want_comments = "#" in text
+    if not want_comments:
+        try:
+            return _docs_from_events(text)
+        except _NeedNodes:
+            pass
+    return _docs_from_nodes(text, want_comments)
+
+
+def _docs_from_nodes(text: str, want_comments: bool) -> list[Branch]:
     try:
         nodes = list(yaml.compose_all(text, Loader=_Loader))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise errors.InputError(f"Error unmarshaling input YAML: {exc.problem or 'syntax error'}{where}") from None
-    except yaml.YAMLError:
-        raise errors.InputError("Error unmarshaling input YAML: syntax error") from None
+    except yaml.YAMLError as exc:
+        raise _syntax_error(exc) from None
     docs: list[Branch] = []
     builder = _Builder(check_dups=True, want_positions=want_comments)
     for i, node in enumerate(nodes):
