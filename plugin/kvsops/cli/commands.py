@@ -32,7 +32,8 @@ def decrypt(args: argparse.Namespace) -> int:
     extract = treepath.parse(args.extract) if args.extract else None
     data = common.read_stdin() if stdin else common.read_file(path)  # type: ignore[arg-type]
     where = common.display(path)
-    dec = api.decrypt(data, fmt_in, session=common.session(args), ignore_mac=args.ignore_mac, where=where)
+    dec = api.decrypt(data, fmt_in, session=common.session(args), ignore_mac=args.ignore_mac, where=where,
+                      keep_ivs=False)  # nothing is re-encrypted: no per-value IV map
     if extract is None:
         out = api.emit_plain(dec.docs, fmt_out, where=where)
     else:
