@@ -366,9 +366,15 @@ def _event_tag(ev: Any) -> str:
 
 
 def _scalar_from_event(ev: Any, line: int) -> object:
-    tag = _event_tag(ev)
-    implicit = tag == _IMPLICIT.resolve(yaml.ScalarNode, ev.value, (True, False))
-    return _resolve_scalar(tag, ev.value, ev.style, implicit, line)
+    if ev.style:  # quoted or block: _resolve_scalar decides from the tag alone
+        return _resolve_scalar(_event_tag(ev), ev.value, ev.style, False, line)
+    # Plain: the resolver's answer with implicit=(True, *) does not depend on the second flag, so
+    # one call gives both the composer's tag and _is_implicit's reference tag.
+    plain_tag = _IMPLICIT.resolve(yaml.ScalarNode, ev.value, (True, False))
+    tag = ev.tag
+    if tag is None or tag == "!":
+        tag = plain_tag if ev.implicit[0] else _IMPLICIT.resolve(yaml.ScalarNode, ev.value, ev.implicit)
+    return _resolve_scalar(tag, ev.value, ev.style, tag == plain_tag, line)
 
 
 def _docs_from_events(text: str) -> list[Branch]:
