@@ -31,7 +31,7 @@ import yaml
 pytest.importorskip("azure.identity")
 pytest.importorskip("azure.keyvault.keys")
 
-from kvsops import errors  # noqa: E402
+from kvsops import azure_common, errors  # noqa: E402
 from kvsops.keys import azure_kv  # noqa: E402
 from kvsops.keys.base import KeyContext, KeyFailure  # noqa: E402
 from tests.azure_emulator import KeyVaultEmulator  # noqa: E402
@@ -134,6 +134,14 @@ def test_spec_from_config_and_describe() -> None:
 def test_module_import_does_not_import_azure() -> None:
     code = ("import sys; import kvsops.keys.azure_kv as m; m.parse_spec('https://v.vault.azure.net/keys/k');"
             "m.describe({}); print(sorted(x for x in sys.modules if x.split('.')[0] == 'azure'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_common_and_secrets_import_does_not_import_azure() -> None:
+    code = ("import sys; import kvsops.azure_common as c, kvsops.azure_secrets as s;"
+            "c.Settings.from_env({'KVSOPS_AZURE_CREDENTIAL': 'workload-identity'}); c.scrub('x'); c.error_codes(None);"
+            "print(sorted(x for x in sys.modules if x.split('.')[0] == 'azure'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -364,7 +372,7 @@ def test_persistent_5xx_gives_up_after_bounded_retries(h: Harness, emu: KeyVault
     with pytest.raises(KeyFailure, match="HTTP 500") as ei:
         azure_kv.Unwrapper(h.ctx()).unwrap(fields)
     assert time.monotonic() - t0 < 15
-    assert emu.counts["decrypt"] == 1 + azure_kv.RETRY_TOTAL
+    assert emu.counts["decrypt"] == 1 + azure_common.RETRY_TOTAL
     _assert_public(str(ei.value), emu, b"\x10" * 32)
 
 

@@ -280,6 +280,26 @@ def test_kustomize_generator_references(w: World, tmp_path: Path) -> None:
     assert w.gets() == 2
 
 
+def test_one_token_for_a_key_and_a_secret_in_one_render(w: World, tmp_path: Path) -> None:
+    """A render that unwraps an azure_kv data key and reads a Key Vault secret uses one credential:
+    one token request for both (kvsops.azure_common's per-process state)."""
+    from kvsops.generate import generate
+
+    w.emu.create_key("sops-key")
+    doc = {"DB_PASSWORD": w.ref("db-password"), "PLAIN": "from-the-file"}
+    rec = api.Session(env=w.env).recipient("azure_kv", w.emu.key_url("sops-key"))
+    (tmp_path / "app.enc.yaml").write_bytes(api.encrypt_bytes(yaml.safe_dump(doc).encode(), "yaml", [[rec]]))
+    w.emu.reset_counters()
+    cfg = {"apiVersion": "kvsops/v1", "kind": "SopsGenerator", "metadata": {"name": "g"},
+           "secrets": [{"name": "app", "references": True, "envs": ["app.enc.yaml"],
+                        "options": {"disableNameSuffixHash": True}}]}
+    out = generate([cfg], root=tmp_path, env=w.env, session=w.session())
+    data = {k: base64.b64decode(v).decode() for k, v in out[0]["data"].items()}
+    assert data == {"DB_PASSWORD": DB_PASSWORD, "PLAIN": "from-the-file"}
+    assert w.emu.counts["decrypt"] == 1 and w.gets() == 1
+    assert sum(w.emu.token_requests.values()) == 1, dict(w.emu.token_requests)
+
+
 # ----------------------------------------------------------------------------- Argo CD generate
 
 
