@@ -7,7 +7,7 @@ import re
 from kvsops._record import Factory, Record
 from kvsops.errors import FormatError, MetadataNotFound
 from kvsops.sops.rules import DEFAULT_UNENCRYPTED_SUFFIX, RULE_KINDS, SelectionRule
-from kvsops.sops.tree import Branch
+from kvsops.sops.tree import Branch, valid_date
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,15 +52,9 @@ def rfc3339_canonical(text: str) -> str:
     return f"{y}-{mo}-{d}T{hh}:{mm}:{ss}{tz}"
 
 
-_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-
-
 def _valid_datetime(y: int, mo: int, d: int, hh: int, mm: int, ss: int) -> bool:
     """What ``datetime.datetime(...)`` accepts, without importing datetime on every decrypt."""
-    if not (1 <= y <= 9999 and 1 <= mo <= 12 and hh < 24 and mm < 60 and ss < 60):
-        return False
-    leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
-    return 1 <= d <= _DAYS[mo - 1] + (1 if mo == 2 and leap else 0)
+    return hh < 24 and mm < 60 and ss < 60 and valid_date(y, mo, d)
 
 
 def now_rfc3339() -> str:

@@ -28,6 +28,15 @@ class Comment(Record):
 
 
 _RFC3339 = None  # compiled on first use: most files hold no timestamp
+_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def valid_date(y: int, m: int, d: int) -> bool:
+    """What ``datetime.date(y, m, d)`` accepts, without importing datetime on the render path."""
+    if not (1 <= y <= 9999 and 1 <= m <= 12):
+        return False
+    leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+    return 1 <= d <= _DAYS[m - 1] + (1 if m == 2 and leap else 0)
 
 
 class GoTime(Record):
@@ -43,7 +52,6 @@ class GoTime(Record):
     @classmethod
     def parse(cls, raw: str) -> "GoTime":
         """Parse a YAML timestamp (or RFC 3339) into Go's RFC3339Nano text form."""
-        import datetime as _dt
         import re
 
         global _RFC3339
@@ -56,7 +64,8 @@ class GoTime(Record):
         if not m:
             raise ValueError("not a timestamp")
         year, month, day, hh, mm, ss, frac, tz = m.groups()
-        _dt.date(int(year), int(month), int(day))  # validates the date
+        if not valid_date(int(year), int(month), int(day)):
+            raise ValueError("not a timestamp")
         if hh is None:
             return cls(f"{year}-{month}-{day}T00:00:00Z")
         if not (int(hh) < 24 and int(mm) < 60 and int(ss) < 61):

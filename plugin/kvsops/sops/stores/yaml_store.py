@@ -11,12 +11,11 @@ from __future__ import annotations
 import bisect
 import math
 import re
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-import yaml
 
 from ... import errors
 from ..tree import Branch, Comment, GoTime
@@ -26,10 +25,23 @@ INDENT = 4
 MAX_NODES = 1_000_000
 MAX_DEPTH = 200
 
-try:  # pragma: no branch
-    _Loader: Any = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML without libyaml
-    _Loader = yaml.SafeLoader
+# PyYAML (with libyaml) is imported on first use: its import is the largest single start-up cost
+# of a decrypt (module code plus a dozen regexes), and a canonical sops file is read by
+# kvsops.sops.stores.yaml_fast without it (see load_plain).
+yaml: Any = None
+_Loader: Any = None
+_IMPLICIT: Any = None
+
+
+def _pyyaml() -> Any:
+    global yaml, _Loader, _IMPLICIT
+    if yaml is None:
+        import yaml as pyyaml
+
+        _Loader = getattr(pyyaml, "CSafeLoader", None) or pyyaml.SafeLoader  # libyaml when available
+        _IMPLICIT = pyyaml.resolver.Resolver()
+        yaml = pyyaml
+    return yaml
 
 _T = "tag:yaml.org,2002:"
 _INT64_MIN = -(1 << 63)
@@ -165,9 +177,6 @@ def resolve_plain(s: str, line: int | None = None) -> object:
         if not math.isinf(f):
             return f
     return s
-
-
-_IMPLICIT = yaml.resolver.Resolver()
 
 
 def _is_implicit(node: yaml.ScalarNode) -> bool:
@@ -384,6 +393,7 @@ def _docs_from_events(text: str) -> list[Branch]:
     (which the file with comments needs, for positions), without holding a node and two marks per
     scalar for the whole file: for a 100k-value file that node tree is most of the peak memory.
     Anchors and aliases are left to the node path (:class:`_NeedNodes`)."""
+    _pyyaml()
     events = yaml.parse(text, Loader=_Loader)
     try:
         try:
@@ -486,9 +496,25 @@ def _document_root(root: object) -> Branch:
     return root if isinstance(root, Branch) else Branch()
 
 
+def _pyyaml_loaded() -> bool:
+    return yaml is not None or "yaml" in sys.modules
+
+
+FAST_MAX_BYTES = 1 << 20  # larger files go to libyaml's event stream, which is faster for them
+
+
 def load_plain(data: bytes) -> list[Branch]:
     text = _decode(data)
     want_comments = "#" in text
+    # Only while PyYAML is not loaded: once it is (kustomize's ResourceList), libyaml's events are
+    # cheaper per file than the pure-Python reader plus its check.
+    if not want_comments and len(data) <= FAST_MAX_BYTES and not _pyyaml_loaded():
+        from . import yaml_fast
+
+        docs = yaml_fast.read(text, resolve_plain, MAX_DEPTH // 2)
+        # Accepted only when emitting it gives back these very bytes (see yaml_fast's docstring).
+        if docs is not None and emit_plain(docs) == data:
+            return docs
     if not want_comments:
         try:
             return _docs_from_events(text)
@@ -498,6 +524,7 @@ def load_plain(data: bytes) -> list[Branch]:
 
 
 def _docs_from_nodes(text: str, want_comments: bool) -> list[Branch]:
+    _pyyaml()
     try:
         nodes = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.YAMLError as exc:
