@@ -36,6 +36,7 @@ from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the venv kvsops is installed in (as the README installs it)
+KV = BIN  # where the measured kvsops and kvsops-krm are (--kvsops-bin: another build)
 TOOLS = Path(os.environ.get("KVSOPS_TOOLS") or REPO / ".tools" / "bin")
 HELM_SHIM = REPO / "helm-plugin" / "kvsops-getter-legacy" / "bin" / "kvsops-helm"
 DEMO_KEY = REPO / "examples" / "keys" / "demo-age-key.txt"
@@ -222,13 +223,15 @@ def case_small(work: Path, env: dict[str, str], runs: int, table: Table, cases: 
     size = (work / "secrets.yaml").stat().st_size
     if "1" in cases:
         floor = alternate(runs, one([sys.executable, "-I", "-S", "-c", "pass"], work, env))[0]
-        ours, theirs = alternate(runs, one([str(BIN / "kvsops"), "decrypt", "secrets.yaml"], work, env), sops_d)
+        ours, theirs = alternate(runs, one([str(KV / "kvsops"), "decrypt", "secrets.yaml"], work, env), sops_d)
         same = "identical" if ours.out == theirs.out else "DIFFERENT"
         table.add("1", "kvsops decrypt vs sops -d (50 values)", ours, theirs, "<=1.0x",
                   note=f"{size} bytes encrypted; outputs {same}; interpreter floor "
                        f"(python -I -S -c pass) {floor.median * 1000:.1f} ms, {floor.peak_mb:.1f} MB")
     if "2" in cases:
         helm_env = dict(env, HELM_PLUGIN_DIR=str(HELM_SHIM.parent.parent), HELM_PLUGIN_NAME="kvsops-getter-legacy")
+        if KV != BIN:  # the shim's documented override: run that build's kvsops
+            helm_env["KVSOPS_BIN"] = str(KV / "kvsops")
         ours, theirs = alternate(runs, one([str(HELM_SHIM), "downloader", "", "", "", "secrets://secrets.yaml"],
                                            work, helm_env), sops_d)
         same = "identical" if ours.out == theirs.out else "DIFFERENT"
@@ -253,7 +256,7 @@ def case_kustomize(work: Path, env: dict[str, str], runs: int, table: Table, n_f
         src.unlink()
     names = [f"s{i:03d}.yaml" for i in range(n_files)]
     gen = ("apiVersion: kvsops/v1\nkind: SopsGenerator\nmetadata:\n    name: secrets\n    annotations:\n"
-           f"        config.kubernetes.io/function: |\n            exec:\n              path: {BIN / 'kvsops-krm'}\n"
+           f"        config.kubernetes.io/function: |\n            exec:\n              path: {KV / 'kvsops-krm'}\n"
            "files:\n" + "".join(f"    - enc/{n}\n" for n in names))
     (root / "gen.yaml").write_text(gen)
     (root / "kustomization.yaml").write_text("generators:\n    - gen.yaml\n")
@@ -284,7 +287,7 @@ def case_kustomize(work: Path, env: dict[str, str], runs: int, table: Table, n_f
 
 def case_large(work: Path, env: dict[str, str], runs: int, table: Table, n_values: int) -> None:
     sops = tool("sops")
-    kv = str(BIN / "kvsops")
+    kv = str(KV / "kvsops")
     plain = work / "large.yaml"
     plain.write_text(values_yaml(n_values // 100, 100, pad=40))
     enc = work / "large.enc.yaml"
@@ -353,7 +356,7 @@ def case_azure(work: Path, env: dict[str, str], table: Table, n_files: int, late
             # time a sample of them and scale, so that the default run stays short.
             t0, rss = time.perf_counter(), 0
             for n in names[:sample]:
-                r = spawn([str(BIN / "kvsops"), "decrypt", f"enc/{n}"], cwd=root, env=az_env)
+                r = spawn([str(KV / "kvsops"), "decrypt", f"enc/{n}"], cwd=root, env=az_env)
                 rss = max(rss, r.rss_kb)
             return (time.perf_counter() - t0) * len(names) / min(sample, len(names)), rss, b""
 
@@ -361,7 +364,7 @@ def case_azure(work: Path, env: dict[str, str], table: Table, n_files: int, late
             e = dict(az_env, KVSOPS_CONCURRENCY=concurrency) if concurrency else az_env
 
             def go() -> tuple[float, int, bytes]:
-                r = spawn([str(BIN / "kvsops-krm")], cwd=root, env=e, stdin=rlist)
+                r = spawn([str(KV / "kvsops-krm")], cwd=root, env=e, stdin=rlist)
                 return r.secs, r.rss_kb, r.out
 
             return go
@@ -401,9 +404,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--large-values", type=int, help="values in case 4 (default 100000, quick 5000)")
     ap.add_argument("--azure-sample", type=int, default=20,
                     help="case 5: how many of the one-process-per-file runs to time (the rest are scaled)")
+    ap.add_argument("--kvsops-bin", type=Path,
+                    help="directory holding the kvsops and kvsops-krm to measure (default: this venv's)")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
     ns = ap.parse_args(argv)
     cases = set(ns.cases.split(","))
+    global KV
+    KV = ns.kvsops_bin.resolve() if ns.kvsops_bin else BIN
     runs = ns.runs or (3 if ns.quick else 21)
     big_runs = 1 if ns.quick else 3
     n_files = 10 if ns.quick else 100
