@@ -227,7 +227,8 @@ def case_small(work: Path, env: dict[str, str], runs: int, table: Table, cases: 
         same = "identical" if ours.out == theirs.out else "DIFFERENT"
         table.add("1", "kvsops decrypt vs sops -d (50 values)", ours, theirs, "<=1.0x",
                   note=f"{size} bytes encrypted; outputs {same}; interpreter floor "
-                       f"(python -I -S -c pass) {floor.median * 1000:.1f} ms, {floor.peak_mb:.1f} MB")
+                       f"(python -I -S -c pass) {floor.median * 1000:.1f} ms, {floor.peak_mb:.1f} MB; "
+                       + import_profile(work, env))
     if "2" in cases:
         helm_env = dict(env, HELM_PLUGIN_DIR=str(HELM_SHIM.parent.parent), HELM_PLUGIN_NAME="kvsops-getter-legacy")
         if KV != BIN:  # the shim's documented override: run that build's kvsops
@@ -236,6 +237,20 @@ def case_small(work: Path, env: dict[str, str], runs: int, table: Table, cases: 
                                            work, helm_env), sops_d)
         same = "identical" if ours.out == theirs.out else "DIFFERENT"
         table.add("2", "helm downloader (shim) vs sops -d", ours, theirs, "<=1.0x", note=f"outputs {same}")
+
+
+def import_profile(work: Path, env: dict[str, str], runs: int = 5) -> str:
+    """Import time of `kvsops decrypt` on the age file (``-X importtime``, best of ``runs``) and
+    whether any Azure SDK module was imported (it must not be, for an age-only file)."""
+    best, modules, azure = float("inf"), 0, set()
+    for _ in range(runs):
+        proc = subprocess.run([str(KV / "python"), "-X", "importtime", "-m", "kvsops", "decrypt", "secrets.yaml"],
+                              cwd=work, env=env, capture_output=True, check=True)
+        lines = [ln for ln in proc.stderr.decode().splitlines() if ln.startswith("import time:")][1:]
+        total = sum(int(ln.split("|")[0].split(":")[1]) for ln in lines)  # self times, microseconds
+        best, modules = min(best, total / 1000), len(lines)
+        azure |= {ln.rsplit("|", 1)[1].strip() for ln in lines if ln.rsplit("|", 1)[1].strip().startswith("azure")}
+    return f"imports {best:.1f} ms ({modules} modules), Azure SDK imported: {'yes' if azure else 'no'}"
 
 
 def _secret_manifest(i: int) -> str:
