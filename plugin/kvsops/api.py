@@ -344,14 +344,16 @@ def decrypt_bytes(
     session: Session | None = None,
     ignore_mac: bool = False,
     where: str | None = None,
+    indent: int | None = None,
 ) -> bytes:
     dec = decrypt(data, fmt, session=session, ignore_mac=ignore_mac, where=where, keep_ivs=False)
-    return emit_plain(dec.docs, output_fmt or fmt, where=where)
+    return emit_plain(dec.docs, output_fmt or fmt, where=where, indent=indent)
 
 
-def emit_plain(docs: list[Branch], fmt: str, *, where: str | None = None) -> bytes:
+def emit_plain(docs: list[Branch], fmt: str, *, where: str | None = None, indent: int | None = None) -> bytes:
+    """``indent``: sops' ``--indent`` / ``stores.<format>.indent`` (None: the format's default)."""
     try:
-        return stores.get(fmt).emit_plain(docs)
+        return stores.get(fmt).emit_plain(docs, indent)
     except errors.KvsopsError as exc:
         raise (exc.with_where(where) if where else exc) from None
 
@@ -445,6 +447,7 @@ def encrypt_docs(
     mac_only_encrypted: bool = False,
     stash: walk.Stash | None = None,
     version: str = md_mod.WRITER_VERSION,
+    indent: int | None = None,
 ) -> bytes:
     """Encrypt documents with an already wrapped data key; returns the file bytes."""
     if fmt == "binary":
@@ -460,7 +463,7 @@ def encrypt_docs(
         mac_only_encrypted=mac_only_encrypted,
         version=version,
     )
-    return stores.get(fmt).emit_encrypted(enc_docs, md_mod.to_tree(md, write_rule=fmt != "binary"))
+    return stores.get(fmt).emit_encrypted(enc_docs, md_mod.to_tree(md, write_rule=fmt != "binary"), indent)
 
 
 def encrypt_bytes(
@@ -472,6 +475,7 @@ def encrypt_bytes(
     threshold: int = 0,
     mac_only_encrypted: bool = False,
     output_fmt: str | None = None,
+    indent: int | None = None,
 ) -> bytes:
     """Encrypt a plaintext file for the given recipient groups."""
     store = stores.get(fmt)
@@ -486,7 +490,7 @@ def encrypt_bytes(
         rule = SelectionRule()
     return encrypt_docs(
         docs, output_fmt or fmt, key_groups, data_key,
-        rule=rule, threshold=threshold, mac_only_encrypted=mac_only_encrypted,
+        rule=rule, threshold=threshold, mac_only_encrypted=mac_only_encrypted, indent=indent,
     )
 
 
@@ -498,7 +502,7 @@ def _has_sops_key(doc: Branch, fmt: str) -> bool:
 
 def reencrypt(dec: Decrypted, docs: list[Branch] | None = None, *, fmt: str | None = None,
               data_key: bytes | None = None, key_groups: tuple[tuple[KeyEntry, ...], ...] | None = None,
-              version: str | None = None) -> bytes:
+              version: str | None = None, indent: int | None = None) -> bytes:
     """Re-encrypt a decrypted file (edit/set/unset/rotate/updatekeys), reusing IVs of unchanged
     values when the data key is unchanged."""
     md = dec.metadata
@@ -512,11 +516,12 @@ def reencrypt(dec: Decrypted, docs: list[Branch] | None = None, *, fmt: str | No
         mac_only_encrypted=md.mac_only_encrypted,
         stash=dec.stash,  # sops reuses IVs even after rotate; data and tag still change
         version=version or md.version,
+        indent=indent,
     )
 
 
 def rewrap(data: bytes, fmt: str, groups: Sequence[Sequence[object]], *, threshold: int | None = None,
-           session: Session | None = None) -> bytes:
+           session: Session | None = None, indent: int | None = None) -> bytes:
     """updatekeys: wrap the same data key for new key groups; values, MAC and lastmodified stay."""
     session = session or default_session()
     docs, md = load_encrypted(data, fmt)
@@ -524,4 +529,4 @@ def rewrap(data: bytes, fmt: str, groups: Sequence[Sequence[object]], *, thresho
     wanted = md.shamir_threshold if threshold is None else threshold
     key_groups, wanted = wrap_data_key(key, groups, wanted)
     new = md.with_(key_groups=key_groups, shamir_threshold=wanted if len(key_groups) > 1 else 0)
-    return stores.get(fmt).emit_encrypted(docs, md_mod.to_tree(new, write_rule=fmt != "binary"))
+    return stores.get(fmt).emit_encrypted(docs, md_mod.to_tree(new, write_rule=fmt != "binary"), indent)

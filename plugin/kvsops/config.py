@@ -1,7 +1,8 @@
 """.sops.yaml creation rules, as sops' ``config/config.go`` reads them.
 
-The parsing and matching functions are pure (config bytes and paths in, rules out); only
-:func:`find_config` and :func:`load_config` touch the file system. Key groups come back as tuples
+Everything here is pure (config bytes and paths in, rules out); finding and reading the file is
+the CLI's (``kvsops.cli.common.find_config`` / ``load_config``), which keeps this module, its
+dataclasses and PyYAML off the ``kvsops decrypt`` start-up path. Key groups come back as tuples
 of ``(kind, spec)`` pairs, ``kind`` being a metadata list name (``age``, ``pgp``, ``azure_kv``,
 and the sops kinds kvsops cannot wrap for: ``kms``, ``gcp_kms``, ``hckms``, ``hc_vault``); the
 caller turns them into recipients with ``Session.recipient(kind, spec)``.
@@ -12,15 +13,12 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping
 
 from kvsops.errors import ConfigError
 from kvsops.sops.rules import RULE_KINDS, SelectionRule, compile_re2ish
 
 CONFIG_NAME = ".sops.yaml"
-ALTERNATE_NAME = ".sops.yml"  # sops ignores it, with a warning; so do we
-MAX_DEPTH = 100
 MAX_CONFIG_BYTES = 1 << 20
 
 KeySpec = tuple[str, str]
@@ -288,44 +286,3 @@ def match_rule(config: Config, target_abs: str) -> CreationRule | None:
         f"{config.path}: no matching creation rules found for {rel}",
         hint="add a creation rule whose path_regex matches this file, or a final rule without path_regex",
     )
-
-
-# ----------------------------------------------------------------------------- the thin loader
-
-
-def find_config(cwd: str, env: Mapping[str, str], explicit: str | None = None) -> tuple[str | None, list[str]]:
-    """The config path (``--config``, ``SOPS_CONFIG``, else ``.sops.yaml`` from ``cwd`` upward)
-    and any warnings."""
-    chosen = explicit or env.get("SOPS_CONFIG")
-    if chosen:
-        if not os.path.isfile(chosen):
-            raise ConfigError(f"config file {chosen} does not exist")
-        return chosen, []
-    warnings: list[str] = []
-    alternate = None
-    here = Path(cwd)
-    for _ in range(MAX_DEPTH):
-        candidate = here / CONFIG_NAME
-        if candidate.is_file():
-            if alternate:
-                warnings.append(f"ignoring {alternate}: the config file must be called {CONFIG_NAME}; using {candidate}")
-            return str(candidate), warnings
-        if alternate is None and (here / ALTERNATE_NAME).is_file():
-            alternate = here / ALTERNATE_NAME
-        if here.parent == here:
-            break
-        here = here.parent
-    if alternate:
-        warnings.append(f"ignoring {alternate}: the config file must be called {CONFIG_NAME}")
-    return None, warnings
-
-
-def load_config(cwd: str, env: Mapping[str, str], explicit: str | None = None) -> tuple[Config | None, list[str]]:
-    path, warnings = find_config(cwd, env, explicit)
-    if path is None:
-        return None, warnings
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"could not read config file {path} ({type(exc).__name__})") from None
-    return parse_config(data, os.path.abspath(path)), warnings

@@ -91,3 +91,23 @@ def test_golden(case: Path, sops_env) -> None:  # type: ignore[no-untyped-def]
     assert store.has_metadata(enc)
     if fmt != "binary":
         assert not store.has_metadata(plain)
+
+
+INDENT_CASES = [(p, n) for p in CASES if FORMATS[p.suffix] in ("yaml", "json", "binary") for n in ("2", "3", "0")]
+
+
+@pytest.mark.parametrize("case, indent", INDENT_CASES, ids=[f"{p.name}-{n}" for p, n in INDENT_CASES])
+def test_golden_indent(case: Path, indent: str, sops_env) -> None:  # type: ignore[no-untyped-def]
+    """``sops --indent N`` (the global flag, seen by the legacy -e/-d forms) against ``indent=N``."""
+    sops, env, recipient, tmp = sops_env
+    fmt = FORMATS[case.suffix]
+    store = get(fmt)
+    types = ["--input-type", fmt, "--output-type", fmt]
+    enc = _sops(sops, env, ["--indent", indent, "-e", "--age", recipient, *types, str(case)])
+    enc_path = tmp / f"{case.name}.{indent}.enc"
+    enc_path.write_bytes(enc)
+    dec = _sops(sops, env, ["--indent", indent, "-d", *types, str(enc_path)])
+    docs = [_no_inline(d) for d in store.load_plain(case.read_bytes())]  # type: ignore[misc]
+    assert store.emit_plain(docs, int(indent)) == dec
+    edocs, md = store.load_encrypted(enc)
+    assert store.emit_encrypted([_no_inline(d) for d in edocs], md, int(indent)) == enc  # type: ignore[misc]

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from kvsops import config, errors
+from kvsops.cli import common
 from kvsops.sops.rules import SelectionRule
 
 AGE1 = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
@@ -170,15 +171,15 @@ def test_lookup_walks_up_from_the_cwd(tmp_path) -> None:  # type: ignore[no-unty
     (tmp_path / ".sops.yaml").write_text(f"creation_rules:\n  - age: {AGE1}\n")
     deep = tmp_path / "a" / "b" / "c"
     deep.mkdir(parents=True)
-    path, warnings = config.find_config(str(deep), {})
+    path, warnings = common.find_config(str(deep), {})
     assert path == str(tmp_path / ".sops.yaml") and warnings == []
-    cfg, _ = config.load_config(str(deep), {})
+    cfg, _ = common.load_config(str(deep), {})
     assert cfg is not None and cfg.directory == str(tmp_path)
 
 
 def test_sops_yml_is_ignored_with_a_warning(tmp_path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / ".sops.yml").write_text(f"creation_rules:\n  - age: {AGE1}\n")
-    path, warnings = config.find_config(str(tmp_path), {})
+    path, warnings = common.find_config(str(tmp_path), {})
     assert path is None or not path.endswith(".sops.yml")
     assert any(".sops.yml" in w for w in warnings)
 
@@ -187,7 +188,7 @@ def test_sops_yml_warning_when_a_parent_has_sops_yaml(tmp_path) -> None:  # type
     (tmp_path / ".sops.yaml").write_text("creation_rules: []\n")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / ".sops.yml").write_text("creation_rules: []\n")
-    path, warnings = config.find_config(str(tmp_path / "sub"), {})
+    path, warnings = common.find_config(str(tmp_path / "sub"), {})
     assert path == str(tmp_path / ".sops.yaml")
     assert len(warnings) == 1 and "using" in warnings[0]
 
@@ -196,10 +197,10 @@ def test_explicit_and_env_config(tmp_path) -> None:  # type: ignore[no-untyped-d
     other = tmp_path / "other.yaml"
     other.write_text(f"creation_rules:\n  - age: {AGE2}\n")
     (tmp_path / ".sops.yaml").write_text(f"creation_rules:\n  - age: {AGE1}\n")
-    assert config.find_config(str(tmp_path), {"SOPS_CONFIG": str(other)})[0] == str(other)
-    assert config.find_config(str(tmp_path), {"SOPS_CONFIG": "/nope"}, str(other))[0] == str(other)
+    assert common.find_config(str(tmp_path), {"SOPS_CONFIG": str(other)})[0] == str(other)
+    assert common.find_config(str(tmp_path), {"SOPS_CONFIG": "/nope"}, str(other))[0] == str(other)
     with pytest.raises(errors.ConfigError, match="does not exist"):
-        config.find_config(str(tmp_path), {}, str(tmp_path / "missing.yaml"))
+        common.find_config(str(tmp_path), {}, str(tmp_path / "missing.yaml"))
 
 
 def test_lookup_stops_after_100_levels(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -208,5 +209,5 @@ def test_lookup_stops_after_100_levels(tmp_path) -> None:  # type: ignore[no-unt
     for _ in range(100):  # the start directory and 99 parents are searched
         deep = deep / "d"
     os.makedirs(deep)
-    assert config.find_config(str(deep), {})[0] is None
-    assert config.find_config(str(deep.parent), {})[0] == str(tmp_path / ".sops.yaml")
+    assert common.find_config(str(deep), {})[0] is None
+    assert common.find_config(str(deep.parent), {})[0] == str(tmp_path / ".sops.yaml")

@@ -142,3 +142,13 @@ def test_emit_value() -> None:
 def test_multidoc_roundtrip() -> None:
     src = b"a: 1\n---\nb:\n    c: [1, 2]\n"
     assert y.emit_plain(y.load_plain(src)) == b"a: 1\n---\nb:\n    c:\n        - 1\n        - 2\n"
+
+
+def test_indent_setting_as_sops_and_libyaml_take_it() -> None:
+    assert [y.best_indent(n) for n in (None, 0, 1, 2, 3, 9, 10)] == [4, 4, 2, 2, 3, 9, 2]
+    with pytest.raises(errors.EmitError, match="Negative"):
+        y.best_indent(-1)
+    doc = Branch([("k", Branch([("l", [Branch([("a", 1), ("b", Branch([("c", 2)]))])])]))])
+    assert y.emit_plain([doc], 2) == b"k:\n  l:\n    - a: 1\n      b:\n        c: 2\n"
+    assert y.emit_plain([doc], 3) == b"k:\n   l:\n      - a: 1\n        b:\n         c: 2\n"
+    assert y.emit_value([Branch([("b", Branch([("c", 2)]))])], 2) == b"- b:\n    c: 2\n"  # yaml.Marshal: 4

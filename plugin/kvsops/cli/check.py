@@ -33,11 +33,9 @@ class _Configs:
         self._cache: dict[str, object] = {}
 
     def for_file(self, path: str):  # type: ignore[no-untyped-def]
-        from kvsops import config
-
         directory = os.path.dirname(path)
         if directory not in self._cache:
-            cfg, _warnings = config.load_config(directory, common.environ(), self.explicit)
+            cfg, _warnings = common.load_config(directory, common.environ(), self.explicit)
             self._cache[directory] = cfg
         return self._cache[directory]
 
@@ -68,7 +66,7 @@ def _docs(data: bytes, fmt: str, encrypted: bool) -> list[Branch]:
 def _reasons(path: str, configs: _Configs) -> list[str]:
     from kvsops import api, config
 
-    if (os.path.basename(path) in (config.CONFIG_NAME, config.ALTERNATE_NAME) or not os.path.isfile(path)
+    if (os.path.basename(path) in (common.CONFIG_NAME, common.ALTERNATE_NAME) or not os.path.isfile(path)
             or os.path.getsize(path) > MAX_BYTES):
         return []
     data = common.read_file(path)

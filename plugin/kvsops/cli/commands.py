@@ -34,23 +34,24 @@ def decrypt(args: argparse.Namespace) -> int:
     where = common.display(path)
     dec = api.decrypt(data, fmt_in, session=common.session(args), ignore_mac=args.ignore_mac, where=where,
                       keep_ivs=False)  # nothing is re-encrypted: no per-value IV map
+    indent = common.output_indent(args, fmt_out)
     if extract is None:
-        out = api.emit_plain(dec.docs, fmt_out, where=where)
+        out = api.emit_plain(dec.docs, fmt_out, where=where, indent=indent)
     else:
-        out = _extract(dec.docs, extract, fmt_out, stores)
+        out = _extract(dec.docs, extract, fmt_out, stores, indent)
     common.deliver(out, args, path, plaintext=True)
     return 0
 
 
-def _extract(docs: list[Branch], path: list[str | int], fmt: str, stores) -> bytes:  # type: ignore[no-untyped-def]
+def _extract(docs: list[Branch], path: list[str | int], fmt: str, stores, indent: int | None) -> bytes:  # type: ignore[no-untyped-def]
     from kvsops import api
 
     value = treepath.truncate(docs[0] if docs else Branch(), path)
     if isinstance(value, Branch):
-        return api.emit_plain([value], fmt)
+        return api.emit_plain([value], fmt, indent=indent)
     if isinstance(value, str):
         return value.encode("utf-8", "surrogateescape")  # raw, no trailing newline (as sops)
-    return bytes(stores.get(fmt).emit_value(value))
+    return bytes(stores.get(fmt).emit_value(value, indent))
 
 
 # ----------------------------------------------------------------------------- encrypt
@@ -97,7 +98,8 @@ def encrypt(args: argparse.Namespace) -> int:
     groups, threshold, rule, mac_only = encryption_settings(args, name, common.session(args))
     try:
         out = api.encrypt_bytes(data, fmt_in, groups, rule=rule, threshold=threshold,
-                                mac_only_encrypted=mac_only, output_fmt=fmt_out)
+                                mac_only_encrypted=mac_only, output_fmt=fmt_out,
+                                indent=common.output_indent(args, fmt_out))
     except errors.KvsopsError as exc:
         raise exc.with_where(common.display(path)) from None
     common.deliver(out, args, path, plaintext=False)
@@ -164,7 +166,7 @@ def set_value(args: argparse.Namespace) -> int:
     if not changed and args.idempotent:
         common.info(f"{where}: value unchanged, file not written")
         return 0
-    out = api.reencrypt(dec, docs, fmt=fmt_out)
+    out = api.reencrypt(dec, docs, fmt=fmt_out, indent=common.output_indent(args, fmt_out))
     common.write_file(path, out)
     return 0
 
@@ -191,7 +193,7 @@ def unset_value(args: argparse.Namespace) -> int:
         if args.idempotent:
             return 0
         raise exc.with_where(where) from None
-    common.write_file(path, api.reencrypt(dec, fmt=fmt_out))
+    common.write_file(path, api.reencrypt(dec, fmt=fmt_out, indent=common.output_indent(args, fmt_out)))
     return 0
 
 

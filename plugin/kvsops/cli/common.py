@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 
 ENV_KEYS = (("azure_kv", "azure_kv", "SOPS_AZURE_KEYVAULT_URLS"), ("pgp", "pgp", "SOPS_PGP_FP"),
             ("age", "age", "SOPS_AGE_RECIPIENTS"))
+CONFIG_NAME = ".sops.yaml"
+ALTERNATE_NAME = ".sops.yml"  # sops ignores it, with a warning; so do we
+CONFIG_MAX_DEPTH = 100
+_INDENT_STORES = {"yaml": "yaml_indent", "json": "json_indent", "binary": "json_binary_indent"}
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", ".venv", "venv", "node_modules", "__pycache__", ".tox",
                        ".mypy_cache", ".pytest_cache", ".terraform", ".tools", ".idea", ".vscode"})
 
@@ -214,13 +218,79 @@ def flag_keys(args: argparse.Namespace, env: Mapping[str, str]) -> list[tuple[st
     return keys
 
 
-def config_for(args: argparse.Namespace, env: Mapping[str, str], cwd: str | None = None):  # type: ignore[no-untyped-def]
+def find_config(cwd: str, env: Mapping[str, str], explicit: str | None = None) -> tuple[str | None, list[str]]:
+    """The config path (``--config``, ``SOPS_CONFIG``, else ``.sops.yaml`` from ``cwd`` upward, at
+    most 100 directories, as sops' LookupConfigFile) and any warnings. Only ``os.path``: decrypt
+    looks for the file on every run."""
+    chosen = explicit or env.get("SOPS_CONFIG")
+    if chosen:
+        if not os.path.isfile(chosen):
+            raise errors.ConfigError(f"config file {chosen} does not exist")
+        return chosen, []
+    warnings: list[str] = []
+    alternate = None
+    here = os.path.normpath(cwd)
+    for _ in range(CONFIG_MAX_DEPTH):
+        candidate = os.path.join(here, CONFIG_NAME)
+        if os.path.isfile(candidate):
+            if alternate:
+                warnings.append(f"ignoring {alternate}: the config file must be called {CONFIG_NAME}; using {candidate}")
+            return candidate, warnings
+        if alternate is None and os.path.isfile(os.path.join(here, ALTERNATE_NAME)):
+            alternate = os.path.join(here, ALTERNATE_NAME)
+        parent = os.path.dirname(here)
+        if parent == here or not parent:
+            break
+        here = parent
+    if alternate:
+        warnings.append(f"ignoring {alternate}: the config file must be called {CONFIG_NAME}")
+    return None, warnings
+
+
+def _config_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise errors.ConfigError(f"could not read config file {path} ({type(exc).__name__})") from None
+
+
+def load_config(cwd: str, env: Mapping[str, str], explicit: str | None = None):  # type: ignore[no-untyped-def]
+    """(the parsed config or None, warnings)."""
     from kvsops import config
 
-    cfg, warnings = config.load_config(cwd or os.getcwd(), env, getattr(args, "config", None))
+    path, warnings = find_config(cwd, env, explicit)
+    if path is None:
+        return None, warnings
+    return config.parse_config(_config_bytes(path), os.path.abspath(path)), warnings
+
+
+def config_for(args: argparse.Namespace, env: Mapping[str, str], cwd: str | None = None):  # type: ignore[no-untyped-def]
+    cfg, warnings = load_config(cwd or os.getcwd(), env, getattr(args, "config", None))
     for w in warnings:
         warn(w)
     return cfg
+
+
+def output_indent(args: argparse.Namespace, fmt: str) -> int | None:
+    """The indent for output in ``fmt``: ``--indent``, else ``.sops.yaml``'s ``stores.<store>.indent``
+    (sops' outputStore), else None (the store's default). The config is parsed only when it
+    mentions ``stores``: plain decrypts should not pay for PyYAML."""
+    flag = getattr(args, "indent", None)
+    if flag is not None:
+        return flag  # type: ignore[no-any-return]
+    store = _INDENT_STORES.get(fmt)
+    if store is None:
+        return None
+    path, _warnings = find_config(os.getcwd(), environ(), getattr(args, "config", None))
+    if path is None:
+        return None
+    data = _config_bytes(path)
+    if b"stores" not in data:
+        return None
+    from kvsops import config
+
+    return getattr(config.parse_config(data, os.path.abspath(path)).stores, store)  # type: ignore[no-any-return]
 
 
 def creation_rule(args: argparse.Namespace, env: Mapping[str, str], target: str):  # type: ignore[no-untyped-def]

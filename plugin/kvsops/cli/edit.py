@@ -176,22 +176,24 @@ def edit(args: argparse.Namespace) -> int:
     fmt = common.fmt_for(args.input_type, name)
     env = common.environ()
     sess = common.session(args)
+    indent = common.output_indent(args, fmt)  # sops edits and writes through its output store
     if os.path.exists(path):
         dec = api.decrypt(common.read_file(path), fmt, session=sess, ignore_mac=args.ignore_mac,
                           where=common.display(path))
         with private_file(os.path.basename(path)) as tmp:
-            docs = edit_loop(tmp, fmt, api.emit_plain(dec.docs, fmt), env)
+            docs = edit_loop(tmp, fmt, api.emit_plain(dec.docs, fmt, indent=indent), env)
         version = dec.metadata.version
         if _newer(metadata.WRITER_VERSION, version):
             version = metadata.WRITER_VERSION
-        out = api.reencrypt(dec, docs, version=version)
+        out = api.reencrypt(dec, docs, version=version, indent=indent)
     else:
-        out = _edit_new(args, path, name, fmt, env, sess)
+        out = _edit_new(args, path, name, fmt, env, sess, indent)
     common.write_file(path, out)
     return 0
 
 
-def _edit_new(args: argparse.Namespace, path: str, name: str, fmt: str, env: dict[str, str], sess) -> bytes:  # type: ignore[no-untyped-def]
+def _edit_new(args: argparse.Namespace, path: str, name: str, fmt: str, env: dict[str, str], sess,  # type: ignore[no-untyped-def]
+              indent: int | None) -> bytes:
     from kvsops import api
     from kvsops.cli.commands import encryption_settings
     from kvsops.sops.rules import SelectionRule
@@ -199,10 +201,13 @@ def _edit_new(args: argparse.Namespace, path: str, name: str, fmt: str, env: dic
     groups, threshold, rule, mac_only = encryption_settings(args, name, sess)
     data_key = os.urandom(api.DATA_KEY_SIZE)
     key_groups, threshold = api.wrap_data_key(data_key, groups, threshold)
+    example = _EXAMPLES[fmt]
+    if indent is not None:
+        example = api.emit_plain(_validate(example, fmt), fmt, indent=indent)
     with private_file(os.path.basename(path)) as tmp:
-        docs = edit_loop(tmp, fmt, _EXAMPLES[fmt], env)
+        docs = edit_loop(tmp, fmt, example, env)
     if rule is None and fmt != "binary":
         rule = SelectionRule()
     return api.encrypt_docs(docs, fmt, key_groups, data_key, rule=rule, threshold=threshold,
-                            mac_only_encrypted=mac_only)
+                            mac_only_encrypted=mac_only, indent=indent)
 

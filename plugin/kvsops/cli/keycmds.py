@@ -74,7 +74,8 @@ def _update_one(path: str, args: argparse.Namespace, cfg, sess, walked: bool) ->
     if not args.yes and not _confirm("Is this okay? (y/n): "):
         common.info(f"{where}: left unchanged")
         return
-    out = api.rewrap(common.read_file(path), fmt, common.recipients(sess, want), threshold=threshold, session=sess)
+    out = api.rewrap(common.read_file(path), fmt, common.recipients(sess, want), threshold=threshold, session=sess,
+                     indent=common.output_indent(args, fmt))
     common.write_file(path, out)
     common.info(f"{where}: synced with new keys")
 
@@ -128,7 +129,8 @@ def _rotate_one(path: str, args: argparse.Namespace, sess, walked: bool) -> None
     groups = common.recipients(sess, new_groups(dec.metadata, adds, removes))
     data_key = os.urandom(api.DATA_KEY_SIZE)
     key_groups, _threshold = api.wrap_data_key(data_key, groups, dec.metadata.shamir_threshold)
-    out = api.reencrypt(dec, fmt=fmt_out, data_key=data_key, key_groups=key_groups)
+    out = api.reencrypt(dec, fmt=fmt_out, data_key=data_key, key_groups=key_groups,
+                        indent=common.output_indent(args, fmt_out))
     if args.in_place:
         common.write_file(path, out)
     else:

@@ -72,7 +72,7 @@ def _decrypt_file(path: str) -> int:
     ns = SimpleNamespace(
         command="decrypt", file=path, debug=False, config=None, input_type=None, output_type=None,
         ignore_mac=False, decryption_order=None, extract=None, output=None, in_place=False,
-        filename_override=None,
+        filename_override=None, indent=None,
     )
     return int(commands.decrypt(ns) or 0)  # type: ignore[arg-type]
 

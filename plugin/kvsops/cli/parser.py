@@ -51,6 +51,12 @@ def _types(p: argparse.ArgumentParser, output: bool = True) -> None:
         p.add_argument("--output-type", help="yaml, json, dotenv, ini or binary (default: by extension)")
 
 
+def _indent(p: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
+    p.add_argument("--indent", type=int, metavar="N", default=default,
+                   help="output indent: YAML 2-9 spaces (default 4); JSON N spaces, 0 none, -1 a tab (default)"
+                   " (overrides .sops.yaml stores)")
+
+
 def _decrypting(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ignore-mac", action="store_true", help="do not verify the MAC (only if you trust the file)")
     p.add_argument("--decryption-order", help="comma list of key types to try first (env SOPS_DECRYPTION_ORDER)")
@@ -79,6 +85,7 @@ def _decrypt(sub: Any) -> None:
     p = _add(sub, "decrypt", ("commands", "decrypt"), "decrypt a file (or stdin) to stdout")
     p.add_argument("file", nargs="?", help="the encrypted file, or - for stdin")
     _types(p)
+    _indent(p)
     _decrypting(p)
     p.add_argument("--extract", help='print one value or branch, e.g. \'["a"]["b"][0]\'')
     p.add_argument("--output", help="write the plaintext to this file (mode 0600) instead of stdout")
@@ -90,6 +97,7 @@ def _encrypt(sub: Any) -> None:
     p = _add(sub, "encrypt", ("commands", "encrypt"), "encrypt a file (or stdin) to stdout")
     p.add_argument("file", nargs="?", help="the plaintext file, or - for stdin (needs --filename-override)")
     _types(p)
+    _indent(p)
     _keys(p)
     p.add_argument("--output", help="write the encrypted file here instead of stdout")
     p.add_argument("--in-place", "-i", action="store_true", help="replace the file with its encrypted form")
@@ -99,6 +107,7 @@ def _edit(sub: Any) -> None:
     p = _add(sub, "edit", ("edit", "edit"), "edit an encrypted file in $SOPS_EDITOR / $EDITOR")
     p.add_argument("file")
     _types(p, output=False)
+    _indent(p)
     _decrypting(p)
     _keys(p)
 
@@ -112,12 +121,14 @@ def _set_unset(sub: Any) -> None:
     p.add_argument("--value-stdin", action="store_true", help="read the JSON value from stdin")
     p.add_argument("--idempotent", action="store_true", help="do not write the file when nothing changes")
     _types(p)
+    _indent(p)
     _decrypting(p)
     p = _add(sub, "unset", ("commands", "unset_value"), "remove one key or list item from an encrypted file")
     p.add_argument("file", nargs="?")
     p.add_argument("index", nargs="?", help='the path, e.g. \'["a"]["b"]\'')
     p.add_argument("--idempotent", action="store_true", help="a missing key is not an error")
     _types(p)
+    _indent(p)
     _decrypting(p)
 
 
@@ -128,6 +139,7 @@ def _key_commands(sub: Any) -> None:
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument("--shamir-secret-sharing-threshold", type=int, default=0, metavar="N")
     _types(p, output=False)
+    _indent(p)
     _decrypting(p)
     p = _add(sub, "rotate", ("keycmds", "rotate"), "generate a new data key and re-encrypt every value")
     p.add_argument("paths", nargs="+", metavar="FILE|DIR")
@@ -136,6 +148,7 @@ def _key_commands(sub: Any) -> None:
         p.add_argument(f"--add-{kind}", help=f"comma list of {text} to add (to group 1)")
         p.add_argument(f"--rm-{kind}", help=f"comma list of {text} to remove")
     _types(p)
+    _indent(p)
     _decrypting(p)
 
 
@@ -155,6 +168,7 @@ def build() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kvsops {__version__}")
     parser.add_argument("--debug", action="store_true", help="show stack frames on errors (never secret text)")
     parser.add_argument("--config", help="path to .sops.yaml (env SOPS_CONFIG)")
+    _indent(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for add in (_decrypt, _encrypt, _edit, _set_unset, _key_commands, _misc):

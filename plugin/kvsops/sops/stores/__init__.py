@@ -8,9 +8,13 @@ Every store module exposes the same functions:
     Parse an encrypted file: the documents with the ``sops`` metadata removed, and the metadata as
     a Branch of plain values (str, int, bool, lists of Branch). Raises ``errors.MetadataNotFound``
     when there is none, ``errors.InputError`` on syntax errors.
-``emit_plain(docs: list[Branch]) -> bytes``
-``emit_encrypted(docs: list[Branch], metadata: Branch) -> bytes``
-``emit_value(value: object) -> bytes``  (for ``--extract`` of a non-string, non-map value)
+``emit_plain(docs: list[Branch], indent: int | None = None) -> bytes``
+``emit_encrypted(docs: list[Branch], metadata: Branch, indent: int | None = None) -> bytes``
+``emit_value(value: object, indent: int | None = None) -> bytes``  (for ``--extract`` of a
+    non-string, non-map value)
+    ``indent`` is sops' ``stores.<format>.indent`` / ``--indent`` (None: the format's default). YAML
+    and JSON use it (the binary store's encrypted JSON too); dotenv and INI have no such setting
+    and ignore it.
 ``has_metadata(data: bytes) -> bool`` (cheap check used by ``encrypt`` / ``filestatus``)
 """
 

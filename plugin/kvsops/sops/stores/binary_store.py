@@ -25,7 +25,7 @@ def has_metadata(data: bytes) -> bool:
     return json_store.has_metadata(data)
 
 
-def emit_plain(docs: list[Branch]) -> bytes:
+def emit_plain(docs: list[Branch], indent: int | None = None) -> bytes:
     if len(docs) != 1:
         raise errors.EmitError("error emitting binary store: there must be exactly one tree branch")
     for k, v in docs[0]:
@@ -43,5 +43,5 @@ def emit_encrypted(docs: list[Branch], metadata: Branch, indent: int | None = No
     return json_store.emit_encrypted(docs, metadata, indent)
 
 
-def emit_value(value: object) -> bytes:
+def emit_value(value: object, indent: int | None = None) -> bytes:
     raise errors.EmitError("Binary files are not structured and extracting a single value is not possible")

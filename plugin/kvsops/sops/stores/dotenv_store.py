@@ -65,7 +65,7 @@ def _is_complex(v: object) -> bool:
     return isinstance(v, (Branch, list))
 
 
-def emit_plain(docs: list[Branch]) -> bytes:
+def emit_plain(docs: list[Branch], indent: int | None = None) -> bytes:
     if not docs:
         return b""
     lines: list[str] = []
@@ -84,7 +84,7 @@ def emit_plain(docs: list[Branch]) -> bytes:
     return "".join(lines).encode("utf-8", "surrogateescape")
 
 
-def emit_encrypted(docs: list[Branch], metadata: Branch) -> bytes:
+def emit_encrypted(docs: list[Branch], metadata: Branch, indent: int | None = None) -> bytes:
     doc = docs[0] if docs else Branch()
     for k, _ in doc:
         if not isinstance(k, Comment) and k.startswith(PREFIX):
@@ -97,7 +97,7 @@ def emit_encrypted(docs: list[Branch], metadata: Branch) -> bytes:
     return emit_plain([out])
 
 
-def emit_value(value: object) -> bytes:
+def emit_value(value: object, indent: int | None = None) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8", "surrogateescape")
     raise errors.EmitError(f"the dotenv store only supports emitting strings, got {type(value).__name__}")

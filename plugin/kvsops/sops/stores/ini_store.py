@@ -328,11 +328,11 @@ def _write(sections: list[_Section]) -> str:
     return "".join(buf)
 
 
-def emit_plain(docs: list[Branch]) -> bytes:
+def emit_plain(docs: list[Branch], indent: int | None = None) -> bytes:
     return _write(_to_sections(docs)).encode("utf-8", "surrogateescape")
 
 
-def emit_encrypted(docs: list[Branch], metadata: Branch) -> bytes:
+def emit_encrypted(docs: list[Branch], metadata: Branch, indent: int | None = None) -> bytes:
     doc = docs[0] if docs else Branch()
     _common.check_no_sops_key(doc)
     flat = Branch()
@@ -345,7 +345,7 @@ def emit_encrypted(docs: list[Branch], metadata: Branch) -> bytes:
     return emit_plain([out])
 
 
-def emit_value(value: object) -> bytes:
+def emit_value(value: object, indent: int | None = None) -> bytes:
     """sops' INI ``EmitValue``: ``json.Marshal`` of the value."""
     from . import json_store
 

@@ -3,7 +3,7 @@
 Loading composes nodes with PyYAML (the C parser when available) and resolves scalars the way
 yaml.v3 decodes into ``interface{}``. Comments are recovered from the token stream (the gaps between
 tokens) and attached with a model of yaml.v3's head/line/foot rules. Emission is our own writer that
-reproduces yaml.v3's emitter for the restricted tree sops builds (indent 4, unlimited width).
+reproduces yaml.v3's emitter for the restricted tree sops builds (indent 4 by default, unlimited width).
 """
 
 from __future__ import annotations
@@ -802,10 +802,26 @@ def _scalar_text(value: object) -> tuple[str, str]:
     raise errors.EmitError(f"cannot emit a value of type {type(value).__name__} as YAML")
 
 
+def best_indent(indent: int | None) -> int:
+    """The indent yaml.v3 emits with for sops' ``stores.yaml.indent`` / ``--indent``: 0 or None is
+    sops' default 4, a negative value is refused (sops' getIndentation), and libyaml replaces
+    anything outside 2..9 with 2."""
+    if not indent:
+        return INDENT
+    if indent < 0:
+        raise errors.EmitError("YAML Negative indentation not accepted")
+    return indent if 2 <= indent <= 9 else 2
+
+
 class _Writer:
-    def __init__(self) -> None:
+    def __init__(self, indent: int = INDENT) -> None:
         self.parts: list[str] = []
         self.col = 0  # column of the current line (0 = at line start)
+        self.indent = indent  # libyaml's best_indent
+
+    def next_indent(self, indent: int) -> int:
+        """yaml.v3's increase_indent outside a sequence item: the next multiple of the indent."""
+        return self.indent * ((indent + self.indent) // self.indent)
 
     def nl(self) -> None:
         self.parts.append("\n")
@@ -878,7 +894,7 @@ def _write_line_comment(w: _Writer, line_comment: list[str], indent: int) -> Non
 def _write_literal(w: _Writer, text: str, indent: int, line_comment: list[str]) -> None:
     hdr = "|"
     if text[0] in " \r\n\x85\u2028\u2029":
-        hdr += str(INDENT)
+        hdr += str(w.indent)
     last = text[-1]
     if last not in _BREAK_CHARS:
         hdr += "-"
@@ -919,10 +935,6 @@ def _write_literal(w: _Writer, text: str, indent: int, line_comment: list[str]) 
         w.col = 0
     else:
         w.col = 1  # somewhere mid-line
-
-
-def _next_indent(indent: int) -> int:
-    return INDENT * ((indent + INDENT) // INDENT)
 
 
 def _split_comments_map(branch: Branch) -> list[tuple[list[str], list[str], object, object]]:
@@ -1010,12 +1022,12 @@ def _write_value(w: _Writer, value: object, indent: int, inline: list[str], dept
         if _is_empty_container(value):
             w.put(" ")
             _write_flow_empty(w, value, inline, indent)
-            _write_container_comments_only(w, value, _next_indent(indent))
+            _write_container_comments_only(w, value, w.next_indent(indent))
             return
         if inline:
             w.put(" ")
             _write_line_comment(w, inline, indent)
-        child = _next_indent(indent)
+        child = w.next_indent(indent)
         lead = _leading_comments(value)
         if isinstance(value, Branch):
             w.comments(lead, child)
@@ -1025,7 +1037,7 @@ def _write_value(w: _Writer, value: object, indent: int, inline: list[str], dept
             _write_seq(w, _drop_leading(value), child, depth + 1)
         return
     w.put(" ")
-    _write_scalar(w, value, _next_indent(indent), inline)
+    _write_scalar(w, value, w.next_indent(indent), inline)
 
 
 def _write_container_comments_only(w: _Writer, value: object, indent: int) -> None:
@@ -1107,8 +1119,8 @@ def _emit_doc(w: _Writer, branch: Branch) -> None:
         w.nl()
 
 
-def emit_plain(docs: list[Branch]) -> bytes:
-    w = _Writer()
+def emit_plain(docs: list[Branch], indent: int | None = None) -> bytes:
+    w = _Writer(best_indent(indent))
     for i, doc in enumerate(docs):
         if i > 0:
             if w.col:
@@ -1119,18 +1131,19 @@ def emit_plain(docs: list[Branch]) -> bytes:
     return "".join(w.parts).encode("utf-8", "surrogateescape")
 
 
-def emit_encrypted(docs: list[Branch], metadata: Branch) -> bytes:
+def emit_encrypted(docs: list[Branch], metadata: Branch, indent: int | None = None) -> bytes:
     out: list[Branch] = []
     for doc in docs:
         _common.check_no_sops_key(doc)
         nd = Branch(doc)
         nd.append((_common.SOPS_KEY, metadata))
         out.append(nd)
-    return emit_plain(out)
+    return emit_plain(out, indent)
 
 
-def emit_value(value: object) -> bytes:
-    """``yaml.Marshal`` of a single value (``--extract``), with its trailing newline."""
+def emit_value(value: object, indent: int | None = None) -> bytes:
+    """``yaml.Marshal`` of a single value (``--extract``), with its trailing newline. sops' YAML
+    EmitValue ignores the indent setting (yaml.Marshal always indents by 4): so does ``indent``."""
     w = _Writer()
     if isinstance(value, Branch):
         _emit_doc(w, value)
@@ -1142,7 +1155,7 @@ def emit_value(value: object) -> bytes:
         if w.col:
             w.nl()
     else:
-        _write_scalar(w, value, INDENT, [])
+        _write_scalar(w, value, w.indent, [])
         if w.col:
             w.nl()
     return "".join(w.parts).encode("utf-8", "surrogateescape")
