@@ -14,6 +14,9 @@ from kvsops.sops.tree import Branch
 TYPE_CHECKING = False  # argparse, json and datetime stay off the `kvsops decrypt` start-up path
 if TYPE_CHECKING:
     import argparse
+    from typing import Callable
+
+    from kvsops.api import Decrypted
 
 # ----------------------------------------------------------------------------- decrypt
 
@@ -137,12 +140,7 @@ def _set_inputs(args: argparse.Namespace) -> tuple[str, list[str | int], object]
     if args.value_stdin and args.value is not None:
         raise errors.UsageError("give either VALUE or --value-stdin, not both")
     path = common.existing_file(args.file)
-    try:
-        index = treepath.parse(args.index)
-    except errors.InvalidTreePath as exc:
-        raise errors.InvalidSetFormat(f"invalid set index format: {exc.message}") from None
-    if not index:
-        raise errors.InvalidSetFormat("the set index is empty")
+    index = _index(args.index, "set")
     if args.value_stdin:
         raw = common.read_stdin()
     elif args.value_file:
@@ -152,49 +150,62 @@ def _set_inputs(args: argparse.Namespace) -> tuple[str, list[str | int], object]
     return path, index, json_value(raw.decode("utf-8", "replace"))
 
 
-def set_value(args: argparse.Namespace) -> int:
+def _index(text: str, command: str) -> list[str | int]:
+    try:
+        index = treepath.parse(text)
+    except errors.InvalidTreePath as exc:
+        raise errors.InvalidSetFormat(f"invalid {command} index format: {exc.message}") from None
+    if not index:
+        raise errors.InvalidSetFormat(f"the {command} index is empty")
+    return index
+
+
+def _rewrite(args: argparse.Namespace, path: str, change: Callable[[Decrypted, str], bool]) -> int:
+    """set/unset: decrypt ``path``, let ``change`` edit the documents (False: nothing to write),
+    re-encrypt in place."""
     from kvsops import api
 
-    path, index, value = _set_inputs(args)
     fmt, fmt_out = common.formats(args, path)
     where = common.display(path)
     dec = api.decrypt(common.read_file(path), fmt, session=common.session(args),
                       ignore_mac=args.ignore_mac, where=where)
+    if change(dec, where):
+        common.write_file(path, api.reencrypt(dec, fmt=fmt_out, indent=common.output_indent(args, fmt_out)))
+    return 0
+
+
+def set_value(args: argparse.Namespace) -> int:
+    path, index, value = _set_inputs(args)
+    return _rewrite(args, path, lambda dec, where: _set(dec, where, index, value, args.idempotent))
+
+
+def _set(dec: Decrypted, where: str, index: list[str | int], value: object, idempotent: bool) -> bool:
     docs = dec.docs or [Branch()]
     new, changed = treepath.set_value(docs[0], index, value)
     docs[0] = new  # type: ignore[assignment]
-    if not changed and args.idempotent:
+    dec.docs = docs
+    if not changed and idempotent:
         common.info(f"{where}: value unchanged, file not written")
-        return 0
-    out = api.reencrypt(dec, docs, fmt=fmt_out, indent=common.output_indent(args, fmt_out))
-    common.write_file(path, out)
-    return 0
+        return False
+    return True
 
 
 def unset_value(args: argparse.Namespace) -> int:
-    from kvsops import api
-
     if not args.file or not args.index:
         raise errors.NoFileSpecified("unset needs FILE and INDEX")
     path = common.existing_file(args.file)
-    try:
-        index = treepath.parse(args.index)
-    except errors.InvalidTreePath as exc:
-        raise errors.InvalidSetFormat(f"invalid unset index format: {exc.message}") from None
-    if not index:
-        raise errors.InvalidSetFormat("the unset index is empty")
-    fmt, fmt_out = common.formats(args, path)
-    where = common.display(path)
-    dec = api.decrypt(common.read_file(path), fmt, session=common.session(args),
-                      ignore_mac=args.ignore_mac, where=where)
+    index = _index(args.index, "unset")
+    return _rewrite(args, path, lambda dec, where: _unset(dec, where, index, args.idempotent))
+
+
+def _unset(dec: Decrypted, where: str, index: list[str | int], idempotent: bool) -> bool:
     try:
         dec.docs[0] = treepath.unset_value(dec.docs[0] if dec.docs else Branch(), index)  # type: ignore[assignment]
     except errors.KeyNotFoundInTree as exc:
-        if args.idempotent:
-            return 0
+        if idempotent:
+            return False
         raise exc.with_where(where) from None
-    common.write_file(path, api.reencrypt(dec, fmt=fmt_out, indent=common.output_indent(args, fmt_out)))
-    return 0
+    return True
 
 
 # ----------------------------------------------------------------------------- filestatus / keygen

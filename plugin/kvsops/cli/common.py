@@ -53,12 +53,12 @@ def existing_file(path: str | None) -> str:
     return full
 
 
-def read_file(path: str) -> bytes:
+def read_file(path: str, error: type[errors.KvsopsError] = errors.InputError, what: str = "") -> bytes:
     try:
         with open(path, "rb") as fh:
             return fh.read()
     except OSError as exc:
-        raise errors.InputError(f"cannot read {path} ({type(exc).__name__})") from None
+        raise error(f"cannot read {what}{path} ({type(exc).__name__})") from None
 
 
 def read_stdin() -> bytes:
@@ -247,14 +247,6 @@ def find_config(cwd: str, env: Mapping[str, str], explicit: str | None = None) -
     return None, warnings
 
 
-def _config_bytes(path: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except OSError as exc:
-        raise errors.ConfigError(f"could not read config file {path} ({type(exc).__name__})") from None
-
-
 def load_config(cwd: str, env: Mapping[str, str], explicit: str | None = None):  # type: ignore[no-untyped-def]
     """(the parsed config or None, warnings)."""
     from kvsops import config
@@ -262,7 +254,7 @@ def load_config(cwd: str, env: Mapping[str, str], explicit: str | None = None): 
     path, warnings = find_config(cwd, env, explicit)
     if path is None:
         return None, warnings
-    return config.parse_config(_config_bytes(path), os.path.abspath(path)), warnings
+    return config.parse_config(read_file(path, errors.ConfigError, "config file "), os.path.abspath(path)), warnings
 
 
 def config_for(args: argparse.Namespace, env: Mapping[str, str], cwd: str | None = None):  # type: ignore[no-untyped-def]
@@ -285,7 +277,7 @@ def output_indent(args: argparse.Namespace, fmt: str) -> int | None:
     path, _warnings = find_config(os.getcwd(), environ(), getattr(args, "config", None))
     if path is None:
         return None
-    data = _config_bytes(path)
+    data = read_file(path, errors.ConfigError, "config file ")
     if b"stores" not in data:
         return None
     from kvsops import config

@@ -9,7 +9,9 @@ from collections.abc import Mapping  # isinstance checks at run time
 
 TYPE_CHECKING = False  # typing costs milliseconds of every kustomize generator's start-up
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable, Sequence
+
+    from kvsops.generate.sources import Ref, Sources
 
 NEEDS_HASH = "kustomize.config.k8s.io/needs-hash"
 BEHAVIOR = "kustomize.config.k8s.io/behavior"
@@ -121,3 +123,17 @@ def metadata(name: str, namespace: str, labels: dict[str, str], annotations: dic
     if annotations:
         meta["annotations"] = annotations
     return meta
+
+
+def builder(refs: Sequence[Ref], secrets: Sequence[Callable[[Sources], dict[str, Any]]]
+            ) -> Callable[[Sources], list[dict[str, Any]]]:
+    """A generator's output, once its sources are decrypted: the manifests of its whole files in
+    order, then the Secrets it assembles."""
+    def build(src: Sources) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for ref in refs:
+            out.extend(manifests(src.docs(ref), src.where(ref)))
+        out.extend(b(src) for b in secrets)
+        return out
+
+    return build

@@ -29,15 +29,7 @@ def plan(cfg: Mapping[str, Any], src: Sources) -> Builder:
         raise errors.GeneratorError("missing the required 'files' or 'secretFrom' key", where=label)
     refs = [src.want(_path(p, f"{label}: files[{i}]"), None, f"{label}: files[{i}]") for i, p in enumerate(files)]
     secrets = [_plan_secret(s, src, f"{label}: secretFrom[{i}]") for i, s in enumerate(secret_from)]
-
-    def build(src: Sources) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for ref in refs:
-            out.extend(common.manifests(src.docs(ref), src.where(ref)))
-        out.extend(b(src) for b in secrets)
-        return out
-
-    return build
+    return common.builder(refs, secrets)
 
 
 def _path(value: Any, where: str) -> str:

@@ -81,15 +81,7 @@ def plan(cfg: Mapping[str, Any], src: Sources) -> Builder:
                for i, s in enumerate(common.as_list(cfg, "secrets", label))]
     if not refs and not secrets:
         raise errors.GeneratorError("nothing to generate: give 'files' or 'secrets'", where=label)
-
-    def build(src: Sources) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for ref in refs:
-            out.extend(common.manifests(src.docs(ref), src.where(ref)))
-        out.extend(b(src) for b in secrets)
-        return out
-
-    return build
+    return common.builder(refs, secrets)
 
 
 def _plan_secret(spec: Any, src: Sources, where: str, fmt: str | None,

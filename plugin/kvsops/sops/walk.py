@@ -109,19 +109,32 @@ def encrypt_docs(
     stash: Stash | None = None,
 ) -> tuple[list[Branch], str]:
     """Encrypt every selected leaf; return the encrypted documents and the MAC (uppercase hex)."""
+
+    def leaf(v: object, path: list[str], selected: bool) -> tuple[object, object]:
+        if not selected:
+            return v, v
+        if isinstance(v, Comment) and v.inline:
+            return _encrypt_leaf(v, key, path, None), v  # sops never stashes inline comments
+        return _encrypt_leaf(v, key, path, stash), v
+
+    return _walk_docs(docs, rule, mac_only_encrypted, leaf)
+
+
+def _walk_docs(docs: list[Branch], rule: SelectionRule | None, mac_only_encrypted: bool,
+               leaf: Callable[[object, list[str], bool], tuple[object, object]]) -> tuple[list[Branch], str]:
+    """Walk every document; ``leaf(value, path, selected)`` gives (new value, plaintext). The MAC
+    hashes every plaintext that is not a comment (only the selected ones with mac_only_encrypted).
+    Comments are never hashed, including list items that decrypt to a comment (sops <= 3.13.1)."""
     h = _sha512()
     if mac_only_encrypted:
         h.update(MAC_ONLY_ENCRYPTED_INIT)
 
     def on_leaf(v: object, path: list[str], comments: list[list[str]], is_comment: bool) -> object:
-        encrypted = rule is None or rule.should_encrypt(path, comments, is_comment)
-        if (not mac_only_encrypted or encrypted) and not is_comment:
-            h.update(values.to_bytes(v))
-        if not encrypted:
-            return v
-        if is_comment and getattr(v, "inline", False):
-            return _encrypt_leaf(v, key, path, None)  # sops never stashes inline comments
-        return _encrypt_leaf(v, key, path, stash)
+        selected = rule is None or rule.should_encrypt(path, comments, is_comment)
+        new, plain = leaf(v, path, selected)
+        if (not mac_only_encrypted or selected) and not isinstance(plain, Comment):
+            h.update(values.to_bytes(plain))
+        return new
 
     out = [_walk_branch(doc, [], [], on_leaf) for doc in docs]
     return out, h.hexdigest().upper()
@@ -149,22 +162,12 @@ def decrypt_docs(
     stash: Stash | None = None,
 ) -> tuple[list[Branch], str]:
     """Decrypt every selected leaf; return the plaintext documents and the computed MAC."""
-    h = _sha512()
-    if mac_only_encrypted:
-        h.update(MAC_ONLY_ENCRYPTED_INIT)
 
-    def on_leaf(v: object, path: list[str], comments: list[list[str]], is_comment: bool) -> object:
-        encrypted = rule is None or rule.should_encrypt(path, comments, is_comment)
-        out: object = v
-        if encrypted:
-            out = _decrypt_leaf(v, key, path, stash)
-        # Comments are never hashed, including list items that decrypt to a comment (sops <= 3.13.1).
-        if (not mac_only_encrypted or encrypted) and not isinstance(out, Comment):
-            h.update(values.to_bytes(out))
-        return out
+    def leaf(v: object, path: list[str], selected: bool) -> tuple[object, object]:
+        out = _decrypt_leaf(v, key, path, stash) if selected else v
+        return out, out
 
-    out = [_walk_branch(doc, [], [], on_leaf) for doc in docs]
-    return out, h.hexdigest().upper()
+    return _walk_docs(docs, rule, mac_only_encrypted, leaf)
 
 
 def _decrypt_leaf(v: object, key: bytes, path: list[str], stash: Stash | None) -> object:

@@ -7,6 +7,10 @@ import math
 from ... import errors
 from ..tree import Branch, Comment, GoTime
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
+
 SOPS_KEY = "sops"
 MAP_SEP = "__map_"
 LIST_SEP = "__list_"
@@ -45,15 +49,23 @@ def _fmt_f(neg: bool, digs: str, dp: int) -> str:
     return ("-" if neg else "") + s
 
 
-def go_format_g(x: float, upper: bool = False) -> str:
-    """Go ``strconv.FormatFloat(x, 'g', -1, 64)`` (``'G'`` with ``upper``)."""
+def _go_special(x: float) -> str | None:
+    """NaN, +Inf, -Inf and signed zeros as every Go FormatFloat format writes them, else None."""
     if math.isnan(x):
         return "NaN"
     if math.isinf(x):
         return "+Inf" if x > 0 else "-Inf"
-    neg = math.copysign(1.0, x) < 0
     if x == 0:
-        return "-0" if neg else "0"
+        return "-0" if math.copysign(1.0, x) < 0 else "0"
+    return None
+
+
+def go_format_g(x: float, upper: bool = False) -> str:
+    """Go ``strconv.FormatFloat(x, 'g', -1, 64)`` (``'G'`` with ``upper``)."""
+    special = _go_special(x)
+    if special is not None:
+        return special
+    neg = x < 0
     digs, dp = _shortest_digits(x)
     exp = dp - 1
     # shortest formatting: Go decides with eprec = 6
@@ -64,15 +76,11 @@ def go_format_g(x: float, upper: bool = False) -> str:
 
 def go_format_f(x: float) -> str:
     """Go ``strconv.FormatFloat(x, 'f', -1, 64)``: positional, shortest."""
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "+Inf" if x > 0 else "-Inf"
-    neg = math.copysign(1.0, x) < 0
-    if x == 0:
-        return "-0" if neg else "0"
+    special = _go_special(x)
+    if special is not None:
+        return special
     digs, dp = _shortest_digits(x)
-    return _fmt_f(neg, digs, dp)
+    return _fmt_f(x < 0, digs, dp)
 
 
 def go_json_float(x: float) -> str:
@@ -226,6 +234,8 @@ def _convert(node: _Node) -> object:
 
 
 def unflatten_metadata(items: list[tuple[str, object]]) -> Branch:
+    """dotenv/INI metadata back into a tree; ``shamir_threshold``, a string in those formats, is
+    read as an int when it is one (sops' weakly typed decode)."""
     root = _Node()
     for key, value in items:
         node = root
@@ -241,6 +251,12 @@ def unflatten_metadata(items: list[tuple[str, object]]) -> Branch:
     result = _convert(root)
     if not isinstance(result, Branch):
         raise errors.FormatError("error while unflattening metadata")
+    raw = result.get("shamir_threshold")
+    if isinstance(raw, str):
+        try:
+            result.set("shamir_threshold", int(raw))
+        except ValueError:
+            pass
     return result
 
 
@@ -264,6 +280,15 @@ def split_metadata_branch(docs: list[Branch]) -> tuple[list[Branch], Branch]:
     if md is None:
         raise errors.MetadataNotFound("sops metadata not found")
     return out, md
+
+
+def has_sops_key(load_plain: Callable[[bytes], list[Branch]], data: bytes) -> bool:
+    """A store's ``has_metadata``: document 0 of the plain parse has a ``sops`` key."""
+    try:
+        docs = load_plain(data)
+    except errors.KvsopsError:
+        return False
+    return bool(docs) and docs[0].index_of(SOPS_KEY) >= 0
 
 
 def check_no_sops_key(doc: Branch) -> None:

@@ -42,15 +42,7 @@ def load_encrypted(data: bytes) -> tuple[list[Branch], Branch]:
             kept.append((k, v))
     if not flat:
         raise errors.MetadataNotFound("sops metadata not found")
-    md = _common.unflatten_metadata(flat)
-    if "shamir_threshold" in md.keys():
-        raw = md.get("shamir_threshold")
-        if isinstance(raw, str):
-            try:
-                md.set("shamir_threshold", int(raw))
-            except ValueError:
-                pass
-    return [kept], md
+    return [kept], _common.unflatten_metadata(flat)
 
 
 def has_metadata(data: bytes) -> bool:

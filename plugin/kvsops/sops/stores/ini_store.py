@@ -220,22 +220,11 @@ def load_encrypted(data: bytes) -> tuple[list[Branch], Branch]:
         if isinstance(v, str):
             v = v.replace("\\n", "\n")
         items.append((k, v))
-    md = _common.unflatten_metadata(items)
-    raw = md.get("shamir_threshold")
-    if isinstance(raw, str):
-        try:
-            md.set("shamir_threshold", int(raw))
-        except ValueError:
-            pass
-    return docs, md
+    return docs, _common.unflatten_metadata(items)
 
 
 def has_metadata(data: bytes) -> bool:
-    try:
-        docs = load_plain(data)
-    except errors.KvsopsError:
-        return False
-    return docs[0].index_of(_common.SOPS_KEY) >= 0
+    return _common.has_sops_key(load_plain, data)
 
 
 # ----------------------------------------------------------------------------------------------

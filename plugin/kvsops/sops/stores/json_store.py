@@ -91,11 +91,7 @@ def load_encrypted(data: bytes) -> tuple[list[Branch], Branch]:
 
 
 def has_metadata(data: bytes) -> bool:
-    try:
-        docs = load_plain(data)
-    except errors.KvsopsError:
-        return False
-    return docs[0].index_of(_common.SOPS_KEY) >= 0
+    return _common.has_sops_key(load_plain, data)
 
 
 # ----------------------------------------------------------------------------------------------
