@@ -138,40 +138,32 @@ def _encode(v: object, out: list[str], indent: str, level: int) -> None:
     if level > _MAX_DEPTH:
         raise errors.LimitExceeded("tree too deep to emit")
     if isinstance(v, Branch):
-        items = [(k, x) for k, x in v if not isinstance(k, Comment)]
-        if not items:
-            out.append("{}")
-            return
-        pad = "\n" + indent * (level + 1)
-        out.append("{")
-        first = True
-        for k, x in items:
-            if not first:
-                out.append(",")
-            first = False
-            out.append(pad)
+        _encode_items([(k, x) for k, x in v if not isinstance(k, Comment)], "{}", out, indent, level)
+    elif isinstance(v, list):
+        _encode_items([(None, x) for x in v if not isinstance(x, Comment)], "[]", out, indent, level)
+    else:
+        out.append(_scalar(v))
+
+
+def _encode_items(items: list[tuple[object, object]], brackets: str, out: list[str], indent: str, level: int) -> None:
+    """An object's members (key, value) or an array's elements (None, value), as json.Indent lays
+    them out: one per line, and an empty container compact."""
+    if not items:
+        out.append(brackets)
+        return
+    pad = "\n" + indent * (level + 1)
+    out.append(brackets[0])
+    first = True
+    for k, x in items:
+        if not first:
+            out.append(",")
+        first = False
+        out.append(pad)
+        if k is not None:
             out.append(go_string(str(k)))
             out.append(": ")
-            _encode(x, out, indent, level + 1)
-        out.append("\n" + indent * level + "}")
-        return
-    if isinstance(v, list):
-        elems = [x for x in v if not isinstance(x, Comment)]
-        if not elems:
-            out.append("[]")
-            return
-        pad = "\n" + indent * (level + 1)
-        out.append("[")
-        first = True
-        for x in elems:
-            if not first:
-                out.append(",")
-            first = False
-            out.append(pad)
-            _encode(x, out, indent, level + 1)
-        out.append("\n" + indent * level + "]")
-        return
-    out.append(_scalar(v))
+        _encode(x, out, indent, level + 1)
+    out.append("\n" + indent * level + brackets[1])
 
 
 def indent_string(indent: int | None) -> str:

@@ -74,13 +74,8 @@ class _Reader:
             else:
                 if self.i >= len(self.lines):
                     break
-                line = self.lines[self.i]
-                if not line.strip() or _indent(line) != indent:
-                    if line.strip() and _indent(line) > indent:
-                        raise _Unsupported
-                    break
-                body = line[indent:]
-                if body.startswith("- ") or body == "-":
+                body = self._body_at(indent)
+                if body is None or body.startswith("- ") or body == "-":
                     break
             key, rest = self._key(body)
             if key in seen:
@@ -92,17 +87,24 @@ class _Reader:
             raise _Unsupported
         return out
 
+    def _body_at(self, indent: int) -> str | None:
+        """The current line after ``indent`` spaces; None where the block at ``indent`` ends (a
+        blank or shallower line). A deeper line is outside the subset."""
+        line = self.lines[self.i]
+        if not line.strip() or _indent(line) != indent:
+            if line.strip() and _indent(line) > indent:
+                raise _Unsupported
+            return None
+        return line[indent:]
+
     def sequence(self, indent: int, depth: int) -> list[object]:
         if depth > self.max_depth:
             raise _Unsupported
         items: list[object] = []
         while self.i < len(self.lines):
-            line = self.lines[self.i]
-            if not line.strip() or _indent(line) != indent:
-                if line.strip() and _indent(line) > indent:
-                    raise _Unsupported
+            body = self._body_at(indent)
+            if body is None:
                 break
-            body = line[indent:]
             if body == "-":
                 self.i += 1
                 items.append(self._nested(indent, depth, allow_same_indent_seq=False))

@@ -295,16 +295,7 @@ class _Builder:
             want = self.want and not expanding
             for child in node.value:
                 if want:
-                    it = _Item(seq, len(seq), child.start_mark.line, node.start_mark.column, depth)
-                    if node.flow_style is False or node.flow_style is None:
-                        it.col = node.start_mark.column
-                    it.end = (child.end_mark.line, child.end_mark.column)
-                    it.is_scalar = isinstance(child, yaml.ScalarNode)
-                    it.leaf = it.is_scalar or bool(getattr(child, "flow_style", False)) or not child.value
-                    if it.is_scalar:
-                        it.scalar_line = child.start_mark.line
-                    it.doc, it.parent = self.doc, self.parent
-                    self.items.append(it)
+                    it = self._track(seq, child.start_mark.line, node.start_mark.column, depth, child)
                 saved = self.parent
                 if want:
                     self.parent = it
@@ -315,6 +306,18 @@ class _Builder:
             self.visited.discard(id(node)) if not expanding else None
             return self.mapping(node, depth, expanding)
         raise errors.InputError("unsupported YAML node")  # pragma: no cover
+
+    def _track(self, container: Any, line: int, col: int, depth: int, vnode: Any) -> _Item:
+        """Record the position of the entry about to be appended to ``container`` (for comments)."""
+        it = _Item(container, len(container), line, col, depth)
+        it.end = (vnode.end_mark.line, vnode.end_mark.column)
+        it.is_scalar = isinstance(vnode, yaml.ScalarNode)
+        it.leaf = it.is_scalar or bool(getattr(vnode, "flow_style", False)) or not vnode.value
+        if it.is_scalar:
+            it.scalar_line = vnode.start_mark.line
+        it.doc, it.parent = self.doc, self.parent
+        self.items.append(it)
+        return it
 
     def mapping(self, node: yaml.MappingNode, depth: int, expanding: bool) -> Branch:
         expanding = expanding or id(node) in self.visited
@@ -337,14 +340,7 @@ class _Builder:
                     raise errors.InputError(f"line {line}: mapping key {key!r} already defined at line {seen[key]}")
                 seen[key] = line
             if want:
-                it = _Item(br, len(br), knode.start_mark.line, knode.start_mark.column, depth)
-                it.end = (vnode.end_mark.line, vnode.end_mark.column)
-                it.is_scalar = isinstance(vnode, yaml.ScalarNode)
-                it.leaf = it.is_scalar or bool(getattr(vnode, "flow_style", False)) or not vnode.value
-                if it.is_scalar:
-                    it.scalar_line = vnode.start_mark.line
-                it.doc, it.parent = self.doc, self.parent
-                self.items.append(it)
+                it = self._track(br, knode.start_mark.line, knode.start_mark.column, depth, vnode)
             saved = self.parent
             if want:
                 self.parent = it
