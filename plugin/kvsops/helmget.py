@@ -15,7 +15,6 @@ Key imports:
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 
 from kvsops import helmurl
 from kvsops.errors import GeneratorError, InputError, KeyServiceError, LimitExceeded, MetadataNotFound
@@ -23,6 +22,7 @@ from kvsops.helmurl import Policy, Request
 
 TYPE_CHECKING = False  # subprocess and signal are for PGP key imports only: off the common path
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
     from typing import Iterator, Mapping
 
 MAX_FILE_BYTES = 64 * 1024 * 1024  # the same cap as the kustomize entry (generate/paths.py)
@@ -115,8 +115,14 @@ def _tmp_base() -> str | None:
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
 
 
-@contextmanager
-def private_gnupghome(key_path: str, shown: str, env: Mapping[str, str]) -> Iterator[str]:
+def private_gnupghome(key_path: str, shown: str, env: Mapping[str, str]) -> AbstractContextManager[str]:
+    """A private GNUPGHOME holding the key, removed on exit (contextlib only on this PGP path)."""
+    from contextlib import contextmanager
+
+    return contextmanager(_private_gnupghome)(key_path, shown, env)
+
+
+def _private_gnupghome(key_path: str, shown: str, env: Mapping[str, str]) -> Iterator[str]:
     import shutil
     import signal
     import subprocess

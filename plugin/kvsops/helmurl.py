@@ -13,7 +13,6 @@ payload is ``KEYFILE?FILE`` split on the first ``?``.
 from __future__ import annotations
 
 import os
-import re
 
 from kvsops._record import Factory, Record
 from kvsops.errors import GeneratorError, PathRefused
@@ -84,7 +83,7 @@ def parse(url: str) -> Request:
         rest = rest[1:]
     rest = _strip_backend(rest)
     if kind == LITERAL:
-        if re.match(r"(secret)?ref\+", rest):
+        if rest.startswith(("ref+", "secretref+")):  # re.match(r"(secret)?ref\+", rest)
             raise GeneratorError("vals references (ref+...) in secrets+literal:// are not supported by kvsops",
                                  hint="pass a SOPS-encrypted literal, or a plain value")
         return Request(scheme, kind, rest)
@@ -95,10 +94,26 @@ def parse(url: str) -> Request:
             raise GeneratorError(f"Invalid syntax: {head}://[path to key]?[path secrets.yaml]")
     if not rest:
         raise GeneratorError(f"{head}:// has no file path")
-    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", rest):
+    if _has_url_scheme(rest):
         raise GeneratorError(f"remote values ({rest.split('://')[0]}://) are not fetched by kvsops",
                              hint="kvsops decrypts local files only; fetch remote files with Helm's own getters")
     return Request(scheme, kind, rest, key, ignore)
+
+
+_ALPHA = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_SCHEME_CHARS = _ALPHA | frozenset("0123456789+.-")
+
+
+def _has_url_scheme(text: str) -> bool:
+    """``re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text)``: ":" ends the greedy run, so no backtracking.
+
+    Scanned by hand (as the other checks on the downloader's path) so that ``re`` is not imported."""
+    if text[:1] not in _ALPHA:
+        return False
+    i = 1
+    while i < len(text) and text[i] in _SCHEME_CHARS:
+        i += 1
+    return text.startswith("://", i)
 
 
 def _strip_backend(rest: str) -> str:
@@ -182,13 +197,13 @@ def _inside(path: str, root: str) -> bool:
 
 
 def is_absolute(path: str) -> bool:
-    return path.startswith(("/", "\\")) or bool(re.match(r"[A-Za-z]:", path))
+    return path.startswith(("/", "\\")) or (path[1:2] == ":" and path[:1] in _ALPHA)  # [A-Za-z]:
 
 
 def escapes_lexically(path: str) -> bool:
     """True when ``..`` climbs above the starting directory (``a/../b`` stays inside)."""
     depth = 0
-    for part in re.split(r"[/\\]", path):
+    for part in path.replace("\\", "/").split("/"):  # re.split(r"[/\\]", path)
         if part == "..":
             depth -= 1
             if depth < 0:
@@ -262,6 +277,8 @@ def sniff_format(path: str, data: bytes) -> str:
     fmt = stores.detect(path)
     if fmt != "binary":
         return fmt
+    import re  # only for names without a known extension
+
     if re.search(rb"(?m)^sops:[ \t]*\r?$", data):
         return "yaml"
     if re.search(rb'"data":\s*"ENC\[', data):
@@ -309,6 +326,8 @@ def _rewrite_value(kind: str, value: str, is_encrypted: Callable[[str], bool]) -
         if '"' in value:  # pflag reads it as CSV: leave quoted lists to helm
             return value
         return ",".join(_rewrite_item(v, is_encrypted) for v in value.split(","))
+    import re
+
     items = re.split(r"(?<!\\),", value)
     out = []
     for item in items:

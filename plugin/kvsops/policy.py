@@ -56,7 +56,6 @@ age or Key Vault for tenant separation.
 from __future__ import annotations
 
 import os
-import re
 import stat
 
 from kvsops import errors
@@ -78,9 +77,10 @@ PROJECT_ENV = "ARGOCD_APP_PROJECT_NAME"
 REPO_ENV = "ARGOCD_APP_SOURCE_REPO_URL"
 MAX_POLICY_BYTES = 1024 * 1024
 _KINDS = ("age", "azure_kv", "pgp")
-_AKV_RE = re.compile(r"^(https://[^/\s]+)/keys/([^/\s]+)(?:/([^/\s]*))?/?$")
+# Patterns are used only when a policy is configured: ``re`` is imported there, not by every render.
+_AKV_RE = r"^(https://[^/\s]+)/keys/([^/\s]+)(?:/([^/\s]*))?/?$"
 _SECRET_KINDS = ("azure_secrets",)
-_AKV_SECRET_RE = re.compile(r"^(https://[^/\s]+)/secrets/([^/\s]+)(?:/([^/\s]*))?/?$")
+_AKV_SECRET_RE = r"^(https://[^/\s]+)/secrets/([^/\s]+)(?:/([^/\s]*))?/?$"
 _SSH_AGE_VARS = ("SOPS_AGE_SSH_PRIVATE_KEY_FILE", "SOPS_AGE_SSH_PRIVATE_KEY_CMD")
 
 if TYPE_CHECKING:
@@ -93,14 +93,18 @@ def _vault(url: str) -> str:
 
 
 def _akv(spec: str) -> tuple[str, str, str]:
-    m = _AKV_RE.match(spec.strip())
+    import re
+
+    m = re.match(_AKV_RE, spec.strip())
     if not m:
         raise errors.ConfigError(f"key policy: {spec!r} is not a Key Vault key URL (https://VAULT/keys/NAME[/VERSION])")
     return _vault(m.group(1)), m.group(2).lower(), (m.group(3) or "").lower()
 
 
 def _akv_secret(spec: str) -> tuple[str, str, str]:
-    m = _AKV_SECRET_RE.match(spec.strip())
+    import re
+
+    m = re.match(_AKV_SECRET_RE, spec.strip())
     if not m:
         raise errors.ConfigError(
             f"key policy: {spec!r} is not a Key Vault secret URL (https://VAULT/secrets/NAME[/VERSION])"
@@ -187,6 +191,8 @@ class Rule(Record):
 
 def _repo(url: str) -> str:
     """Normalise a repo URL the way people write it: no trailing slash or .git, lowercase host."""
+    import re
+
     url = url.strip().rstrip("/").removesuffix(".git")
     m = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)([^/]*)(.*)$", url)
     return f"{m.group(1).lower()}{m.group(2).lower()}{m.group(3)}" if m else url

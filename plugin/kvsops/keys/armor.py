@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
+
+from kvsops._b64 import b64decode_strict, b64encode
 
 BEGIN = "-----BEGIN AGE ENCRYPTED FILE-----"
 END = "-----END AGE ENCRYPTED FILE-----"
 
 
 def armor(data: bytes) -> str:
-    b64 = base64.b64encode(data).decode()
+    b64 = b64encode(data).decode()
     lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
     return BEGIN + "\n" + "\n".join(lines) + "\n" + END + "\n"
 
@@ -21,6 +22,6 @@ def dearmor(text: str) -> bytes:
         raise ValueError("not an armored age file")
     inner = "".join(body[len(BEGIN) : -len(END)].split())
     try:
-        return base64.b64decode(inner, validate=True)
+        return b64decode_strict(inner)
     except binascii.Error:
         raise ValueError("invalid base64 in armored age file") from None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from kvsops._record import Factory, Record
 from kvsops.errors import FormatError, MetadataNotFound
 from kvsops.sops.rules import DEFAULT_UNENCRYPTED_SUFFIX, RULE_KINDS, SelectionRule
@@ -33,18 +31,76 @@ _ENTRY_ORDER = {
 }
 MAX_KEYS = 1000  # recipients per file: a safety limit for hostile input
 
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
-)
-_SEMVER = re.compile(r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
+# The two patterns below were regexes; they are scanned by hand so that a decrypt never imports
+# ``re`` (~5 ms of start-up with enum and functools). tests/unit/test_scanners.py checks each scanner
+# against its regex on generated and hostile inputs. ``\d`` is any Unicode decimal digit (category
+# Nd, exactly what ``str.isdecimal`` tests) and ``$`` also matches before one final newline.
+_RFC3339_RE = r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+_SEMVER_RE = r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
+_SEMVER_IDENT = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.-")
+
+
+def _rfc3339_groups(text: str) -> tuple[str, str, str, str, str, str, str | None, str] | None:
+    """``re.match(_RFC3339_RE, text).groups()``, or None when it does not match."""
+    if text.endswith("\n"):
+        text = text[:-1]
+    if len(text) < 20 or text[4] != "-" or text[7] != "-" or text[10] not in ("T", "t"):
+        return None
+    if text[13] != ":" or text[16] != ":":
+        return None
+    parts = text[0:4], text[5:7], text[8:10], text[11:13], text[14:16], text[17:19]
+    if not all(p.isdecimal() for p in parts):
+        return None
+    rest, frac = text[19:], None
+    if rest[:1] == ".":
+        i = 1
+        while i < len(rest) and rest[i].isdecimal():
+            i += 1
+        if i == 1:
+            return None
+        frac, rest = rest[:i], rest[i:]
+    if not (rest in ("Z", "z") or (
+        len(rest) == 6 and rest[0] in ("+", "-") and rest[1:3].isdecimal() and rest[3] == ":"
+        and rest[4:6].isdecimal()
+    )):
+        return None
+    return (*parts, frac, rest)
+
+
+def _is_semver(version: str) -> bool:
+    """``bool(re.match(_SEMVER_RE, version))``."""
+    if version.endswith("\n"):
+        version = version[:-1]
+    if version[:1] == "v":
+        version = version[1:]
+    head, plus, build = version.partition("+")
+    if plus and not (build and _SEMVER_IDENT.issuperset(build)):
+        return False
+    core, dash, pre = head.partition("-")  # no "-" in the numbers: the first one starts pre
+    if dash and not (pre and _SEMVER_IDENT.issuperset(pre)):
+        return False
+    nums = core.split(".")
+    return len(nums) == 3 and all(
+        n == "0" or (n[:1] in _NONZERO and (len(n) == 1 or n[1:].isdecimal())) for n in nums
+    )
+
+
+_NONZERO = frozenset("123456789")
+
+
+def _is_int_text(text: str) -> bool:
+    """``re.fullmatch(r"[+-]?\\d+", text)`` (Unicode digits, as before)."""
+    if text[:1] in ("+", "-"):
+        text = text[1:]
+    return text.isdecimal()
 
 
 def rfc3339_canonical(text: str) -> str:
     """Go's ``time.Parse(RFC3339)`` then ``Format(RFC3339)``: drops fractions, keeps offsets."""
-    m = _RFC3339.match(text.strip()) if isinstance(text, str) else None
-    if not m:
+    groups = _rfc3339_groups(text.strip()) if isinstance(text, str) else None
+    if groups is None:
         raise FormatError("metadata timestamp is not RFC 3339")
-    y, mo, d, hh, mm, ss, _frac, tz = m.groups()
+    y, mo, d, hh, mm, ss, _frac, tz = groups
     if not _valid_datetime(int(y), int(mo), int(d), int(hh), int(mm), int(ss)):
         raise FormatError("metadata timestamp is not a valid date")
     if tz in ("Z", "z", "+00:00", "-00:00"):
@@ -114,7 +170,7 @@ def _as_int(value: object, name: str) -> int:
         raise FormatError(f"metadata field {name} is not an integer")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip() or "x"):
+    if isinstance(value, str) and _is_int_text(value.strip()):
         return int(value)
     if value in (None, ""):
         return 0
@@ -194,7 +250,7 @@ def parse(raw: object) -> Metadata:
     rfc3339_canonical(str(lastmodified))
     version = raw.get("version")
     version = "" if version is None else str(version)
-    if not (_SEMVER.match(version) or version.startswith("1.")):
+    if not (_is_semver(version) or version.startswith("1.")):
         raise FormatError("metadata version is not a valid semantic version")
     mac = raw.get("mac")
     if mac is not None and not isinstance(mac, str):

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
-import math
 import os
-import re
 
+from kvsops._b64 import b64decode_strict, b64encode
 from kvsops.errors import DecryptValueError, EncryptError
 from kvsops.sops.tree import Comment, GoTime
 
-# sops' regex is greedy and unanchored at the end; keep the same acceptance.
-_ENC = re.compile(r"^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]", re.DOTALL)
+# sops' regex, ``^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]`` (DOTALL), is greedy
+# and unanchored at the end: _split_enc gives the same groups without importing ``re``.
+_ENC_PREFIX = "ENC[AES256_GCM,data:"
 IV_SIZE = 32  # sops uses cipher.NewGCMWithNonceSize(32), not GCM's usual 12
 TAG_SIZE = 16
 
-_INT = re.compile(r"^[+-]?[0-9]+$")
+_DIGITS = frozenset("0123456789")
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 
@@ -54,11 +53,14 @@ def _is_invalid_tag(exc: BaseException) -> bool:
     return isinstance(exc, InvalidTag)
 
 
+_INF = float("inf")
+
+
 def go_format_float(x: float) -> str:
     """strconv.FormatFloat(x, 'f', -1, 64): shortest round-trip digits, never an exponent."""
-    if math.isnan(x):
+    if x != x:
         return "NaN"
-    if math.isinf(x):
+    if x in (_INF, -_INF):
         return "+Inf" if x > 0 else "-Inf"
     from decimal import Decimal
 
@@ -118,25 +120,60 @@ def encrypt(value: object, key: bytes, aad: str, iv: bytes | None = None) -> str
     if iv is None:
         iv = os.urandom(IV_SIZE)
     sealed = _aesgcm(key).encrypt(iv, plain, aad.encode("utf-8", "surrogateescape"))
-    b64 = base64.b64encode
+    b64 = b64encode
     return (
         f"ENC[AES256_GCM,data:{b64(sealed[:-TAG_SIZE]).decode()},iv:{b64(iv).decode()},"
         f"tag:{b64(sealed[-TAG_SIZE:]).decode()},type:{tag_name}]"
     )
 
 
+def _split_enc(text: str) -> tuple[str, str, str, str] | None:
+    """The four groups sops' greedy regex captures (see ``_ENC_PREFIX``), or None.
+
+    Backtracking picks the match whose group ends lie furthest right, first group first. Each
+    choice is monotone (a separator further right leaves at least as much room for the rest), so
+    the last "]" bounds the type, the last ",type:" before it (leaving a non-empty type) bounds
+    the tag, and so on back to the data; every group is non-empty and may hold any character.
+    """
+    if not text.startswith(_ENC_PREFIX):
+        return None
+    start = len(_ENC_PREFIX)  # every bound below stays >= start - 1 > 0 (never from the end)
+    end = text.rfind("]", start)
+    if end < 0:
+        return None
+    typ = text.rfind(",type:", start, end - 1)  # leaves >= 1 character of type before "]"
+    if typ < 0:
+        return None
+    tag = text.rfind(",tag:", start, typ - 1)  # leaves >= 1 character of tag
+    if tag < 0:
+        return None
+    iv = text.rfind(",iv:", start + 1, tag - 1)  # leaves non-empty data and iv
+    if iv < 0:
+        return None
+    return text[start:iv], text[iv + 4 : tag], text[tag + 5 : typ], text[typ + 6 : end]
+
+
+def _is_go_int(text: str) -> bool:
+    """``^[+-]?[0-9]+$`` (ASCII digits; ``$`` also matches before one final newline)."""
+    if text.endswith("\n"):
+        text = text[:-1]
+    if text[:1] in ("+", "-"):
+        text = text[1:]
+    return bool(text) and _DIGITS.issuperset(text)
+
+
 def split(text: str) -> tuple[bytes, bytes, bytes, str]:
     """Parse an ENC string into (ciphertext, iv, tag, type). Raises DecryptValueError."""
-    m = _ENC.match(text)
-    if not m:
+    groups = _split_enc(text)
+    if groups is None:
         raise DecryptValueError("value does not match sops' data format")
     try:
-        data, iv, tag = (base64.b64decode(g, validate=True) for g in m.group(1, 2, 3))
+        data, iv, tag = (b64decode_strict(g) for g in groups[:3])
     except (binascii.Error, ValueError):
         raise DecryptValueError("value has invalid base64 in data, iv or tag") from None
     if not iv or len(tag) != TAG_SIZE:
         raise DecryptValueError("value has an invalid iv or tag length")
-    return data, iv, tag, m.group(4)
+    return data, iv, tag, groups[3]
 
 
 def decrypt_raw(text: str, key: bytes, aad: str) -> tuple[bytes, str, bytes]:
@@ -159,7 +196,7 @@ def parse_typed(plain: bytes, tname: str) -> object:
         return plain.decode("utf-8", "surrogateescape")
     text = plain.decode("utf-8", "surrogateescape")
     if tname == "int":
-        if not _INT.match(text):
+        if not _is_go_int(text):
             raise DecryptValueError("decrypted value is not a valid int")
         n = int(text)
         if not -(2**63) <= n < 2**63:

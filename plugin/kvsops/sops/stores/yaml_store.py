@@ -8,9 +8,7 @@ reproduces yaml.v3's emitter for the restricted tree sops builds (indent 4 by de
 
 from __future__ import annotations
 
-import bisect
 import math
-import re
 import sys
 
 TYPE_CHECKING = False
@@ -65,20 +63,127 @@ for _v, _words in (
 
 _HINT_M = set("yYnNtTfFoO~")
 _HINT_D = set("0123456789+-")
-_YAML_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
-_DOT_FLOAT = re.compile(r"^\.[0-9]+([eE][-+]?[0-9]+)?$")
-_GO_INT = {
-    "0x": (16, re.compile(r"^[0-9a-fA-F]+$")),
-    "0o": (8, re.compile(r"^[0-7]+$")),
-    "0b": (2, re.compile(r"^[01]+$")),
-}
-_DEC = re.compile(r"^[0-9]+$")
-_OCT = re.compile(r"^[0-7]+$")
-_TS = re.compile(
+# The scalar rules below were regexes (kept as *_RE for tests/unit/test_scanners.py, which checks
+# each scanner against its regex on generated and hostile inputs). They are scanned by hand so that
+# reading and writing YAML never imports ``re`` (~5 ms of every start with enum and functools).
+# Every scanner takes ``$`` as Python does (end, or before one final newline); ``\d`` is any
+# Unicode decimal digit, which is what ``str.isdecimal`` tests.
+_YAML_FLOAT_RE = r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$"
+_DOT_FLOAT_RE = r"^\.[0-9]+([eE][-+]?[0-9]+)?$"
+_TS_RE = (
     r"^(\d{4})-(\d{1,2})-(\d{1,2})"
     r"(?:([Tt])(\d{1,2}):(\d{1,2}):(\d{1,2})(\.\d+)?(Z|[+-]\d{2}:\d{2})"
     r"|( )(\d{1,2}):(\d{1,2}):(\d{1,2})(\.\d+)?)?$"
 )
+_DIGITS = frozenset("0123456789")
+_OCTAL = frozenset("01234567")
+_GO_INT = {  # prefix: (base, the digits r"^[...]+$" allows)
+    "0x": (16, frozenset("0123456789abcdefABCDEF")),
+    "0o": (8, _OCTAL),
+    "0b": (2, frozenset("01")),
+}
+
+
+def _dollar(s: str) -> str:
+    """What a pattern ending in ``$`` has to match: ``s`` without one final newline."""
+    return s[:-1] if s.endswith("\n") else s
+
+
+def _all_of(chars: frozenset[str], s: str) -> bool:
+    """``re.match(r"^[chars]+$", s)``."""
+    s = _dollar(s)
+    return bool(s) and chars.issuperset(s)
+
+
+def _run(s: str, i: int, chars: frozenset[str]) -> int:
+    """The end of the run of ``chars`` starting at ``i``."""
+    n = len(s)
+    while i < n and s[i] in chars:
+        i += 1
+    return i
+
+
+def _is_yaml_float(s: str, dot_only: bool = False) -> bool:
+    """``re.match(_YAML_FLOAT_RE, s)`` (or ``_DOT_FLOAT_RE`` with ``dot_only``). Every part is a
+    maximal run followed by a character the run cannot hold, so no backtracking can change it."""
+    s = _dollar(s)
+    i = 0
+    if not dot_only and s[:1] in ("+", "-"):
+        i = 1
+    if s[i : i + 1] == ".":
+        j = _run(s, i + 1, _DIGITS)
+        if j == i + 1:
+            return False
+    elif dot_only:
+        return False
+    else:
+        j = _run(s, i, _DIGITS)
+        if j == i:
+            return False
+        if s[j : j + 1] == ".":
+            j = _run(s, j + 1, _DIGITS)
+    if s[j : j + 1] in ("e", "E"):
+        k = j + 1
+        if s[k : k + 1] in ("+", "-"):
+            k += 1
+        j = _run(s, k, _DIGITS)
+        if j == k:
+            return False
+    return j == len(s)
+
+
+def _decimal_run(s: str, i: int, lo: int, hi: int) -> int:
+    r"""The end of ``\d{lo,hi}`` at ``i`` when a non-digit (or the end) follows it, else -1: the
+    callers' next pattern character is never a digit, so a shorter match could not succeed."""
+    j = i
+    n = len(s)
+    while j < n and j - i <= hi and s[j].isdecimal():
+        j += 1
+    return j if lo <= j - i <= hi else -1
+
+
+def _ts_groups(s: str) -> tuple[str | None, ...] | None:
+    """``re.match(_TS_RE, s).groups()``, or None when it does not match."""
+    s = _dollar(s)
+    g: list[str | None] = [None] * 14
+    pos = 0
+    for k, (lo, hi, sep) in enumerate(((4, 4, "-"), (1, 2, "-"), (1, 2, ""))):
+        end = _decimal_run(s, pos, lo, hi)
+        if end < 0 or s[end : end + len(sep)] != sep:
+            return None
+        g[k], pos = s[pos:end], end + len(sep)
+    if pos == len(s):
+        return tuple(g)
+    first = s[pos]
+    if first in ("T", "t"):
+        base = 3
+    elif first == " ":
+        base = 9
+    else:
+        return None
+    g[base] = first
+    pos += 1
+    for k, sep in enumerate((":", ":", "")):
+        end = _decimal_run(s, pos, 1, 2)
+        if end < 0 or s[end : end + len(sep)] != sep:
+            return None
+        g[base + 1 + k], pos = s[pos:end], end + len(sep)
+    if s[pos : pos + 1] == ".":
+        end = pos + 1
+        while end < len(s) and s[end].isdecimal():
+            end += 1
+        if end == pos + 1:
+            return None
+        g[base + 4], pos = s[pos:end], end
+    rest = s[pos:]
+    if base == 3:
+        if not (rest == "Z" or (len(rest) == 6 and rest[0] in ("+", "-") and rest[1:3].isdecimal()
+                                and rest[3] == ":" and rest[4:6].isdecimal())):
+            return None
+        g[8] = rest
+    elif rest:
+        return None
+    return tuple(g)
 
 
 class _NotInt(Exception):
@@ -96,27 +201,26 @@ def _go_parse_int_base0(s: str) -> int:
         raise _NotInt
     low = body[:2].lower()
     if low in _GO_INT:
-        base, rx = _GO_INT[low]
+        base, allowed = _GO_INT[low]
         digits = body[2:]
-        if not rx.match(digits):
+        if not _all_of(allowed, digits):
             raise _NotInt
         n = int(digits, base)
     elif body[0] == "0" and len(body) > 1:
-        if not _OCT.match(body[1:]):
+        if not _all_of(_OCTAL, body[1:]):
             raise _NotInt
         n = int(body[1:], 8)
     else:
-        if not _DEC.match(body):
+        if not _all_of(_DIGITS, body):
             raise _NotInt
         n = int(body)
     return -n if neg else n
 
 
 def _parse_timestamp(s: str) -> GoTime | None:
-    m = _TS.match(s)
-    if not m:
+    g = _ts_groups(s)
+    if g is None:
         return None
-    g = m.groups()
     year, month, day = g[0], int(g[1]), int(g[2])
     if g[3] is not None:
         hh, mi, ss, frac, tz = int(g[4]), int(g[5]), int(g[6]), g[7], g[8]
@@ -150,7 +254,7 @@ def resolve_plain(s: str, line: int | None = None) -> object:
     else:
         return s
     if c == ".":
-        if _DOT_FLOAT.match(s):
+        if _is_yaml_float(s, dot_only=True):
             return float(s)
         return s
     if c in _HINT_M:
@@ -172,7 +276,7 @@ def resolve_plain(s: str, line: int | None = None) -> object:
             where = f" at line {line}" if line else ""
             raise errors.InputError(f"integer out of the int64 range{where}: sops cannot walk uint64 values")
         # out of uint64 range: falls through to the float rule as in Go
-    if _YAML_FLOAT.match(plain):
+    if _is_yaml_float(plain):
         f = float(plain)
         if not math.isinf(f):
             return f
@@ -215,7 +319,11 @@ def _resolve_scalar(tag: str | None, value: str, style: str | None, implicit: bo
 # comments
 
 
-_BREAKS = re.compile(r"\r\n|\r|\n|\x85|\u2028|\u2029")
+def _split_lines(text: str) -> list[str]:
+    """Lines as YAML counts them (comment paths only: ``re`` is imported there)."""
+    import re
+
+    return re.split(r"\r\n|\r|\n|\x85|\u2028|\u2029", text)
 
 
 class _Item:
@@ -243,7 +351,9 @@ def _find_comments_fast(text: str, spans: list[tuple[int, int, int, int]]) -> li
     spans = sorted(set(spans))
     starts = [(a, b) for a, b, _, _ in spans]
     out: list[tuple[int, int, str, bool]] = []
-    for lineno, line in enumerate(_BREAKS.split(text)):
+    import bisect
+
+    for lineno, line in enumerate(_split_lines(text)):
         h = line.find("#")
         while h >= 0:
             if h == 0 or line[h - 1] in " \t":
@@ -551,7 +661,9 @@ def _attach_comments(text: str, docs: list[Branch], nodes: list, items: list[_It
     if not comments:
         return
     # document separators: lines starting with --- split comments between documents
-    seps = [i for i, ln in enumerate(_BREAKS.split(text)) if ln.startswith("---") or ln.startswith("...")]
+    import bisect
+
+    seps = [i for i, ln in enumerate(_split_lines(text)) if ln.startswith("---") or ln.startswith("...")]
     by_start = sorted(items, key=lambda it: (it.line, it.col))
     starts = [(it.line, it.col) for it in by_start]
     by_end = sorted((it for it in items if it.leaf), key=lambda it: (it.end, it.depth))
@@ -624,7 +736,7 @@ def _attach_comments(text: str, docs: list[Branch], nodes: list, items: list[_It
 
 
 def _first_doc_starts_after_sep(text: str, sep_line: int) -> bool:
-    lines = _BREAKS.split(text)
+    lines = _split_lines(text)
     for ln in lines[:sep_line]:
         s = ln.strip()
         if s and not s.startswith("#") and not s.startswith("%"):
@@ -644,7 +756,7 @@ def has_metadata(data: bytes) -> bool:
 # ----------------------------------------------------------------------------------------------
 # emission (yaml.v3 emitter, restricted to sops trees)
 
-_BASE60 = re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
+_BASE60_RE = r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$"
 _OLD_BOOL = frozenset("y Y yes Yes YES on On ON n N no No NO off Off OFF".split())
 _BREAK_CHARS = "\r\n\x85\u2028\u2029"
 
@@ -764,7 +876,9 @@ def _can_plain_string(s: str) -> bool:
 def _is_base60(s: str) -> bool:
     if not s or not (s[0] in "+-" or s[0].isdigit()) or ":" not in s:
         return False
-    return bool(_BASE60.match(s))
+    import re  # rare: a digit-led string with a colon
+
+    return bool(re.match(_BASE60_RE, s))
 
 
 def _scalar_text(value: object) -> tuple[str, str]:
@@ -836,12 +950,20 @@ class _Writer:
             self.nl()
 
 
-_SAFE_PLAIN = re.compile(r"^[A-Za-z0-9_(][A-Za-z0-9_.,/=+\[\]:@()-]*$")
+_SAFE_PLAIN_RE = r"^[A-Za-z0-9_(][A-Za-z0-9_.,/=+\[\]:@()-]*$"
+_SAFE_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_(")
+_SAFE_REST = _SAFE_FIRST | frozenset(".,/=+[]:@)-")
+
+
+def _is_safe_plain(text: str) -> bool:
+    """``re.match(_SAFE_PLAIN_RE, text)``."""
+    text = _dollar(text)
+    return text[:1] in _SAFE_FIRST and _SAFE_REST.issuperset(text)
 
 
 def _style_for(value: object, simple_key: bool) -> tuple[str, str]:
     style, text = _scalar_text(value)
-    if style == "plain" and _SAFE_PLAIN.match(text) and not text.endswith(":"):
+    if style == "plain" and _is_safe_plain(text) and not text.endswith(":"):
         # common case (ENC strings, identifiers): nothing in it can make plain unsafe
         return style, text
     multiline, plain_ok, single_ok, block_ok = _analyze(text)
