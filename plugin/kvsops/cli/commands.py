@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 
@@ -126,7 +125,7 @@ def json_value(text: str) -> object:
         raise errors.InvalidSetFormat("the value is not valid JSON") from None
     if isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if isinstance(value, float) and math.isinf(value):
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
         raise errors.InvalidSetFormat("the value is a number out of range")
     return value
 

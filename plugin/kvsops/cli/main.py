@@ -7,7 +7,6 @@ command that needs it.
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 from kvsops import report
@@ -33,7 +32,8 @@ def _dispatched(name: str) -> Callable[[list[str]], int]:
         raise UsageError(f"the {name!r} command is not available in this build")
     module_name, func = target
     try:
-        module = importlib.import_module(module_name)
+        __import__(module_name)  # importlib.import_module, without importing importlib (and warnings)
+        module = sys.modules[module_name]
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             raise UsageError(f"the {name!r} command is not available in this build") from None
@@ -65,16 +65,21 @@ def _decrypt_file(path: str) -> int:
     """``kvsops decrypt FILE``, the form hosts run per file, without building the argparse tree
     (argparse and the parser definitions cost more start-up than the decryption of a small
     file). The namespace carries exactly what the parser gives for that command line."""
-    from types import SimpleNamespace
-
     from kvsops.cli import commands
 
-    ns = SimpleNamespace(
+    ns = _Namespace(
         command="decrypt", file=path, debug=False, config=None, input_type=None, output_type=None,
         ignore_mac=False, decryption_order=None, extract=None, output=None, in_place=False,
         filename_override=None, indent=None,
     )
     return int(commands.decrypt(ns) or 0)  # type: ignore[arg-type]
+
+
+class _Namespace:
+    """argparse.Namespace's role (types.SimpleNamespace would be one more import)."""
+
+    def __init__(self, **fields: object) -> None:
+        self.__dict__.update(fields)
 
 
 def _own_command(args: list[str]) -> int:

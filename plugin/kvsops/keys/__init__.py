@@ -17,7 +17,7 @@ A backend module exposes:
 
 from __future__ import annotations
 
-import importlib
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,6 +38,8 @@ FOREIGN_KINDS = ("kms", "gcp_kms", "hckms", "hc_vault")
 
 def backend(kind: str) -> ModuleType:
     try:
-        return importlib.import_module(REGISTRY[kind])
+        name = REGISTRY[kind]
     except KeyError:
         raise ValueError(f"unsupported key type {kind!r}") from None
+    __import__(name)  # importlib.import_module, without importing importlib (and warnings)
+    return sys.modules[name]

@@ -20,7 +20,7 @@ Every store module exposes the same functions:
 
 from __future__ import annotations
 
-import importlib
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,7 +32,9 @@ FORMATS = ("yaml", "json", "dotenv", "ini", "binary")
 def get(fmt: str) -> ModuleType:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}")
-    return importlib.import_module(f"kvsops.sops.stores.{fmt}_store")
+    name = f"kvsops.sops.stores.{fmt}_store"
+    __import__(name)  # importlib.import_module, without importing importlib (and warnings)
+    return sys.modules[name]
 
 
 def detect(path: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 from ... import errors
 from ..tree import Branch, Comment, GoTime
@@ -49,14 +48,25 @@ def _fmt_f(neg: bool, digs: str, dp: int) -> str:
     return ("-" if neg else "") + s
 
 
+# math is not imported for these (one module less at every start; floats are rare in secrets).
+_INF = float("inf")
+
+
+def _negative(x: float) -> bool:
+    """``math.copysign(1.0, x) < 0``: the sign bit, so -0.0 counts (and a NaN's sign too)."""
+    import math
+
+    return math.copysign(1.0, x) < 0
+
+
 def _go_special(x: float) -> str | None:
     """NaN, +Inf, -Inf and signed zeros as every Go FormatFloat format writes them, else None."""
-    if math.isnan(x):
+    if x != x:
         return "NaN"
-    if math.isinf(x):
+    if x in (_INF, -_INF):
         return "+Inf" if x > 0 else "-Inf"
     if x == 0:
-        return "-0" if math.copysign(1.0, x) < 0 else "0"
+        return "-0" if _negative(x) else "0"
     return None
 
 
@@ -85,11 +95,11 @@ def go_format_f(x: float) -> str:
 
 def go_json_float(x: float) -> str:
     """Go ``encoding/json`` float64 encoding."""
-    if math.isnan(x) or math.isinf(x):
+    if x != x or x in (_INF, -_INF):
         raise errors.EmitError("json: unsupported value: a non-finite float")
     a = abs(x)
     if a != 0 and (a < 1e-6 or a >= 1e21):
-        neg = math.copysign(1.0, x) < 0
+        neg = _negative(x)
         digs, dp = _shortest_digits(x)
         s = _fmt_e(neg, digs, dp - 1)
         n = len(s)
@@ -120,7 +130,7 @@ def val_to_string(v: object) -> str:
     if isinstance(v, float):
         r = go_format_g(v, upper=True)
         if "." not in r and "E" not in r:
-            if math.isnan(v) or math.isinf(v):
+            if v != v or v in (_INF, -_INF):
                 return r
             r = f"{v:.1f}"
         return r

@@ -8,7 +8,6 @@ reproduces yaml.v3's emitter for the restricted tree sops builds (indent 4 by de
 
 from __future__ import annotations
 
-import math
 import sys
 
 TYPE_CHECKING = False
@@ -54,9 +53,9 @@ for _v, _words in (
     (True, ("true", "True", "TRUE")),
     (False, ("false", "False", "FALSE")),
     (None, ("", "~", "null", "Null", "NULL")),
-    (math.nan, (".nan", ".NaN", ".NAN")),
-    (math.inf, (".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF")),
-    (-math.inf, ("-.inf", "-.Inf", "-.INF")),
+    (float("nan"), (".nan", ".NaN", ".NAN")),  # float(), not math.nan: math is not imported
+    (float("inf"), (".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF")),
+    (float("-inf"), ("-.inf", "-.Inf", "-.INF")),
 ):
     for _w in _words:
         _RESOLVE_MAP[_w] = _v
@@ -75,6 +74,7 @@ _TS_RE = (
     r"(?:([Tt])(\d{1,2}):(\d{1,2}):(\d{1,2})(\.\d+)?(Z|[+-]\d{2}:\d{2})"
     r"|( )(\d{1,2}):(\d{1,2}):(\d{1,2})(\.\d+)?)?$"
 )
+_INF = float("inf")
 _DIGITS = frozenset("0123456789")
 _OCTAL = frozenset("01234567")
 _GO_INT = {  # prefix: (base, the digits r"^[...]+$" allows)
@@ -278,7 +278,7 @@ def resolve_plain(s: str, line: int | None = None) -> object:
         # out of uint64 range: falls through to the float rule as in Go
     if _is_yaml_float(plain):
         f = float(plain)
-        if not math.isinf(f):
+        if f not in (_INF, -_INF):
             return f
     return s
 
