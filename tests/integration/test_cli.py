@@ -151,6 +151,20 @@ def test_python_dash_m_and_console_script_agree(cli: Cli, ws: Path) -> None:
     assert proc.stdout == cli("--version", cwd=ws).stdout
 
 
+def test_console_script_decrypt_imports_no_re(cli: Cli, ws: Path) -> None:
+    """The installed ``kvsops`` (plugin/bin/kvsops, not pip's wrapper, which imports re) decrypting
+    an age file: neither it nor kvsops imports re, enum or base64 (start-up, issue 8)."""
+    script = REPO / ".venv" / "bin" / "kvsops"
+    if not script.exists():
+        pytest.skip("console script not installed (run scripts/setup.sh)")
+    enc = encrypted(cli, ws)
+    proc = subprocess.run([sys.executable, "-X", "importtime", str(script), "decrypt", enc.name], cwd=ws,
+                          capture_output=True, env=cli.env, timeout=60, check=True)
+    assert proc.stdout.decode() == PLAIN
+    imported = {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.decode().splitlines() if ln.startswith("import time:")}
+    assert "kvsops.api" in imported and not imported & {"re", "enum", "base64", "contextlib", "importlib"}
+
+
 def test_main_imports_nothing_heavy() -> None:
     code = ("import sys, kvsops.cli.main; heavy = [m for m in sys.modules if m.split('.')[0] in "
             "('yaml', 'ruamel', 'cryptography', 'pyrage', 'azure') or m == 'importlib.metadata']; print(heavy)")
