@@ -51,6 +51,16 @@ def guarded(work: Callable[[], int], *, debug: bool = False, stream: TextIO | No
         return INTERNAL_EXIT
 
 
+def one_file_process() -> None:
+    """Called first by a process that decrypts one file and ends with :func:`finish`: the cyclic
+    garbage collector only costs time there (its passes during the imports ~0.5-1 ms; ~5% of a
+    100k-value decrypt). Trees, values and the walk make no reference cycles, so reference counting
+    frees them and the peak memory of a 100k-value decrypt is unchanged."""
+    import gc
+
+    gc.disable()
+
+
 def finish(code: int) -> int:
     """End a process that has written its whole answer: flush stdout and stderr, then leave with
     ``os._exit``. Interpreter teardown (freeing every module and object) costs more than decrypting

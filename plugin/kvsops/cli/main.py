@@ -46,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(args) and args[0] == "--debug"
     rest = args[1:] if debug else args
     if len(args) == 2 and args[0] == "decrypt" and not args[1].startswith("-"):
+        if argv is None:
+            report.one_file_process()
         code = report.guarded(lambda: _decrypt_file(args[1]))
         return report.finish(code) if argv is None else code  # argv None: we are the process
     if rest and rest[0] in DISPATCH:

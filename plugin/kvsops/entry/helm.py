@@ -49,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kvsops.report import guarded
 
     if args[0] == "downloader":
+        if argv is None:  # the process Helm started for this one file
+            from kvsops.report import one_file_process
+
+            one_file_process()
         code = guarded(lambda: download(args[1:]), debug=debug)
         if argv is None:  # the process Helm started for this one file: skip interpreter teardown
             from kvsops.report import finish
