@@ -156,6 +156,11 @@ def main(argv: list[str] | None = None, *, stdin: BinaryIO | None = None, stdout
          stderr: TextIO | None = None) -> int:
     from kvsops.report import guarded
 
+    process = argv is None and stdin is None and stdout is None and stderr is None
+    if process:  # the process kustomize started: one run, then finish (see report.one_file_process)
+        from kvsops.report import one_file_process
+
+        one_file_process()
     args = sys.argv[1:] if argv is None else list(argv)
     out = stdout or sys.stdout.buffer
     debug = os.environ.get("KVSOPS_DEBUG", "").lower() in ("1", "true", "yes")
@@ -180,7 +185,7 @@ def main(argv: list[str] | None = None, *, stdin: BinaryIO | None = None, stdout
             raise
 
     code = guarded(work, debug=debug, stream=stderr)
-    if argv is None and stdin is None and stdout is None and stderr is None:
+    if process:
         from kvsops.report import finish  # the process kustomize started: skip interpreter teardown
 
         return finish(code)

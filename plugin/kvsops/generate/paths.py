@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path, PurePosixPath
 
 from kvsops import errors
 
@@ -30,27 +29,29 @@ class Root:
     """The directory every generator path is resolved against (and must stay inside)."""
 
     def __init__(self, directory: str | os.PathLike[str], *, allow_outside: bool = False) -> None:
-        self.path = Path(os.path.realpath(directory))
+        # Plain strings and os.path (pathlib would add ~4 ms of imports to every generator run).
+        self.path = os.path.realpath(directory)
         self.allow_outside = allow_outside
+        self._inside = self.path if self.path.endswith(os.sep) else self.path + os.sep
 
     @classmethod
     def from_env(cls, directory: str | os.PathLike[str], env: Mapping[str, str]) -> "Root":
         return cls(directory, allow_outside=_truthy(env.get(OPT_OUT_ENV)))
 
-    def resolve(self, name: str) -> Path:
+    def resolve(self, name: str) -> str:
         """The real path of ``name``; refuses absolute paths and anything that leaves the root."""
         if not name or "\x00" in name:
             raise errors.GeneratorError(f"invalid file path {name!r}")
         hint = f"paths are relative to the kustomization root; set {OPT_OUT_ENV}=true only for trusted configs"
         if self.allow_outside:
-            return Path(os.path.realpath(self.path / os.path.expanduser(name)))
-        if os.path.isabs(name) or PurePosixPath(name).is_absolute():
+            return os.path.realpath(os.path.join(self.path, os.path.expanduser(name)))
+        if os.path.isabs(name) or name.startswith("/"):
             raise errors.PathRefused(f"absolute path {name!r} refused", hint=hint)
         lexical = os.path.normpath(name)
         if lexical == ".." or lexical.startswith(".." + os.sep):
             raise errors.PathRefused(f"path {name!r} leaves the kustomization root", hint=hint)
-        real = Path(os.path.realpath(self.path / name))
-        if real != self.path and self.path not in real.parents:
+        real = os.path.realpath(os.path.join(self.path, name))
+        if real != self.path and not real.startswith(self._inside):
             raise errors.PathRefused(
                 f"path {name!r} resolves (through a symlink) outside the kustomization root", hint=hint
             )
@@ -73,7 +74,15 @@ class Root:
                 raise errors.InputError(f"{name!r} is not a regular file")
             if st.st_size > MAX_FILE_BYTES:
                 raise errors.LimitExceeded(f"{name!r} is larger than {MAX_FILE_BYTES} bytes")
-            with os.fdopen(fd, "rb", closefd=False) as fh:
-                return fh.read(MAX_FILE_BYTES + 1)
+            # os.read sized by fstat: a buffered read(MAX_FILE_BYTES + 1) costs ~30 us per file.
+            chunks: list[bytes] = []
+            left = MAX_FILE_BYTES + 1
+            while left > 0:
+                chunk = os.read(fd, min(left, max(st.st_size + 1, 1 << 16)))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)  # b"" for an empty file
         finally:
             os.close(fd)
