@@ -49,8 +49,8 @@ class Session:
         *,
         order: Sequence[str] | None = None,
         deadline_seconds: float | None = None,
-        allowed_entry: "callable[[KeyEntry], str | None] | None" = None,  # type: ignore[valid-type]
-        allowed_secret: "callable[[str, str, str], str | None] | None" = None,  # type: ignore[valid-type]
+        allowed_entry: Callable[[KeyEntry], str | None] | None = None,
+        allowed_secret: Callable[[str, str, str], str | None] | None = None,
     ) -> None:
         env = dict(os.environ if env is None else env)
         if deadline_seconds is None and env.get("KVSOPS_DEADLINE_SECONDS"):
@@ -285,7 +285,7 @@ def _compare_digest(a: bytes, b: bytes) -> bool:
     try:
         from _operator import _compare_digest as cmp
     except ImportError:  # pragma: no cover - other Python implementations
-        from hmac import compare_digest as cmp
+        from hmac import compare_digest as cmp  # type: ignore[no-redef]
     return bool(cmp(a, b))
 
 
@@ -391,10 +391,10 @@ def decrypt_many(
         return None
 
     for i, (_where, data, fmt) in enumerate(items):
-        loaded[i] = attempt(i, lambda: load_encrypted(data, fmt))  # type: ignore[assignment]
+        loaded[i] = attempt(i, lambda: load_encrypted(data, fmt))  # type: ignore[call-overload]
 
     def unwrap(i: int) -> None:
-        keys[i] = attempt(i, lambda: recover_data_key(loaded[i][1], session))  # type: ignore[index, assignment]
+        keys[i] = attempt(i, lambda: recover_data_key(loaded[i][1], session))  # type: ignore[index, call-overload]
 
     # Only files before the first failure can change the outcome: no unwraps (no vault calls) after it.
     first_bad = next((i for i in range(n) if failed[i] is not None), n)

@@ -107,7 +107,7 @@ class DeadlineExceeded(Exception):
 def retry_policy_class() -> type:
     from azure.core.pipeline.policies import RetryPolicy
 
-    class DeadlineRetryPolicy(RetryPolicy):  # type: ignore[misc]
+    class DeadlineRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
         """azure-core's retry policy (429 with Retry-After, 408/5xx, connection errors), bounded by
         the caller's deadline: a wait that would end after it fails at once, and each try's read
         timeout is capped at what is left."""
@@ -315,7 +315,7 @@ def state(ctx: KeyContext) -> State:
         st = bucket.get(settings)
         if st is None:
             st = bucket[settings] = State(settings, ctx.env)
-        return st  # type: ignore[no-any-return]
+        return st
 
 
 # ----------------------------------------------------------------------------- calls and faults

@@ -256,7 +256,9 @@ def parse_config(data: bytes, path: str = CONFIG_NAME) -> Config:
         rules = None if _is_null(raw_rules) else tuple(
             parse_rule(r, i) for i, r in enumerate(_as_list(raw_rules, "creation_rules"))
         )
-        stores = doc.get("stores") if isinstance(doc.get("stores"), dict) else {}
+        stores = doc.get("stores")
+        if not isinstance(stores, dict):
+            stores = {}
         settings = StoreSettings(
             yaml_indent=_indent(stores, "yaml"),
             json_indent=_indent(stores, "json"),

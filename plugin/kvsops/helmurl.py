@@ -172,7 +172,7 @@ def policy_from_env(env: Mapping[str, str], cwd: str, realpath: Callable[[str], 
     if not _inside(real_cwd, root):
         raise PathRefused(f"{ROOT} must contain the current directory")
     prefix = env.get(KEY_PREFIX, "").strip()
-    files = frozenset()
+    files: frozenset[str] = frozenset()
     if env.get(WRAPPER_FILES):
         import json
 
@@ -321,7 +321,7 @@ def _rewrite_item(item: str, is_encrypted: Callable[[str], "bool | str"]) -> str
     return downloader_url(item, route if isinstance(route, str) else "kvsops")
 
 
-def _rewrite_value(kind: str, value: str, is_encrypted: Callable[[str], bool]) -> str:
+def _rewrite_value(kind: str, value: str, is_encrypted: Callable[[str], "bool | str"]) -> str:
     if kind == "values":
         if '"' in value:  # pflag reads it as CSV: leave quoted lists to helm
             return value
@@ -336,7 +336,7 @@ def _rewrite_value(kind: str, value: str, is_encrypted: Callable[[str], bool]) -
     return ",".join(out)
 
 
-def rewrite_args(args: Sequence[str], is_encrypted: Callable[[str], bool]) -> list[str]:
+def rewrite_args(args: Sequence[str], is_encrypted: Callable[[str], "bool | str"]) -> list[str]:
     """Replace each encrypted file given to -f/--values/--set-file by a kvsops:// URL."""
     out: list[str] = []
     i = 0

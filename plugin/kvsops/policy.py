@@ -67,7 +67,9 @@ from kvsops.sops.metadata import KeyEntry
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import Callable, Mapping
+    from typing import Any, Callable, Mapping
+
+    from kvsops import api
 
 POLICY_ENV = "KVSOPS_POLICY"
 POLICY_FILE_ENV = "KVSOPS_POLICY_FILE"
@@ -375,14 +377,15 @@ def child_allowance(env: Mapping[str, str], *, default_file: str = DEFAULT_POLIC
     return resolve(env, default_file="")
 
 
-def session_from_env(env: Mapping[str, str] | None = None, *, default_file: str = DEFAULT_POLICY_FILE, **kwargs: object):  # type: ignore[no-untyped-def]
+def session_from_env(env: Mapping[str, str] | None = None, *, default_file: str = DEFAULT_POLICY_FILE,
+                     **kwargs: Any) -> api.Session:
     """An :class:`kvsops.api.Session` with the key policy applied (see the module docstring)."""
     from kvsops.api import Session
 
     env = dict(os.environ if env is None else env)
     allowed = child_allowance(env, default_file=default_file)
     if allowed is None:
-        return Session(env=env, **kwargs)  # type: ignore[arg-type]
-    return Session(env=restrict_env(env, allowed), allowed_entry=checker_for(allowed),  # type: ignore[arg-type]
+        return Session(env=env, **kwargs)
+    return Session(env=restrict_env(env, allowed), allowed_entry=checker_for(allowed),
                    allowed_secret=allowed.secret_refusal, **kwargs)
 

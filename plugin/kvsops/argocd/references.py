@@ -26,7 +26,7 @@ def _name(doc: dict[str, Any]) -> str:
 
 
 def _secrets_of(docs: list[Any]) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for doc in docs:
         if doc.get("kind") == "List" and isinstance(doc.get("items"), list):
             out.extend(d for d in doc["items"] if isinstance(d, dict))

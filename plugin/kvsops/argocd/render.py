@@ -276,9 +276,9 @@ def _helm_engine(ctx: Context, values: list[tuple[str, bytes, bool]]) -> bytes:
     parts = [(f"crds/{Path(str(n)).name}", d if isinstance(d, str) else bytes(d).decode()) for n, d in crds]
     parts += sorted((k, v) for k, v in rendered.items() if not k.endswith("NOTES.txt"))
     out = []
-    for name, text in parts:
-        if _has_content(text):
-            out.append(f"---\n# Source: {name}\n{text.strip()}\n")
+    for name, doc in parts:
+        if _has_content(doc):
+            out.append(f"---\n# Source: {name}\n{doc.strip()}\n")
     return "".join(out).encode()
 
 

@@ -181,7 +181,7 @@ def set_value(args: argparse.Namespace) -> int:
 def _set(dec: Decrypted, where: str, index: list[str | int], value: object, idempotent: bool) -> bool:
     docs = dec.docs or [Branch()]
     new, changed = treepath.set_value(docs[0], index, value)
-    docs[0] = new  # type: ignore[assignment]
+    docs[0] = new  # type: ignore[call-overload]
     dec.docs = docs
     if not changed and idempotent:
         common.info(f"{where}: value unchanged, file not written")
@@ -199,7 +199,7 @@ def unset_value(args: argparse.Namespace) -> int:
 
 def _unset(dec: Decrypted, where: str, index: list[str | int], idempotent: bool) -> bool:
     try:
-        dec.docs[0] = treepath.unset_value(dec.docs[0] if dec.docs else Branch(), index)  # type: ignore[assignment]
+        dec.docs[0] = treepath.unset_value(dec.docs[0] if dec.docs else Branch(), index)  # type: ignore[call-overload]
     except errors.KeyNotFoundInTree as exc:
         if idempotent:
             return False

@@ -68,7 +68,7 @@ def read_stdin() -> bytes:
 def fmt_for(flag: str | None, name: str | None, fallback: str | None = None) -> str:
     """A format flag if valid, else detection by extension (sops ignores unknown values)."""
     if flag in stores.FORMATS:
-        return flag  # type: ignore[return-value]
+        return flag
     if flag:
         warn(f"unknown format {flag!r}: detecting the format from the file name")
     if name:
@@ -297,7 +297,9 @@ def creation_rule(args: argparse.Namespace, env: Mapping[str, str], target: str)
 
 def entry_spec(kind: str, fields: Mapping[str, object]) -> str:
     """The public identity of a metadata key entry, as sops' ``ToString`` writes it."""
-    get = lambda name: str(fields.get(name, "") or "")  # noqa: E731
+    def get(name: str) -> str:
+        return str(fields.get(name, "") or "")
+
     if kind == "age":
         return get("recipient").strip()
     if kind == "pgp":

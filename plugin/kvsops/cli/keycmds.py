@@ -13,7 +13,7 @@ from kvsops.cli import common
 def _targets(paths: list[str]) -> tuple[list[str], bool]:
     """Files to work on, and whether a directory was walked (then unencrypted files are skipped)."""
     walked = any(os.path.isdir(p) for p in paths)
-    files = []
+    files: list[str] = []
     for p in paths:
         if not os.path.exists(p):
             raise errors.NoFileSpecified(f"cannot operate on non-existent file {p}")

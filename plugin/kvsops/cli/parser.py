@@ -75,7 +75,7 @@ def _keys(p: argparse.ArgumentParser) -> None:
 
 
 def _add(sub: Any, name: str, func: tuple[str, str], text: str) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=text, description=text)
+    p: argparse.ArgumentParser = sub.add_parser(name, help=text, description=text)
     _common(p)
     p.set_defaults(func=_lazy(*func))
     return p

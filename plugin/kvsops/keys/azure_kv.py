@@ -130,7 +130,7 @@ def _import_sdk() -> None:
 def _key_client() -> type:
     from azure.keyvault.keys import KeyClient
 
-    return KeyClient  # type: ignore[no-any-return]
+    return KeyClient
 
 
 def _explain(exc: BaseException, op: str, ref: KeyRef, st: ac.State, deadline: float) -> Exception:

@@ -81,6 +81,7 @@ class SelectionRule(Record):
     _defaults = {"kind": "unencrypted_suffix", "value": DEFAULT_UNENCRYPTED_SUFFIX}
     kind: str
     value: str
+    _pattern: Re2Pattern  # compiled on first use
 
     def _post_init(self) -> None:
         if self.kind not in RULE_KINDS:
@@ -91,7 +92,7 @@ class SelectionRule(Record):
     @property
     def pattern(self) -> Re2Pattern:
         try:
-            return self._pattern  # type: ignore[no-any-return]
+            return self._pattern
         except AttributeError:
             compiled = compile_re2ish(self.value)
             object.__setattr__(self, "_pattern", compiled)

@@ -103,11 +103,11 @@ class GoTime(Record):
         if groups is None:
             raise ValueError("not a timestamp")
         year, month, day, hh, mm, ss, frac, tz = groups
-        if not valid_date(int(year), int(month), int(day)):
+        if not valid_date(int(year), int(month), int(day)):  # type: ignore[arg-type]  # the date is always there
             raise ValueError("not a timestamp")
         if hh is None:
             return cls(f"{year}-{month}-{day}T00:00:00Z")
-        if not (int(hh) < 24 and int(mm) < 60 and int(ss) < 61):
+        if not (int(hh) < 24 and int(mm) < 60 and int(ss) < 61):  # type: ignore[arg-type]  # with hh
             raise ValueError("not a timestamp")
         text = f"{year}-{month}-{day}T{hh}:{mm}:{ss}"
         if frac:

@@ -9,6 +9,10 @@ from kvsops._b64 import b64decode_strict, b64encode
 from kvsops.errors import DecryptValueError, EncryptError
 from kvsops.sops.tree import Comment, GoTime
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 # sops' regex, ``^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]`` (DOTALL), is greedy
 # and unanchored at the end: _split_enc gives the same groups without importing ``re``.
 _ENC_PREFIX = "ENC[AES256_GCM,data:"
@@ -20,10 +24,10 @@ _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 
 
-_AEADS: dict[bytes, object] = {}
+_AEADS: dict[bytes, AESGCM] = {}
 
 
-def _aesgcm_class():  # type: ignore[no-untyped-def]
+def _aesgcm_class() -> type[AESGCM]:
     # cryptography's AESGCM lives in its Rust extension; the public module re-exports it but
     # first imports the whole ``primitives.ciphers`` package (typing, enum, abc: milliseconds
     # of every render). Take the same class from the binding when this cryptography has it there.
@@ -37,7 +41,7 @@ def _aesgcm_class():  # type: ignore[no-untyped-def]
         return AESGCM
 
 
-def _aesgcm(key: bytes):  # type: ignore[no-untyped-def]
+def _aesgcm(key: bytes) -> AESGCM:
     # One AESGCM object per data key: building it per value costs more than the encryption.
     aead = _AEADS.get(key)
     if aead is None:

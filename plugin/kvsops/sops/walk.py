@@ -7,10 +7,10 @@ not part of it, and a comment uses the path of the mapping or list that holds it
 from __future__ import annotations
 
 try:  # CPython's own SHA-512: hashlib would first load OpenSSL's libcrypto (milliseconds per process)
-    from _sha512 import sha512 as _sha512  # CPython 3.11
+    from _sha512 import sha512 as _sha512  # type: ignore[import-not-found, unused-ignore]  # CPython 3.11
 except ImportError:  # pragma: no cover - other versions and implementations
     try:
-        from _sha2 import sha512 as _sha512  # CPython >= 3.12
+        from _sha2 import sha512 as _sha512  # type: ignore[import-not-found, no-redef, unused-ignore]  # CPython >= 3.12
     except ImportError:
         from hashlib import sha512 as _sha512
 
@@ -24,9 +24,9 @@ MAC_ONLY_ENCRYPTED_INIT = bytes.fromhex("8a3fd2ad54ce66527b1034f3d147be0b0b975b3
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable
+    from typing import Any, Callable
 
-    Leaf = Callable[[object, list, list, bool], object]
+    Leaf = Callable[[object, list[str], list[list[str]], bool], object]
 _LEAF_TYPES = (str, int, float, GoTime, Comment)
 MAX_DEPTH = 200
 
@@ -43,7 +43,7 @@ def _walk_value(v: object, path: list[str], comments: list[list[str]], on_leaf: 
     raise FormatError(f"cannot walk a value of type {type(v).__name__} at {_where(path)}")
 
 
-def _walk_list(items: list, path: list[str], comments: list[list[str]], on_leaf: Leaf) -> list:
+def _walk_list(items: list[Any], path: list[str], comments: list[list[str]], on_leaf: Leaf) -> list[object]:
     if len(comments) > MAX_DEPTH:
         raise FormatError(f"tree is nested deeper than {MAX_DEPTH} levels")
     comments = comments + [[]]

@@ -24,12 +24,24 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from types import ModuleType
+    from typing import Protocol
+
+    from kvsops.sops.tree import Branch
+
+    class Store(Protocol):
+        """The module protocol above, for the type checker (each ``*_store`` module is one)."""
+
+        def load_plain(self, data: bytes) -> list[Branch]: ...
+        def load_encrypted(self, data: bytes) -> tuple[list[Branch], Branch]: ...
+        def emit_plain(self, docs: list[Branch], indent: int | None = None) -> bytes: ...
+        def emit_encrypted(self, docs: list[Branch], metadata: Branch, indent: int | None = None) -> bytes: ...
+        def emit_value(self, value: object, indent: int | None = None) -> bytes: ...
+        def has_metadata(self, data: bytes) -> bool: ...
 
 FORMATS = ("yaml", "json", "dotenv", "ini", "binary")
 
 
-def get(fmt: str) -> ModuleType:
+def get(fmt: str) -> Store:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}")
     name = f"kvsops.sops.stores.{fmt}_store"

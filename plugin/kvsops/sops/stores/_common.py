@@ -25,7 +25,7 @@ def _shortest_digits(x: float) -> tuple[str, int]:
         return "0", 1
     # strip trailing zeros, moving them into the exponent
     stripped = ds.rstrip("0")
-    exp_adj = int(exp) + (len(ds) - len(stripped))  # type: ignore[arg-type]
+    exp_adj = int(exp) + (len(ds) - len(stripped))
     return stripped, len(stripped) + exp_adj
 
 
@@ -253,7 +253,7 @@ def unflatten_metadata(items: list[tuple[str, object]]) -> Branch:
             if kind == "m":
                 node = node.subkeys.setdefault(str(tok), _Node())
             else:
-                node = node.indices.setdefault(int(tok), _Node())  # type: ignore[arg-type]
+                node = node.indices.setdefault(int(tok), _Node())  # type: ignore[call-overload]
         if node.has_value:
             raise errors.FormatError(f"error while unflattening metadata key {key!r}: duplicate value")
         node.has_value = True

@@ -68,6 +68,7 @@ class _Reader:
             raise _Unsupported
         out = Branch()
         seen: set[str] = set()
+        body: str | None
         while True:
             if first is not None:
                 body, first = first, None
@@ -133,6 +134,7 @@ class _Reader:
         return ": " in text or text.endswith(":")
 
     def _key(self, body: str) -> tuple[str, str]:
+        key: object
         if body[:1] in ("'", '"'):
             key, end = self._quoted(body)
             rest = body[end:]

@@ -221,11 +221,11 @@ def _parse_timestamp(s: str) -> GoTime | None:
     g = _ts_groups(s)
     if g is None:
         return None
-    year, month, day = g[0], int(g[1]), int(g[2])
+    year, month, day = g[0], int(g[1]), int(g[2])  # type: ignore[arg-type]  # the date is always there
     if g[3] is not None:
-        hh, mi, ss, frac, tz = int(g[4]), int(g[5]), int(g[6]), g[7], g[8]
+        hh, mi, ss, frac, tz = int(g[4]), int(g[5]), int(g[6]), g[7], g[8]  # type: ignore[arg-type]  # set with g[3]
     elif g[9] is not None:
-        hh, mi, ss, frac, tz = int(g[10]), int(g[11]), int(g[12]), g[13], None
+        hh, mi, ss, frac, tz = int(g[10]), int(g[11]), int(g[12]), g[13], None  # type: ignore[arg-type]  # set with g[9]
     else:
         hh = mi = ss = -1
         frac = tz = None
@@ -285,7 +285,8 @@ def resolve_plain(s: str, line: int | None = None) -> object:
 
 def _is_implicit(node: yaml.ScalarNode) -> bool:
     """PyYAML fills in implicit tags; only a tag it would not have chosen itself was written."""
-    return node.tag == _IMPLICIT.resolve(yaml.ScalarNode, node.value, (True, False))
+    same: bool = node.tag == _IMPLICIT.resolve(yaml.ScalarNode, node.value, (True, False))
+    return same
 
 
 def _resolve_node(node: yaml.ScalarNode, line: int) -> object:
@@ -562,6 +563,7 @@ def _build_from_events(events: Any) -> list[Branch]:
                 key = _scalar_from_event(ev, line)
                 if not isinstance(key, str):
                     raise errors.InputError(f"line {line}: mapping key is not a string")
+                assert top is not None  # is_key implies an open mapping
                 if top[3] is not None:
                     if key in top[3]:
                         raise errors.InputError(f"line {line}: mapping key {key!r} already defined at line {top[3][key]}")
@@ -1155,7 +1157,7 @@ def _write_value(w: _Writer, value: object, indent: int, inline: list[str], dept
 
 
 def _write_container_comments_only(w: _Writer, value: object, indent: int) -> None:
-    comments = [k.text for k, _ in value] if isinstance(value, Branch) else [c.text for c in value]  # type: ignore[union-attr]
+    comments = [k.text for k, _ in value] if isinstance(value, Branch) else [c.text for c in value]  # type: ignore[attr-defined]
     if comments:
         if w.col:
             w.nl()
