@@ -33,7 +33,9 @@ _DROP_PREFIX = "internal.config.kubernetes.io/"
 
 
 def label_of(cfg: Mapping[str, Any]) -> str:
-    meta = cfg.get("metadata") if isinstance(cfg.get("metadata"), Mapping) else {}
+    meta = cfg.get("metadata")
+    if not isinstance(meta, Mapping):
+        meta = {}
     return f"{cfg.get('kind', '?')} {str(meta.get('name', '?'))!r}"
 
 

@@ -100,8 +100,10 @@ class Sources:
         if resolving:
             from kvsops import references
 
-            items = [(self._where[ref], doc) for ref in resolving for doc in self._docs[ref]]
-            references.resolve(items, session, self.root.read, workers=workers(self.env))
+            located: list[tuple[str | None, Any]] = [
+                (self._where[ref], doc) for ref in resolving for doc in self._docs[ref]
+            ]
+            references.resolve(located, session, self.root.read, workers=workers(self.env))
 
     def docs(self, ref: Ref) -> list[Any]:
         return self._docs[ref]
