@@ -5,7 +5,8 @@ The harness reproduces the contract read from Argo CD's source (shared reference
 leaving it), the sidecar env plus the request env (``ARGOCD_APP_*``, ``KUBE_VERSION``,
 ``KUBE_API_VERSIONS``, ``ARGOCD_ENV_*``, ``ARGOCD_APP_PARAMETERS`` and the ``PARAM_*`` derived from
 it), cwd at the app path, no shell, and a deadline. Renders use real kustomize (5.6 and 5.8),
-Helm's engine (helm-python-sdk; no helm binary here) and plain mode.
+Helm's engine (helm-python-sdk; no helm binary here), tests/fake_helm.py as the helm binary (a test
+double of `helm template` running our downloader plugin as Helm 3 does) and plain mode.
 """
 
 from __future__ import annotations
@@ -227,6 +228,99 @@ def test_mode_parameter_overrides_detection(cmp: Cmp) -> None:
     # the kustomize overlay as plain: kustomization.yaml is not a Kubernetes object -> refused
     err = failed(cmp.run(EXAMPLES, "kustomize/overlay", params=[{"name": "mode", "string": "plain"}]))
     assert "kustomization.yaml" in err
+
+
+# ----------------------------------------------------------------------------- helm binary mode (fake helm)
+# No real Helm CLI can be installed here: tests/fake_helm.py is a test double of `helm template` that runs
+# the downloader plugins of $HELM_PLUGINS exactly as Helm 3 does (tests/helm_harness.py) and renders with
+# Helm's engine. KVSOPS_HELM_BIN selects it, so render.py takes its _helm_binary path.
+
+FAKE_HELM = REPO / "tests" / "fake_helm.py"
+HELM_PARAMS = [
+    {"name": "values-files", "array": ["values-prod.yaml", "secrets://secrets.enc.yaml"]},
+    {"name": "set", "map": {"image": "nginx:1.28"}},
+]
+
+
+def helm_sidecar(tmp: Path) -> dict[str, str]:
+    """The Dockerfile's setup: the legacy getter installed (symlinked) into HELM_PLUGINS; calls logged."""
+    from tests import helm_harness as hh
+
+    plugins = tmp / "helm-plugins"
+    if not plugins.exists():
+        hh.install(hh.LEGACY_GETTER, plugins)
+    return {"KVSOPS_HELM_BIN": str(FAKE_HELM), "HELM_PLUGINS": str(plugins),
+            "HELM_CACHE_HOME": str(tmp / "helm/cache"), "HELM_CONFIG_HOME": str(tmp / "helm/config"),
+            "HELM_DATA_HOME": str(tmp / "helm/data"), "FAKE_HELM_LOG": str(tmp / "fake-helm.log")}
+
+
+def helm_calls(tmp: Path) -> list[dict[str, Any]]:
+    log = tmp / "fake-helm.log"
+    return [json.loads(ln) for ln in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_helm_binary_mode_renders_what_the_engine_renders(cmp: Cmp, tmp_path: Path) -> None:
+    pytest.importorskip("helm_python")
+    engine = cmp.run(EXAMPLES, "argocd/helm", params=HELM_PARAMS)
+    assert engine.returncode == 0, engine.stderr.decode()
+    binary = cmp.run(EXAMPLES, "argocd/helm", params=HELM_PARAMS, sidecar=helm_sidecar(tmp_path))
+    assert binary.returncode == 0, binary.stderr.decode()
+    by_kind = [{d["kind"]: d for d in objs(p.stdout)} for p in (engine, binary)]
+    assert by_kind[0].keys() == by_kind[1].keys() == {"Secret", "Deployment"}
+    for kind in ("Secret", "Deployment"):
+        assert by_kind[1][kind] == by_kind[0][kind]
+    assert secret_value(by_kind[1]["Secret"], "DB_PASSWORD") == HELM_PASSWORD
+    assert b"ENC[" not in binary.stdout and HELM_PASSWORD.encode() not in binary.stderr
+    # helm template's stream: one "# Source: CHART/templates/X" per document, Secret before Deployment
+    assert re.findall(rb"^# Source: (.*)$", binary.stdout, re.M) == [b"web/templates/secret.yaml",
+                                                                     b"web/templates/deployment.yaml"]
+    # the downloader really ran, once, for the encrypted file only, invoked as Helm 3 invokes it
+    calls = helm_calls(tmp_path)
+    assert len(calls) == 1, calls
+    (call,) = calls
+    assert call["returncode"] == 0
+    assert call["argv"][0] == str(tmp_path / "helm-plugins/kvsops-getter-legacy/bin/kvsops-helm")
+    assert call["argv"][1:] == ["downloader", "", "", "", "kvsops://secrets.enc.yaml"]
+    assert call["cwd"].endswith("/argocd/helm") and call["env"]["HELM_NAMESPACE"] == "demo"
+
+
+def test_helm_binary_mode_tampered_values_fail_the_whole_render(cmp: Cmp, tmp_path: Path) -> None:
+    pytest.importorskip("helm_python")
+    root = cmp.copy_repo(EXAMPLES)
+    enc = root / "argocd/helm/secrets.enc.yaml"
+    doc = enc.read_text()
+    pw = re.search(r"^    password: (ENC\[.*\])$", doc, re.M)
+    key = re.search(r"^apiKey: (ENC\[.*\])$", doc, re.M)
+    assert pw and key
+    # swap two ciphertexts: each is authenticated with its own key path, so neither decrypts
+    doc = doc.replace(pw.group(1), "@PW@").replace(key.group(1), pw.group(1)).replace("@PW@", key.group(1))
+    enc.write_text(doc)
+    err = failed(cmp.run(EXAMPLES, "argocd/helm", copy=root, params=HELM_PARAMS, sidecar=helm_sidecar(tmp_path)),
+                 "GENERATOR")
+    assert "helm template failed" in err
+    assert 'plugin "bin/kvsops-helm downloader" exited with error' in err
+    assert "secrets.enc.yaml" in err
+    calls = helm_calls(tmp_path)
+    assert len(calls) == 1 and calls[0]["returncode"] != 0
+
+
+def test_helm_binary_mode_policy_reaches_the_downloader(cmp: Cmp, tmp_path: Path) -> None:
+    pytest.importorskip("helm_python")
+    pol = policy({"projects": ["team-a"], "age": [DEMO_RECIPIENT]}, {"projects": ["team-b"], "age": [OTHER_RECIPIENT]})
+    side = {**helm_sidecar(tmp_path), "KVSOPS_POLICY": pol}
+    ok = cmp.run(EXAMPLES, "argocd/helm", project="team-a", params=HELM_PARAMS, sidecar=side)
+    assert ok.returncode == 0, ok.stderr.decode()
+    assert secret_value(next(d for d in objs(ok.stdout) if d["kind"] == "Secret"), "DB_PASSWORD") == HELM_PASSWORD
+    # a file encrypted for a key outside team-b's policy: the downloader, run by helm, refuses it
+    err = failed(cmp.run(EXAMPLES, "argocd/helm", project="team-b", params=HELM_PARAMS, sidecar=side), "GENERATOR")
+    assert "refused by policy" in err
+    calls = helm_calls(tmp_path)
+    assert [c["returncode"] == 0 for c in calls] == [True, False]
+    # the grant (not the environment's project) told the downloader what is allowed; removed afterwards
+    grants = [c["env"]["KVSOPS_POLICY_GRANT"] for c in calls]
+    assert all(g and os.path.isabs(g) for g in grants) and grants[0] != grants[1]
+    assert not any(os.path.exists(g) for g in grants)
+    assert not [p for p in cmp.sidecar_tmp.iterdir() if p.name.startswith("kvsops-grant-")]
 
 
 # ----------------------------------------------------------------------------- never an empty success
