@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import compileall
+import os
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -33,3 +35,23 @@ def strace(tools: object) -> str:
     if not found:
         tools.missing("strace")  # type: ignore[attr-defined]
     return found  # type: ignore[return-value]
+
+
+@pytest.fixture
+def kv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, dict[str, str]]]:
+    """The Key Vault emulator with key ``k`` and a workload identity; azure-identity reads
+    os.environ itself, so the environment is also set there for in-process wrapping."""
+    pytest.importorskip("azure.keyvault.keys")
+    from tests.azure_emulator import KeyVaultEmulator
+
+    for name in list(os.environ):
+        if name.startswith(("AZURE_", "IDENTITY_", "MSI_", "KVSOPS_")) or name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name, raising=False)
+    with KeyVaultEmulator() as emu:
+        emu.create_key("k")
+        env = emu.base_env()
+        env.update(emu.workload_identity_env("renderer", tmp_path / "token"))
+        env["KVSOPS_AZURE_VERIFY_CHALLENGE_RESOURCE"] = "false"
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        yield emu, env

@@ -239,10 +239,8 @@ class Trace:
                 cwd_of[pid] = os.path.normpath(os.path.join(here, paths[0]))
                 continue
             if call in _OPEN:
-                flags = args.split(",")
                 if not any(f in args for f in _WRITE_FLAGS) or not paths:
                     continue
-                del flags
                 targets = paths[:1]
             elif call in _MODIFY:
                 targets = paths[:2] if call.startswith(("rename", "link", "symlink")) else paths[:1]

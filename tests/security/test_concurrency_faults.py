@@ -82,24 +82,6 @@ def test_32_parallel_renders_identical_and_clean(tree: dict[str, Any], env: dict
 # ----------------------------------------------------------------------------------- Key Vault faults
 
 
-@pytest.fixture
-def kv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    pytest.importorskip("azure.keyvault.keys")
-    from tests.azure_emulator import KeyVaultEmulator
-
-    for name in list(os.environ):
-        if name.startswith(("AZURE_", "IDENTITY_", "MSI_", "KVSOPS_")) or name.lower().endswith("_proxy"):
-            monkeypatch.delenv(name, raising=False)
-    with KeyVaultEmulator() as emu:
-        emu.create_key("k")
-        env = emu.base_env()
-        env.update(emu.workload_identity_env("renderer", tmp_path / "token"))
-        env["KVSOPS_AZURE_VERIFY_CHALLENGE_RESOURCE"] = "false"
-        for k, v in env.items():  # azure-identity reads os.environ itself (in-process wrapping)
-            monkeypatch.setenv(k, v)
-        yield emu, env
-
-
 def _kv_tree(emu: Any, env: dict[str, str], age: Age, root: Path, secret: str) -> bytes:
     """A generator over two files: one age (fine) and one Key Vault (faulted): all or nothing."""
     from kvsops import api

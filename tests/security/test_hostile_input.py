@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.security.plugin import record
-from tests.security.support import KVSOPS, KVSOPS_KRM, Age, Limits, clean_env, run
+from tests.security.support import KVSOPS, KVSOPS_KRM, Age, Limits, run
 
 pytestmark = pytest.mark.security
 CAT = "hostile input"

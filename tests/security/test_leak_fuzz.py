@@ -10,10 +10,8 @@ timeouts from the emulator.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -190,24 +188,6 @@ def test_path_refusals_leak_nothing(tmp_path: Path, debug: bool) -> None:
 
 
 # ----------------------------------------------------------------------------------- Key Vault
-
-
-@pytest.fixture
-def kv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    pytest.importorskip("azure.keyvault.keys")
-    from tests.azure_emulator import KeyVaultEmulator
-
-    for name in list(os.environ):
-        if name.startswith(("AZURE_", "IDENTITY_", "MSI_", "KVSOPS_")) or name.lower().endswith("_proxy"):
-            monkeypatch.delenv(name, raising=False)
-    with KeyVaultEmulator() as emu:
-        emu.create_key("k")
-        env = emu.base_env()
-        env.update(emu.workload_identity_env("renderer", tmp_path / "token"))
-        env["KVSOPS_AZURE_VERIFY_CHALLENGE_RESOURCE"] = "false"
-        for k, v in env.items():
-            monkeypatch.setenv(k, v)
-        yield emu, env
 
 
 def _kv_file(emu: Any, env: dict[str, str], plain: str) -> tuple[bytes, bytes]:

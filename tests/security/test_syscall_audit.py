@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from tests.security.plugin import record
-from tests.security.support import STRACE_OPTS, KVSOPS, KVSOPS_KRM, Age, Run, Trace, canary, clean_env, leaks, run, strace_path
+from tests.security.support import STRACE_OPTS, KVSOPS, KVSOPS_KRM, Age, Run, Trace, canary, leaks, run, strace_path
 
 pytestmark = [pytest.mark.security, pytest.mark.usefixtures("precompiled", "strace")]
 CAT = "syscall audit"

@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 
 from kvsops import api, errors
 from kvsops.sops import stores, values
-from kvsops.sops.metadata import KeyEntry
 from kvsops.sops.rules import SelectionRule
 from kvsops.sops.tree import Branch
 from tests.security.plugin import record
