@@ -140,7 +140,6 @@ def test_version_help_and_usage_errors(cli: Cli, ws: Path) -> None:
     assert b"decrypt" in cli("--help", cwd=ws).stdout
     fails(cli("frobnicate", cwd=ws, ok=None), 2, "invalid choice")
     fails(cli("decrypt", "--no-such-flag", "x", cwd=ws, ok=None), 2)
-    fails(cli("refs", cwd=ws, ok=None), 2, "not available")
 
 
 def test_python_dash_m_and_console_script_agree(cli: Cli, ws: Path) -> None:

@@ -6,8 +6,6 @@ kvsops encrypts -> `sops -d` decrypts it (verifying our MAC) to what it prints f
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.integration.interop_helpers import (

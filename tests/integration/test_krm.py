@@ -7,7 +7,6 @@ Inputs are encrypted by kvsops to a throwaway age key made per test.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import yaml
 
 from kvsops.generate.hashing import name_hash
 from tests.conftest import REPO_ROOT
-from tests.krm_support import VENV_BIN, AgeKey, b64d, by_name, docs
+from tests.krm_support import VENV_BIN, AgeKey, b64d, docs
 
 VERSIONS = ["kustomize56", "kustomize58"]
 KRM_FN = {"config.kubernetes.io/function": "exec:\n  path: kvsops-krm\n"}

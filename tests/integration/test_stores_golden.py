@@ -12,7 +12,6 @@ compared as a set).
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 

@@ -22,7 +22,6 @@ DISPATCH: dict[str, tuple[str, str] | None] = {
     "install-plugins": ("kvsops.entry.krm", "install_plugins_main"),
     "helm": ("kvsops.entry.helm", "main"),
     "argocd": ("kvsops.entry.argocd", "main"),
-    "refs": None,
 }
 
 
@@ -54,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             func = _dispatched(rest[0])
         except UsageError as exc:
-            return report.guarded(lambda: _raise(exc), debug=debug)
+            unavailable = exc  # `exc` is unbound after the except block; keep the error explicitly
+            return report.guarded(lambda: _raise(unavailable), debug=debug)
         return int(func(rest[1:]) or 0)
     return report.guarded(lambda: _own_command(args), debug="--debug" in args)
 
