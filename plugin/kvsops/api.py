@@ -69,7 +69,7 @@ class Session:
         # A policy hook (Argo CD key policy): returns a refusal reason for an entry, or None.
         self.allowed_entry = allowed_entry
         # The same for Key Vault secret references (vault_url, name, version) -> refusal or None;
-        # see kvsops.references (a Session with allowed_entry but no allowed_secret refuses them).
+        # see kvsops.refs.resolve (a Session with allowed_entry but no allowed_secret refuses them).
         self.allowed_secret = allowed_secret
         self._lock = allocate_lock()
         self._unwrappers: dict[str, object] = {}

@@ -226,3 +226,14 @@ class Timeout(KvsopsError):
 class Interrupted(KvsopsError):
     code = "INTERRUPTED"
     exit_code = 130
+
+
+# Raised by key backends and the Key Vault plumbing, turned into KvsopsErrors by the session layer.
+
+
+class NotMyKey(Exception):
+    """This backend holds no key for the entry: try the next one. The message is public."""
+
+
+class KeyFailure(Exception):
+    """A real failure (permission, network, corrupt wrapped key). The message is public."""

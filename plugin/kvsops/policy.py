@@ -28,7 +28,7 @@ but unreadable, invalid, or has no rule for the project refuses everything (fail
           - https://team-a.vault.azure.net/secrets/*             # name "*": any secret of that vault
 
 The allowed keys of a render are the union over every matching rule. A Key Vault reference
-(``ref+azurekeyvault://``, see kvsops.refs) is checked against ``azure_secrets`` before any call;
+(``ref+azurekeyvault://``, see kvsops.refs.grammar) is checked against ``azure_secrets`` before any call;
 under a policy, a secret that no matching rule lists is refused.
 
 Child processes (the contract for the KRM function and the Helm downloader)

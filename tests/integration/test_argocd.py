@@ -621,7 +621,7 @@ def test_plugin_yaml_matches_the_cmp_schema() -> None:
         assert argv[0] not in ("sh", "bash", "/bin/sh", "/bin/bash")
     assert "discover" not in spec or set(spec["discover"]) == {"fileName"} and "*" not in spec["discover"]["fileName"]
     assert spec["preserveFileMode"] is False and spec["provideGitCreds"] is False
-    from kvsops.argocd.settings import PARAMETERS
+    from kvsops.hosts.argocd.settings import PARAMETERS
 
     for ann in spec["parameters"]["static"]:
         assert set(ann) <= ANNOUNCEMENT_FIELDS
@@ -750,7 +750,7 @@ def test_repo_server_patch_applies_with_kustomize(tools: Any, tmp_path: Path) ->
 def test_example_applications_are_valid() -> None:
     apps = sorted((EXAMPLES / "argocd/applications").glob("*.yaml"))
     assert {p.stem for p in apps} >= {"kustomize", "helm", "plain"}
-    from kvsops.argocd.settings import PARAMETERS
+    from kvsops.hosts.argocd.settings import PARAMETERS
 
     plugin = yaml.safe_load((REPO / "argocd/plugin.yaml").read_text())
     name = f"{plugin['metadata']['name']}-{plugin['spec']['version']}"

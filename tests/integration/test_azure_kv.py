@@ -31,7 +31,8 @@ import yaml
 pytest.importorskip("azure.identity")
 pytest.importorskip("azure.keyvault.keys")
 
-from kvsops import azure_common, errors  # noqa: E402
+from kvsops import errors  # noqa: E402
+from kvsops.azure import common as azure_common  # noqa: E402
 from kvsops.keys import azure_kv  # noqa: E402
 from kvsops.keys.base import KeyContext, KeyFailure  # noqa: E402
 from tests.azure_emulator import KeyVaultEmulator  # noqa: E402
@@ -139,7 +140,7 @@ def test_module_import_does_not_import_azure() -> None:
 
 
 def test_common_and_secrets_import_does_not_import_azure() -> None:
-    code = ("import sys; import kvsops.azure_common as c, kvsops.azure_secrets as s;"
+    code = ("import sys; import kvsops.azure.common as c, kvsops.azure.secrets as s;"
             "c.Settings.from_env({'KVSOPS_AZURE_CREDENTIAL': 'workload-identity'}); c.scrub('x'); c.error_codes(None);"
             "print(sorted(x for x in sys.modules if x.split('.')[0] == 'azure'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kvsops.generate.hashing import name_hash
+from kvsops.hosts.kustomize.hashing import name_hash
 from tests.conftest import REPO_ROOT
 from tests.krm_support import VENV_BIN, AgeKey, b64d, docs
 
@@ -147,7 +147,7 @@ def test_exec_args_form_on_58_and_rejected_by_56(tools, tmp_path: Path, key: Age
 
 
 def test_legacy_plugin_kubectl(tools, tmp_path: Path, key: AgeKey) -> None:  # type: ignore[no-untyped-def]
-    from kvsops.entry.install import install
+    from kvsops.hosts.kustomize.install import install
 
     install(tmp_path / "plugins")
     overlay = _project(tmp_path / "p", key, fn=None)
@@ -189,7 +189,7 @@ def test_hash_equals_kustomize_builtin_secret_generator(tools, version: str, tmp
 
 @pytest.mark.parametrize("mode", ["krm-5.6", "krm-5.8", "legacy-kubectl"])
 def test_sopssecretgenerator(tools, mode: str, tmp_path: Path, key: AgeKey) -> None:  # type: ignore[no-untyped-def]
-    from kvsops.entry.install import install
+    from kvsops.hosts.kustomize.install import install
 
     key.write(tmp_path / "v.enc.env", "A=\"kept\" # as is\n")
     key.write(tmp_path / "v.enc.yaml", "B: 2\n")
@@ -317,7 +317,7 @@ def test_rendering_writes_no_file(tools, tmp_path: Path, key: AgeKey) -> None:  
 @pytest.mark.parametrize("mode", ["krm-5.6", "legacy-kubectl"])
 def test_string_values_stay_strings_in_yaml_12(tools, mode: str, tmp_path: Path, key: AgeKey) -> None:  # type: ignore[no-untyped-def]
     """PyYAML writes YAML 1.1; kustomize reads 1.2: "1e3" or "0o17" must not become numbers."""
-    from kvsops.entry.install import install
+    from kvsops.hosts.kustomize.install import install
 
     values = {"A": "1e3", "B": "0o17", "C": "0b101", "D": "+12", "E": "2024-01-01", "F": "~", "G": "multi\\nline"}
     key.write(tmp_path / "v.enc.env", "".join(f"{k}={v}\n" for k, v in values.items()))

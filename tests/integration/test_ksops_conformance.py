@@ -49,7 +49,7 @@ def gnupg(ksops_dir: Path, tools) -> "Path":  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def plugin_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from kvsops.entry.install import install
+    from kvsops.hosts.kustomize.install import install
 
     home = tmp_path_factory.mktemp("plugins")
     install(home)
@@ -94,7 +94,7 @@ def test_legacy_case_kubectl(case: str, tools, gnupg: Path, plugin_home: Path, k
 @pytest.mark.parametrize("version", ["kustomize56", "kustomize58"])
 def test_legacy_case_xdg(case: str, version: str, tools, gnupg: Path, tmp_path: Path, ksops_dir: Path) -> None:  # type: ignore[no-untyped-def]
     """The layout KSOPS documents for Argo CD: $XDG_CONFIG_HOME/kustomize/plugin/viaduct.ai/v1/ksops/ksops."""
-    from kvsops.entry.install import install
+    from kvsops.hosts.kustomize.install import install
 
     install(tmp_path / "kustomize" / "plugin")
     env = _env(tools, gnupg, XDG_CONFIG_HOME=str(tmp_path))

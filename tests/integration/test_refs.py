@@ -25,7 +25,8 @@ import yaml
 pytest.importorskip("azure.identity")
 pytest.importorskip("azure.keyvault.secrets")
 
-from kvsops import api, errors, references  # noqa: E402
+from kvsops import api, errors  # noqa: E402
+from kvsops.refs import resolve as references  # noqa: E402
 from tests.azure_emulator import KeyVaultEmulator  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -265,7 +266,7 @@ def test_helm_wrapper_routes_files_with_references(w: World, tmp_path: Path) -> 
 
 
 def test_kustomize_generator_references(w: World, tmp_path: Path) -> None:
-    from kvsops.generate import generate
+    from kvsops.hosts.kustomize.generate import generate
 
     _encrypt(tmp_path / "app.enc.yaml", {"DB_PASSWORD": w.ref("db-password"), "DB_PORT": w.ref("app-config#/port"),
                                          "DSN": f"app:{w.ref('db-password')}+@db"})
@@ -282,8 +283,8 @@ def test_kustomize_generator_references(w: World, tmp_path: Path) -> None:
 
 def test_one_token_for_a_key_and_a_secret_in_one_render(w: World, tmp_path: Path) -> None:
     """A render that unwraps an azure_kv data key and reads a Key Vault secret uses one credential:
-    one token request for both (kvsops.azure_common's per-process state)."""
-    from kvsops.generate import generate
+    one token request for both (kvsops.azure.common's per-process state)."""
+    from kvsops.hosts.kustomize.generate import generate
 
     w.emu.create_key("sops-key")
     doc = {"DB_PASSWORD": w.ref("db-password"), "PLAIN": "from-the-file"}

@@ -16,9 +16,10 @@ import pytest
 import yaml
 
 from kvsops import errors
-from kvsops.entry import krm
-from kvsops.generate import common, dotenv, generate
-from kvsops.generate.paths import Root
+from kvsops.hosts.kustomize import krm
+from kvsops.hosts.kustomize import common, dotenv
+from kvsops.hosts.kustomize.generate import generate
+from kvsops.hosts.kustomize.paths import Root
 from tests.krm_support import AgeKey, b64d, by_name
 
 
@@ -123,7 +124,7 @@ def test_template_strict_and_sandboxed(root: Path, key: AgeKey) -> None:
 def test_jinja2_is_imported_only_for_templates(root: Path, key: AgeKey) -> None:
     key.write(root / "a.enc.env", "A=1\n")
     code = (
-        "import sys, json\nfrom kvsops.generate import generate\n"
+        "import sys, json\nfrom kvsops.hosts.kustomize.generate import generate\n"
         "generate([json.loads(sys.argv[1])], root=sys.argv[2])\n"
         "assert 'jinja2' not in sys.modules, 'jinja2 imported'\n"
     )
@@ -308,8 +309,8 @@ def test_krm_rejects_garbage_without_echoing_it(root: Path, key: AgeKey, monkeyp
 @pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parents[2] / "kustomize" / "examples").glob("*.yaml")))
 def test_documented_example_configs_are_valid(name: str, tmp_path: Path) -> None:
     """Every config in kustomize/examples plans cleanly (files are named, not read, at plan time)."""
-    from kvsops.generate import _module
-    from kvsops.generate.sources import Sources
+    from kvsops.hosts.kustomize.generate import _module
+    from kvsops.hosts.kustomize.sources import Sources
 
     cfg = yaml.safe_load((Path(__file__).parents[2] / "kustomize" / "examples" / name).read_text())
     src = Sources(Root(tmp_path), {})

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kvsops import helmurl
+from kvsops.hosts.helm import urls as helmurl
 from tests import helm_harness as hh
 
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")

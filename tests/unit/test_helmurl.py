@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kvsops import errors, helmurl
-from kvsops.helmurl import AGE_IMPORT, FILE, GPG_IMPORT, LITERAL, Request
+from kvsops import errors
+from kvsops.hosts.helm import urls as helmurl
+from kvsops.hosts.helm.urls import AGE_IMPORT, FILE, GPG_IMPORT, LITERAL, Request
 
 
 @pytest.mark.parametrize("url,req", [

@@ -5,7 +5,7 @@ import sys
 
 import pyrage
 
-from kvsops import keyring
+from kvsops.keys import keyring
 
 
 def ident():

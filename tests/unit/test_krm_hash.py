@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from kvsops.generate.hashing import encode, go_json, hash_input, hashed_name, name_hash
+from kvsops.hosts.kustomize.hashing import encode, go_json, hash_input, hashed_name, name_hash
 
 
 def test_ksops_hash_fixture_value() -> None:

@@ -1,4 +1,4 @@
-"""kvsops.refs: the vals reference grammar, typed/interpolated substitution, and the resolver
+"""kvsops.refs.grammar: the vals reference grammar, typed/interpolated substitution, and the resolver
 (fetchers injected: no network, no files)."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from kvsops import errors, refs
-from kvsops.refs import Fetched, Ref, Resolver
+from kvsops import errors
+from kvsops.refs import grammar as refs
+from kvsops.refs.grammar import Fetched, Ref, Resolver
 from kvsops.sops.tree import Branch
 
 

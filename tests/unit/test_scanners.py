@@ -13,7 +13,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from kvsops import _b64, helmurl
+from kvsops import _b64
+from kvsops.hosts.helm import urls as helmurl
 from kvsops.sops import metadata, tree, values
 from kvsops.sops.stores import yaml_store as ys
 
@@ -255,8 +256,8 @@ def test_helm_url_checks_match_regexes(text):
 
 @pytest.mark.parametrize("code", [
     # the decrypt and downloader paths' modules, and the scanners run on every kind of scalar
-    "import kvsops.cli.main, kvsops.cli.commands, kvsops.api, kvsops.entry.helm, kvsops.helmget, kvsops.helmurl,"
-    " kvsops.policy, kvsops.keys.age, kvsops.keyring, kvsops.sops.stores.yaml_fast\n"
+    "import kvsops.cli.main, kvsops.cli.commands, kvsops.api, kvsops.hosts.helm.main, kvsops.hosts.helm.downloader, kvsops.hosts.helm.urls,"
+    " kvsops.policy, kvsops.keys.age, kvsops.keys.keyring, kvsops.sops.stores.yaml_fast\n"
     "from kvsops.sops.stores import yaml_store as ys\n"
     "for s in ('1', '0x1f', '1.5', '.5', '2024-01-02', '2024-01-02T03:04:05Z', 'abc', 'true', '~'):\n"
     "    ys.resolve_plain(s); ys._style_for(s, False)\n"

@@ -18,10 +18,10 @@ if TYPE_CHECKING:
 
 # Subcommands owned by other modules: name -> (module, function), imported only when used.
 DISPATCH: dict[str, tuple[str, str] | None] = {
-    "krm": ("kvsops.entry.krm", "main"),
-    "install-plugins": ("kvsops.entry.krm", "install_plugins_main"),
-    "helm": ("kvsops.entry.helm", "main"),
-    "argocd": ("kvsops.entry.argocd", "main"),
+    "krm": ("kvsops.hosts.kustomize.krm", "main"),
+    "install-plugins": ("kvsops.hosts.kustomize.krm", "install_plugins_main"),
+    "helm": ("kvsops.hosts.helm.main", "main"),
+    "argocd": ("kvsops.hosts.argocd.main", "main"),
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from _thread import allocate_lock
 
-from kvsops import keyring
+from kvsops.keys import keyring
 from kvsops.keys.armor import armor, dearmor
 from kvsops.keys.base import KeyContext, KeyFailure, NotMyKey
 

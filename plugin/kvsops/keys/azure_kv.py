@@ -11,7 +11,7 @@ When the key cannot be read, encryption falls back to the remote ``encrypt`` ope
 
 The Azure SDKs are an optional extra and are imported only inside functions, so an age-only
 decrypt never imports them. Settings, credential, clients, retries, deadline and the common error
-classification live in ``kvsops.azure_common`` (shared with Key Vault secrets, see docs/azure.md):
+classification live in ``kvsops.azure.common`` (shared with Key Vault secrets, see docs/azure.md):
 one credential per process, shared with secret references, and one KeyClient per vault, shared by
 every file; first use of each key is serialized per vault so that concurrent files produce one
 challenge and one token request, later calls run in parallel.
@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, TypeVar
 
-from kvsops import azure_common as ac
+from kvsops.azure import common as ac
 from kvsops.keys.base import KeyContext, KeyFailure
 
 KIND = "azure_kv"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from typing import Mapping
 
-from kvsops import keyring
+from kvsops.keys import keyring
 from kvsops.keys.base import KeyContext, KeyFailure, NotMyKey
 from kvsops.sops.metadata import now_rfc3339
 

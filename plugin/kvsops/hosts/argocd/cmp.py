@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from kvsops import errors, policy
-from kvsops.argocd import output, render, settings
+from kvsops.hosts.argocd import output, render, settings
 
 DEFAULT_DEADLINE_SECONDS = 55.0  # Argo CD's repo-server default is 60 s for the whole request
 
@@ -74,7 +74,7 @@ def generate(env: Mapping[str, str], cwd: str | None = None) -> bytes:
     with _grant(ctx):
         stream = render.MODES[mode](ctx)
         if ctx.settings.references:
-            from kvsops.argocd.references import resolve_stream
+            from kvsops.hosts.argocd.references import resolve_stream
 
             stream = resolve_stream(ctx, stream, f"{mode} render")
     return output.finish(stream, allow_empty=ctx.settings.allow_empty, what=f"{mode} render")

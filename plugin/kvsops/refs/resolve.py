@@ -1,4 +1,4 @@
-"""Resolving ``ref+`` references for a host: fetchers built from a Session (see ``kvsops.refs``).
+"""Resolving ``ref+`` references for a host: fetchers built from a Session (see ``kvsops.refs.grammar``).
 
 A host (Helm downloader, kustomize generator, Argo CD generate) calls :func:`resolve` with its trees
 and a ``read_file`` that applies *its* path policy; ``ref+sops://FILE`` then reads FILE through that
@@ -15,7 +15,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Sequence
 
-from kvsops import errors, refs
+from kvsops import errors
+from kvsops.refs import grammar as refs
 
 ReadFile = Callable[[str], bytes]
 DEFAULT_WORKERS = 8
@@ -55,7 +56,7 @@ def _check(session: Any) -> refs.Check:
 
 def _azure(session: Any) -> refs.Fetcher:
     def fetch(ref: refs.Ref) -> refs.Fetched:
-        from kvsops import azure_secrets
+        from kvsops.azure import secrets as azure_secrets
 
         return refs.Fetched(azure_secrets.get_secret(session.ctx, ref.vault_url, ref.name, ref.version).value)
 

@@ -13,7 +13,7 @@ import os
 
 from kvsops import errors
 from kvsops._record import Record
-from kvsops.generate.paths import Root
+from kvsops.hosts.kustomize.paths import Root
 
 TYPE_CHECKING = False  # typing costs milliseconds of every kustomize generator's start-up
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ class Sources:
             self._docs[ref] = dec.docs
         resolving = [ref for ref in refs if ref.refs]
         if resolving:
-            from kvsops import references
+            from kvsops.refs import resolve as references
 
             located: list[tuple[str | None, Any]] = [
                 (self._where[ref], doc) for ref in resolving for doc in self._docs[ref]

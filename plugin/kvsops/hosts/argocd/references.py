@@ -15,8 +15,9 @@ import base64
 import binascii
 from typing import Any
 
-from kvsops import errors, refs
-from kvsops.argocd import output, render
+from kvsops import errors
+from kvsops.refs import grammar as refs
+from kvsops.hosts.argocd import output, render
 
 
 def _name(doc: dict[str, Any]) -> str:
@@ -93,7 +94,7 @@ def resolve_stream(ctx: render.Context, stream: bytes, what: str) -> bytes:
         return stream
     import yaml
 
-    from kvsops import references
+    from kvsops.refs import resolve as references
 
     docs = output.objects(stream, what)
     plan = _Plan()

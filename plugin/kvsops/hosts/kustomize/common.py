@@ -4,14 +4,14 @@ from __future__ import annotations
 
 
 from kvsops import errors
-from kvsops.generate.sources import scalar_text
+from kvsops.hosts.kustomize.sources import scalar_text
 from collections.abc import Mapping  # isinstance checks at run time
 
 TYPE_CHECKING = False  # typing costs milliseconds of every kustomize generator's start-up
 if TYPE_CHECKING:
     from typing import Any, Callable, Sequence
 
-    from kvsops.generate.sources import Ref, Sources
+    from kvsops.hosts.kustomize.sources import Ref, Sources
 
 NEEDS_HASH = "kustomize.config.k8s.io/needs-hash"
 BEHAVIOR = "kustomize.config.k8s.io/behavior"

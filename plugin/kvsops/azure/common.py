@@ -1,4 +1,4 @@
-"""Azure Key Vault plumbing shared by keys (``kvsops.keys.azure_kv``) and secrets (``kvsops.azure_secrets``).
+"""Azure Key Vault plumbing shared by keys (``kvsops.keys.azure_kv``) and secrets (``kvsops.azure.secrets``).
 
 Settings from the injected environment (``ctx.env``, see docs/azure.md), the lazy SDK import with
 its install hint, the transport, the deadline-bounded retry policy (429 with Retry-After, 408/5xx,
@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, TypeVar
 
 from kvsops import errors
-from kvsops.keys.base import KeyContext, KeyFailure
+from kvsops.context import KeyContext
+from kvsops.errors import KeyFailure
 
 DEFAULT_DEADLINE_SECONDS = 60.0
 # Retries and per-try timeouts: bounded so that one render stays well inside Argo CD's 60 s.

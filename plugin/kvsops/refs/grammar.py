@@ -14,7 +14,7 @@ is vals' ``DefaultRefRegexp``: a reference ends at ``+``, a space or a newline, 
 character is not ``"`` or ``,``; a trailing ``+`` lets text follow directly (``ref+a+-suffix``).
 
 This module is pure: it never reads files, the environment or the network. The host hands a
-:class:`Resolver` one fetcher per backend (``kvsops.references`` builds them from a Session) and an
+:class:`Resolver` one fetcher per backend (``kvsops.refs.resolve`` builds them from a Session) and an
 optional policy check; every reference is checked before any fetch, and each distinct source is
 fetched once, concurrently, through a shared cache. Error messages name the reference, never a value.
 """

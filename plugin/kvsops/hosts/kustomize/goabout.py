@@ -9,8 +9,8 @@ from __future__ import annotations
 
 
 from kvsops import errors
-from kvsops.generate import common, dotenv
-from kvsops.generate.sources import Sources, b64, flat_map, split_key_path, utf8
+from kvsops.hosts.kustomize import common, dotenv
+from kvsops.hosts.kustomize.sources import Sources, b64, flat_map, split_key_path, utf8
 
 TYPE_CHECKING = False  # typing costs milliseconds of every kustomize generator's start-up
 if TYPE_CHECKING:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 
 from kvsops import errors
-from kvsops.generate import common
-from kvsops.generate.paths import Root
-from kvsops.generate.sources import Sources
+from kvsops.hosts.kustomize import common
+from kvsops.hosts.kustomize.paths import Root
+from kvsops.hosts.kustomize.sources import Sources
 from collections.abc import Mapping  # isinstance checks at run time
 
 TYPE_CHECKING = False  # typing costs milliseconds of every kustomize generator's start-up
@@ -44,7 +44,7 @@ def _module(cfg: Mapping[str, Any]) -> Any:
             where=common.label_of(cfg),
             hint="use kvsops/v1 SopsGenerator, viaduct.ai/v1 ksops or goabout.com/v1beta1 SopsSecretGenerator",
         )
-    return importlib.import_module(f"kvsops.generate.{KINDS[str(kind)]}")
+    return importlib.import_module(f"kvsops.hosts.kustomize.{KINDS[str(kind)]}")
 
 
 def generate(

@@ -1,7 +1,7 @@
 """Helm downloader URLs (helm-secrets' grammar), the path policy, and the wrapper's argv rewrite.
 
 Pure apart from ``os.path.realpath`` (injected where it matters): no file is read here, no process
-is spawned, the environment is passed in. ``kvsops.helmget`` does the I/O and ``kvsops.entry.helm``
+is spawned, the environment is passed in. ``kvsops.hosts.helm.downloader`` does the I/O and ``kvsops.hosts.helm.main``
 translates Helm's protocol.
 
 Grammar, after ``scheme://`` and taken from the raw string Helm passes (no URL decoding, ``?``
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from typing import Callable, Mapping, Sequence
 
 FILE, AGE_IMPORT, GPG_IMPORT, LITERAL = "file", "age-import", "gpg-import", "literal"
-REFS = "refs"  # kvsops+refs://FILE: a SOPS or plain file whose ref+ references are resolved (kvsops.helmrefs)
+REFS = "refs"  # kvsops+refs://FILE: a SOPS or plain file whose ref+ references are resolved (kvsops.hosts.helm.refs)
 
 SCHEMES: dict[str, str] = {
     "kvsops": FILE,

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from kvsops import api, errors
-from kvsops.argocd.output import objects
-from kvsops.argocd.settings import Settings
+from kvsops.hosts.argocd.output import objects
+from kvsops.hosts.argocd.settings import Settings
 from kvsops.policy import GRANT_ENV, Allowed, checker_for, restrict_env
 from kvsops.sops import stores
 
@@ -173,7 +173,7 @@ def child_env(ctx: Context) -> dict[str, str]:
 
 
 def render_kustomize(ctx: Context) -> bytes:
-    from kvsops.argocd.scan import scan_tree
+    from kvsops.hosts.argocd.scan import scan_tree
 
     scan_tree(ctx.repo_root)
     env = child_env(ctx)

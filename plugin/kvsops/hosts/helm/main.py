@@ -72,7 +72,8 @@ def _note(text: str) -> None:
 
 
 def download(args: Sequence[str]) -> int:
-    from kvsops import helmget, helmurl
+    from kvsops.hosts.helm import downloader as helmget
+    from kvsops.hosts.helm import urls as helmurl
     from kvsops.errors import UsageError
 
     if not args:
@@ -91,14 +92,14 @@ def download(args: Sequence[str]) -> int:
 def wrap(args: Sequence[str]) -> int:
     import json
 
-    from kvsops import helmurl
+    from kvsops.hosts.helm import urls as helmurl
 
     env = dict(os.environ)
     pol = helmurl.policy_from_env(env, os.getcwd())
     for note in pol.notes:
         _note(note)
     vetted: list[str] = []
-    from kvsops.references import enabled
+    from kvsops.refs.resolve import enabled
 
     refs_on = enabled(env.get("KVSOPS_REFS"))
 
@@ -122,7 +123,8 @@ def wrap(args: Sequence[str]) -> int:
 
 def _encrypted_file(path: str) -> bool:
     """Detected by reading the sops metadata, never by the file name."""
-    from kvsops import api, helmurl
+    from kvsops import api
+    from kvsops.hosts.helm import urls as helmurl
 
     try:
         with open(path, "rb") as fh:
@@ -133,7 +135,7 @@ def _encrypted_file(path: str) -> bool:
 
 
 def _has_refs(path: str) -> bool:
-    from kvsops.refs import contains_ref
+    from kvsops.refs.grammar import contains_ref
 
     try:
         with open(path, "rb") as fh:
@@ -145,7 +147,7 @@ def _has_refs(path: str) -> bool:
 def _helm_binary(env: dict[str, str], pol: object) -> str:
     import shutil
 
-    from kvsops import helmurl
+    from kvsops.hosts.helm import urls as helmurl
     from kvsops.errors import PathRefused, UsageError
 
     assert isinstance(pol, helmurl.Policy)

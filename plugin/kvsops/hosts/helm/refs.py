@@ -12,8 +12,9 @@ import os
 import stat
 from typing import Mapping
 
-from kvsops import errors, helmurl
-from kvsops.helmurl import Policy
+from kvsops import errors
+from kvsops.hosts.helm import urls as helmurl
+from kvsops.hosts.helm.urls import Policy
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
@@ -40,7 +41,8 @@ def _reader(pol: Policy):  # type: ignore[no-untyped-def]
 
 
 def render(where: str, data: bytes, pol: Policy, env: Mapping[str, str]) -> bytes:
-    from kvsops import api, references
+    from kvsops import api
+    from kvsops.refs import resolve as references
     from kvsops.policy import session_from_env
     from kvsops.sops import stores
 

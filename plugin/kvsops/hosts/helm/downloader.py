@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import os
 
-from kvsops import helmurl
+from kvsops.hosts.helm import urls as helmurl
 from kvsops.errors import GeneratorError, InputError, KeyServiceError, LimitExceeded, MetadataNotFound
-from kvsops.helmurl import Policy, Request
+from kvsops.hosts.helm.urls import Policy, Request
 
 TYPE_CHECKING = False  # subprocess and signal are for PGP key imports only: off the common path
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from typing import Iterator, Mapping
 
-MAX_FILE_BYTES = 64 * 1024 * 1024  # the same cap as the kustomize entry (generate/paths.py)
+MAX_FILE_BYTES = 64 * 1024 * 1024  # the same cap as the kustomize entry (hosts/kustomize/paths.py)
 
 
 def fetch(req: Request, pol: Policy, env: Mapping[str, str]) -> bytes:
@@ -45,7 +45,7 @@ def fetch(req: Request, pol: Policy, env: Mapping[str, str]) -> bytes:
         raise InputError(f"{req.target}: cannot read it ({type(exc).__name__})") from None
     key_env = helmurl.executable_env(env, pol)
     if req.kind == helmurl.REFS:
-        from kvsops import helmrefs
+        from kvsops.hosts.helm import refs as helmrefs
 
         return helmrefs.render(req.target, data, pol, key_env)
     if req.kind == helmurl.AGE_IMPORT:
@@ -128,7 +128,7 @@ def _private_gnupghome(key_path: str, shown: str, env: Mapping[str, str]) -> Ite
     import subprocess
     import tempfile
 
-    from kvsops import keyring
+    from kvsops.keys import keyring
 
     home = tempfile.mkdtemp(prefix="kvsops-gnupg-", dir=_tmp_base())
     gpg = keyring.gpg_exec(env)

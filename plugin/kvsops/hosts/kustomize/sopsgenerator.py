@@ -7,8 +7,8 @@ from __future__ import annotations
 import base64
 
 from kvsops import errors
-from kvsops.generate import common
-from kvsops.generate.sources import Ref, Sources, b64, flat_map, scalar_text, split_key_path
+from kvsops.hosts.kustomize import common
+from kvsops.hosts.kustomize.sources import Ref, Sources, b64, flat_map, scalar_text, split_key_path
 from collections.abc import Mapping  # isinstance checks at run time
 
 TYPE_CHECKING = False  # typing costs milliseconds of every kustomize generator's start-up
@@ -70,7 +70,7 @@ def plan(cfg: Mapping[str, Any], src: Sources) -> Builder:
         raise errors.GeneratorError(f"apiVersion must be {API_VERSION}", where=label)
     fmt = _fmt(cfg.get("format"), label)
     options = _options({}, common.as_map(cfg, "options", label), label)
-    resolve = common.as_bool(cfg, "references", label)  # ref+ references (kvsops.refs) in every input
+    resolve = common.as_bool(cfg, "references", label)  # ref+ references (kvsops.refs.grammar) in every input
     refs = []
     with src.references(resolve):
         for i, raw in enumerate(common.as_list(cfg, "files", label)):
@@ -202,7 +202,7 @@ def _plan_template(raw: Any, src: Sources, where: str, fmt: str | None) -> Part:
         values[str(name)] = src.want(vpath, f, f"{where}: values.{name}")
 
     def template(src: Sources, data: dict[str, str]) -> None:
-        from kvsops.generate.template import render
+        from kvsops.hosts.kustomize.template import render
         from kvsops.sops.tree import to_plain
 
         ctx: dict[str, Any] = {}

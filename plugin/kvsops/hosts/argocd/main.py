@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: BinaryIO | None = None) -
 
     def work() -> int:
         from kvsops import errors
-        from kvsops.argocd import cmp
+        from kvsops.hosts.argocd import cmp
 
         if args == ["generate"]:
             manifests = cmp.generate(os.environ)

@@ -1,6 +1,6 @@
 """Azure Key Vault *secrets* for ``ref+azurekeyvault://`` references (azure-keyvault-secrets).
 
-The same extra, settings and plumbing as the keys backend, from ``kvsops.azure_common``: the one
+The same extra, settings and plumbing as the keys backend, from ``kvsops.azure.common``: the one
 credential of the process (shared with key unwraps, so one token serves both), the same transport,
 deadline-bounded retry policy (429 with Retry-After, 408/5xx, connection errors) and error
 scrubbing. One SecretClient per vault per process; the first call per vault is serialized so that
@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kvsops import azure_common as ac
+from kvsops.azure import common as ac
 from kvsops import errors
-from kvsops.keys.base import KeyContext, KeyFailure
+from kvsops.context import KeyContext
+from kvsops.errors import KeyFailure
 
 INSTALL_HINT = ac.INSTALL_HINT
 ROLE = "Key Vault Secrets User"

@@ -90,7 +90,7 @@ def _env() -> dict[str, str]:
 
 
 def _generate(configs: list[Any]) -> list[dict[str, Any]]:
-    from kvsops.generate import generate
+    from kvsops.hosts.kustomize.generate import generate
     from kvsops.policy import session_from_env  # Argo CD key policy: the grant from `kvsops argocd generate`
 
     env = _env()
@@ -99,7 +99,7 @@ def _generate(configs: list[Any]) -> list[dict[str, Any]]:
 
 def run_krm(stdin: BinaryIO, stdout: BinaryIO) -> int:
     from kvsops import errors
-    from kvsops.generate import is_config
+    from kvsops.hosts.kustomize.generate import is_config
 
     docs = _parse(stdin.read(), "the ResourceList on stdin")
     rl = docs[0] if len(docs) == 1 and isinstance(docs[0], dict) else None
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None, *, stdin: BinaryIO | None = None, stdout
 
 
 def install_plugins_main(argv: list[str] | None = None) -> int:
-    from kvsops.entry.install import main as install
+    from kvsops.hosts.kustomize.install import main as install
 
     return install(sys.argv[1:] if argv is None else list(argv))
 

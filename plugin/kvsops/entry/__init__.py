@@ -1,1 +1,0 @@
-"""Host entry points (kustomize, ...): each a thin translation of its host's protocol."""

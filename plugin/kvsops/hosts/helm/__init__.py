@@ -1,0 +1,2 @@
+"""Helm: the downloader plugin (``secrets://``, ``kvsops://`` ...), its URL grammar, ``kvsops+refs://``
+and the ``kvsops helm`` wrapper."""

@@ -1,0 +1,2 @@
+"""kustomize: the exec KRM function and legacy exec plugin (``krm``), the generator kinds
+(``sopsgenerator``, ``ksops``, ``goabout``), and ``install-plugins``."""

@@ -1,0 +1,1 @@
+"""``ref+...`` references: the grammar (``grammar``) and their resolution at render time (``resolve``)."""
