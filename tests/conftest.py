@@ -32,6 +32,8 @@ TOOL_NAMES = {
     "kustomize56": "kustomize-5.6",
     "kustomize58": "kustomize-5.8",
     "kubectl": "kubectl",
+    "helm3": "helm3",
+    "helm4": "helm4",
 }
 
 

@@ -123,6 +123,24 @@ def test_kubectl_kustomize(tools):
     run(tools, tools.kubectl, "kustomize", "--help")
 
 
+@pytest.mark.parametrize("attr,version", [("helm3", "v3.17.3"), ("helm4", "v4.1.4")])
+def test_helm_cli_version_and_checksum(tools, tmp_path, attr, version):
+    import hashlib
+
+    binary = getattr(tools, attr)
+    env = tools.env(HELM_CONFIG_HOME=str(tmp_path / "c"), HELM_DATA_HOME=str(tmp_path / "d"),
+                    HELM_CACHE_HOME=str(tmp_path / "h"))
+    out = subprocess.run([binary, "version", "--template", "{{.Version}}"], capture_output=True, text=True,
+                         env=env, timeout=60, check=True).stdout
+    assert out == version
+    # the binary is the one whose sha256 setup.sh pins (and recorded after checking it)
+    recorded = Path(binary).parent.parent / "share" / f"{attr}.sha256"
+    if recorded.is_file():
+        assert hashlib.sha256(Path(binary).read_bytes()).hexdigest() == recorded.read_text().strip()
+        setup = (Path(__file__).resolve().parents[2] / "scripts" / "setup.sh").read_text()
+        assert recorded.read_text().strip() in setup
+
+
 def test_helm_sdk_renders(tools, tmp_path):
     try:
         import helm_python as helm
