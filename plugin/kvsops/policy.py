@@ -47,8 +47,8 @@ path ``/etc/kvsops/policy.yaml`` exists (the sidecar's mount), a child without a
 refused: the environment alone cannot vouch for the project there.
 
 What the policy binds: Key Vault entries name the key that is called, so they are bound exactly.
-age entries are bound because kvsops only tries the X25519 identity whose public key equals the
-entry's recipient (SSH-key identities are dropped under a policy unless an ssh recipient is allowed).
+age entries are bound because kvsops only tries the identity (X25519 or post-quantum ``age1pq1...``)
+whose public key equals the entry's recipient (SSH-key identities are dropped under a policy unless an ssh recipient is allowed).
 PGP fingerprints are claims gpg does not check: with several PGP secret keys in one sidecar, prefer
 age or Key Vault for tenant separation.
 """

@@ -181,6 +181,24 @@ def test_age_import(world: World) -> None:
     assert res.returncode == 0 and b"port: 81" in res.stdout
 
 
+def test_age_import_post_quantum_key(world: World, tools: object) -> None:
+    """A key file from age-keygen -pq (age 1.3) and a file sops encrypted for its age1pq1 recipient."""
+    keydir = world.work / "keys"
+    keydir.mkdir(exist_ok=True)
+    keyfile = keydir / "pq.txt"
+    subprocess.run([tools.age_keygen13, "-pq", "-o", str(keyfile)], check=True, capture_output=True,  # type: ignore[attr-defined]
+                   timeout=60)
+    recipient = keyfile.read_text().split("# public key: ", 1)[1].split()[0]
+    enc = world.encrypt("secrets.pq.yaml", VALUES, "--age", recipient)
+    env = {"SOPS_AGE_KEY_FILE": ""}
+    assert world.run("secrets://secrets.pq.yaml", COMBOS[0], env).returncode != 0  # no key without the import
+    for combo in (COMBOS[0], COMBOS[3]):
+        res = world.run("secrets+age-import://keys/pq.txt?secrets.pq.yaml", combo, env)
+        assert res.returncode == 0, res.stderr.decode()
+        assert res.stdout == run_sops(world.sops, ["decrypt", str(enc)],
+                                      dict(world.base_env, SOPS_AGE_KEY_FILE=str(keyfile)), world.work).stdout
+
+
 def test_gpg_import_uses_a_private_home_that_is_removed(world: World, tmp_path: Path) -> None:
     keyfile = world.work / "keys" / "pgp.asc"
     keyfile.parent.mkdir(exist_ok=True)

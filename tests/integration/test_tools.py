@@ -32,6 +32,18 @@ def test_age_and_age_keygen(tools, tmp_path):
     assert run(tools, tools.age, "-d", "-i", str(key), str(enc)).stdout == "hello\n"
 
 
+def test_age_13_post_quantum(tools, tmp_path):
+    """Debian's age 1.3 (sid): the post-quantum reference for tests/integration/test_age_pq_interop.py."""
+    assert re.match(r"v?1\.3\.\d+", run(tools, tools.age13, "--version").stdout.strip())
+    key = tmp_path / "pq.txt"
+    run(tools, tools.age_keygen13, "-pq", "-o", str(key))
+    recipient = run(tools, tools.age_keygen13, "-y", str(key)).stdout.strip()
+    assert recipient.startswith("age1pq1") and len(recipient) > 1900
+    enc = run(tools, tools.age13, "-a", "-r", recipient, input="hello\n").stdout
+    assert run(tools, tools.age13, "-d", "-i", str(key), input=enc).stdout == "hello\n"
+    assert run(tools, tools.age_plugin_pq, "-identity", str(key)).stdout.startswith("AGE-PLUGIN-PQ-1")
+
+
 def test_gpg_is_2(tools):
     assert re.match(r"gpg \(GnuPG\) 2\.\d+", run(tools, tools.gpg, "--version").stdout)
 

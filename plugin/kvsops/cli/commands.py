@@ -224,7 +224,7 @@ def filestatus(args: argparse.Namespace) -> int:
 def keygen(args: argparse.Namespace) -> int:
     from kvsops.keys import age
 
-    identity, public = age.generate()
+    identity, public = age.generate(pq=args.pq)
     import datetime as _dt
 
     created = _dt.datetime.now().astimezone().replace(microsecond=0).isoformat()

@@ -1,4 +1,6 @@
-"""age keys (X25519 and SSH recipients) through pyrage, a maintained age implementation."""
+"""age keys: X25519 and SSH recipients through pyrage (a maintained age implementation), and
+post-quantum ``age1pq1...`` recipients (mlkem768x25519) through kvsops.keys.age_pq, which pyrage
+lacks. Neither library is imported until a key of its kind is used."""
 
 from __future__ import annotations
 
@@ -12,23 +14,32 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Mapping
 
+    from kvsops.keys import age_pq
+
 KIND = "age"
 LOCAL = True
 
 
+PQ_PREFIX = "age1pq1"
+_PQ_IDENTITY_PREFIXES = ("AGE-SECRET-KEY-PQ-1", "AGE-PLUGIN-PQ-1")
+
+
 def describe(fields: Mapping[str, object]) -> str:
-    return f"age recipient {fields.get('recipient', '?')}"
+    return f"age recipient {short(str(fields.get('recipient', '?')))}"
+
+
+def short(recipient: str) -> str:
+    """A recipient for messages: post-quantum ones are ~1,950 characters."""
+    recipient = recipient.strip()
+    return recipient if len(recipient) <= 100 else f"{recipient[:24]}...{recipient[-8:]}"
 
 
 def _parse_recipient(spec: str):  # type: ignore[no-untyped-def]
     import pyrage
 
-    spec = spec.strip()
     try:
         if spec.startswith(("ssh-ed25519 ", "ssh-rsa ")):
             return pyrage.ssh.Recipient.from_str(spec)
-        if spec.startswith("age1pq1"):
-            return pyrage.tagpq.Recipient.from_str(spec) if hasattr(pyrage, "tagpq") else None
         return pyrage.x25519.Recipient.from_str(spec)
     except Exception:  # pyrage raises RecipientError / ValueError; the spec is public
         return None
@@ -39,6 +50,16 @@ class Recipient:
 
     def __init__(self, spec: str) -> None:
         self.spec = spec.strip()
+        self._pq = b""
+        self._r = None
+        if self.spec.startswith(PQ_PREFIX):
+            from kvsops.keys import age_pq
+
+            try:
+                self._pq = age_pq.recipient_public_key(self.spec)
+            except ValueError as exc:
+                raise ValueError(f"invalid age recipient {short(self.spec)!r} ({exc})") from None
+            return
         self._r = _parse_recipient(self.spec)
         if self._r is None:
             raise ValueError(f"invalid age recipient {self.spec!r}")
@@ -48,6 +69,10 @@ class Recipient:
         return self.spec
 
     def wrap(self, data_key: bytes) -> dict[str, str]:
+        if self._pq:
+            from kvsops.keys import age_pq
+
+            return {"recipient": self.spec, "enc": armor(age_pq.encrypt(data_key, [self._pq]))}
         import pyrage
 
         return {"recipient": self.spec, "enc": armor(pyrage.encrypt(data_key, [self._r]))}
@@ -64,6 +89,8 @@ class Unwrapper:
         self._loaded = False
         self._x25519: list[tuple[str, object]] = []  # (public recipient, identity)
         self._others: list[object] = []
+        self._pq_text: list[tuple[str, str]] = []  # (origin, identity string): parsed on first PQ entry
+        self._pq: list[age_pq.Identity] | None = None
         self._sources: list[str] = []
         self._problems: tuple[str, ...] = ()
 
@@ -79,8 +106,8 @@ class Unwrapper:
                     if ident.startswith("AGE-SECRET-KEY-1"):
                         obj = pyrage.x25519.Identity.from_str(ident)
                         self._x25519.append((str(obj.to_public()), obj))
-                    elif ident.startswith("AGE-SECRET-KEY-PQ-1") and hasattr(pyrage, "tagpq"):
-                        self._others.append(pyrage.tagpq.Identity.from_str(ident))  # pragma: no cover
+                    elif ident.startswith(_PQ_IDENTITY_PREFIXES):
+                        self._pq_text.append((_origin, ident))
                 except Exception:
                     self._problems += (f"{_origin}: an identity line is not a valid age identity",)
             for origin, buf in material.ssh_keys:
@@ -101,6 +128,8 @@ class Unwrapper:
             blob = dearmor(str(fields.get("enc", "")))
         except ValueError as exc:
             raise KeyFailure(f"the wrapped data key is malformed ({exc})") from None
+        if recipient.startswith(PQ_PREFIX):
+            return self._unwrap_pq(recipient, blob)
         matching = [obj for pub, obj in self._x25519 if pub == recipient]
         candidates = matching or (self._others if self._others else [])
         if not matching and not self._others:
@@ -112,18 +141,52 @@ class Unwrapper:
                 raise KeyFailure("the identity matches the recipient but the wrapped data key does not decrypt") from None
             raise NotMyKey(self._why_none()) from None
 
+    def _unwrap_pq(self, recipient: str, blob: bytes) -> bytes:
+        # Only the identity whose recipient is the entry's is tried, as for X25519: an entry cannot
+        # borrow another key of this process (the Argo CD key policy relies on it).
+        from kvsops.keys import age_pq
+
+        matching = [i for i in self._pq_identities() if i.recipient == recipient]
+        if not matching:
+            raise NotMyKey(self._why_none())
+        try:
+            return age_pq.decrypt(blob, matching)
+        except age_pq.NoMatch:
+            raise KeyFailure("the identity matches the recipient but the wrapped data key does not decrypt") from None
+        except age_pq.Malformed as exc:
+            raise KeyFailure(f"the wrapped data key is malformed ({exc})") from None
+
+    def _pq_identities(self) -> list[age_pq.Identity]:
+        from kvsops.keys import age_pq
+
+        with self._lock:
+            if self._pq is None:
+                self._pq = []
+                for origin, text in self._pq_text:
+                    try:
+                        self._pq.append(age_pq.parse_identity(text))
+                    except ValueError:
+                        self._problems += (f"{origin}: an identity line is not a valid age identity",)
+            return self._pq
+
     def _why_none(self) -> str:
-        if not self._sources and not self._x25519:
+        count = len(self._x25519) + len(self._others) + len(self._pq_text)
+        if not self._sources and not count:
             why = "no age identity found (SOPS_AGE_KEY, SOPS_AGE_KEY_FILE, SOPS_AGE_KEY_CMD, sops/age/keys.txt, ssh keys)"
         else:
-            why = f"none of the {len(self._x25519) + len(self._others)} loaded identities matches"
+            why = f"none of the {count} loaded identities matches"
         if self._problems:
             why += "; " + "; ".join(self._problems)
         return why
 
 
-def generate() -> tuple[str, str]:
-    """A new X25519 identity: (identity string, recipient string)."""
+def generate(pq: bool = False) -> tuple[str, str]:
+    """A new identity, X25519 or post-quantum (``pq``): (identity string, recipient string)."""
+    if pq:
+        from kvsops.keys import age_pq
+
+        new = age_pq.generate()
+        return str(new), new.recipient
     import pyrage
 
     ident = pyrage.x25519.Identity.generate()
