@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 PLUGINS = REPO / "helm-plugin"
 LEGACY_GETTER = PLUGINS / "kvsops-getter-legacy"
 V1_GETTER = PLUGINS / "kvsops-getter"
-V1_CLI = PLUGINS / "kvsops"
+CLI = PLUGINS / "kvsops"  # legacy format: `helm kvsops` on Helm 3 and Helm 4 (inferred cli/v1)
 
 HELM_MAJORS = ("helm3", "helm4.0", "helm4.1")
 
@@ -142,3 +142,58 @@ def run_downloader(
     proc = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, timeout=timeout, check=False)
     return Result(proc.returncode, proc.stdout, proc.stderr, argv)
+
+
+# ------------------------------------------------------------------------------------ the real CLI
+
+ISOLATED_PREFIXES = ("HELM_", "KVSOPS_", "SOPS_", "ARGOCD_", "XDG_", "GNUPG")
+
+
+class HelmCLI:
+    """A real helm binary (.tools/bin/helm3 or helm4) with homes of its own under ``root``:
+    HELM_DATA_HOME, HELM_PLUGINS (= $HELM_DATA_HOME/plugins: Helm 4 installs local plugins into
+    the data home whatever HELM_PLUGINS says), HELM_CONFIG_HOME, HELM_CACHE_HOME, HOME and TMPDIR.
+    The developer's HELM_*, KVSOPS_*, SOPS_*, XDG_* and GNUPG* variables are dropped; ``kvsops``
+    (the venv's bin) is on PATH for plugins installed from a tarball, which have no venv beside them."""
+
+    def __init__(self, binary: str, root: Path, **extra: str) -> None:
+        import sys
+
+        self.binary = binary
+        self.major = Path(binary).name  # helm3 | helm4
+        self.root = root
+        self.data = root / "data"
+        self.plugins = self.data / "plugins"
+        self.tmp = root / "tmp"
+        for d in (self.tmp, root / "home"):
+            d.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(ISOLATED_PREFIXES)}
+        env.update(HOME=str(root / "home"), HELM_DATA_HOME=str(self.data), HELM_PLUGINS=str(self.plugins),
+                   HELM_CONFIG_HOME=str(root / "config"), HELM_CACHE_HOME=str(root / "cache"), TMPDIR=str(self.tmp),
+                   SOPS_DISABLE_VERSION_CHECK="1",
+                   PATH=os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]))
+        env.update(extra)
+        self.env = env
+
+    def run(self, *args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([self.binary, *args], cwd=cwd or self.root, env={**self.env, **(env or {})},
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
+
+    def install(self, source: Path, *flags: str) -> subprocess.CompletedProcess[bytes]:
+        proc = self.run("plugin", "install", str(source), *flags)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr).decode()
+        return proc
+
+    def plugin_list(self) -> dict[str, dict[str, str]]:
+        """``helm plugin list`` by name: Helm 3 has NAME VERSION DESCRIPTION, Helm 4 NAME VERSION
+        TYPE APIVERSION PROVENANCE SOURCE (tab-separated; a wrapped description continues on a row
+        whose name is empty)."""
+        proc = self.run("plugin", "list")
+        assert proc.returncode == 0, proc.stderr.decode()
+        rows = [[c.strip() for c in line.split("\t")] for line in proc.stdout.decode().splitlines() if line.strip()]
+        head, out = rows[0], {}
+        for row in rows[1:]:
+            if row[0]:
+                out[row[0]] = dict(zip(head, row))
+        return out

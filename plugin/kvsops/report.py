@@ -12,7 +12,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, TextIO
+    from typing import Callable, Mapping, TextIO
 
 from kvsops.errors import Interrupted, KvsopsError
 
@@ -27,7 +27,20 @@ def print_error(exc: KvsopsError, stream: TextIO | None = None) -> None:
     stream.flush()
 
 
-def guarded(work: Callable[[], int], *, debug: bool = False, stream: TextIO | None = None) -> int:
+# How to get the stack frames of an [INTERNAL] error: a flag where the user types the command, the
+# environment where a host runs it (Helm, kustomize and Argo CD start kvsops themselves and pass
+# their environment through, but no flag of ours).
+DEBUG_BY_FLAG = "run with --debug for the stack frames, and report it"
+DEBUG_BY_ENV = "set KVSOPS_DEBUG=1 in the environment of the command that runs kvsops for the stack frames, and report it"
+
+
+def env_debug(environ: Mapping[str, str]) -> bool:
+    """``KVSOPS_DEBUG=1|true|yes``: the debug switch of the entry points a host starts."""
+    return environ.get("KVSOPS_DEBUG", "").strip().lower() in ("1", "true", "yes")
+
+
+def guarded(work: Callable[[], int], *, debug: bool = False, stream: TextIO | None = None,
+            debug_hint: str = DEBUG_BY_FLAG) -> int:
     """Run ``work``; turn every failure into a clean message and an exit code."""
     stream = stream or sys.stderr
     try:
@@ -46,7 +59,7 @@ def guarded(work: Callable[[], int], *, debug: bool = False, stream: TextIO | No
         if debug:
             _frames(exc, stream)
         stream.write(f"kvsops: error: internal error ({type(exc).__name__}) [INTERNAL]\n")
-        stream.write("kvsops: hint: run with --debug for the stack frames, and report it\n")
+        stream.write(f"kvsops: hint: {debug_hint}\n")
         stream.flush()
         return INTERNAL_EXIT
 

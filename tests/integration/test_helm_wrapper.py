@@ -1,7 +1,8 @@
-"""`kvsops helm -- template ...` and `helm kvsops ...` (Helm 4 cli/v1): argv rewrite, then exec helm.
+"""`kvsops helm -- template ...` and `helm kvsops ...`: the argv rewrite, then exec helm.
 
-The real helm CLI is not installable here; HELM_BIN points at a recording test double that writes
-its argv and the environment variable the getter needs, then exits.
+HELM_BIN points at a recording test double that writes its exact argv and the environment variable
+the getter needs, then exits: what the real helm cannot show. The wrapper through the real Helm 3
+and Helm 4 (rendering, `helm kvsops`, the getter check) is in test_helm_cli.py.
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ def setup(tmp_path: Path) -> dict[str, object]:
     fake.chmod(0o755)
     keyfile = tmp_path / "key.txt"
     keyfile.write_text(key.identity + "\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOPS_", "KVSOPS_", "ARGOCD_"))}
-    env.update(HELM_BIN=str(fake), SOPS_AGE_KEY_FILE=str(keyfile))
+    plugins = tmp_path / "helm" / "plugins"
+    hh.install(hh.LEGACY_GETTER, plugins)  # the wrapper refuses to run helm without a getter
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOPS_", "KVSOPS_", "ARGOCD_", "HELM_"))}
+    env.update(HELM_BIN=str(fake), SOPS_AGE_KEY_FILE=str(keyfile), HELM_PLUGINS=str(plugins))
     return {"work": work, "env": env, "record": record, "shared": shared, "fake": fake}
 
 
@@ -97,23 +100,52 @@ def test_files_outside_cwd_are_vetted_for_the_getter(setup: dict[str, object], t
     assert res.returncode != 0 and res.stdout == b""
 
 
-def test_helm4_cli_plugin_invocation(setup: dict[str, object], tmp_path: Path) -> None:
-    """Helm 4 runCLI: expand $VARS in the command, no join, args then the user's extra args."""
+def test_cli_plugin_invocation(setup: dict[str, object], tmp_path: Path) -> None:
+    """Helm's legacy cli command: split on spaces, $VARS expanded, not joined; then the user's args."""
     import yaml
 
-    installed = hh.install(hh.V1_CLI, tmp_path / "plugins")
+    installed = hh.install(hh.CLI, tmp_path / "plugins")
     meta = yaml.safe_load((installed / "plugin.yaml").read_text())
     env = dict(setup["env"], HELM_PLUGIN_NAME=meta["name"], HELM_PLUGIN_DIR=str(installed))  # type: ignore[arg-type]
     env.update(hh.settings_env(tmp_path / "plugins", tmp_path))
+    env["HELM_PLUGINS"] = str(Path(setup["env"]["HELM_PLUGINS"]))  # type: ignore[index]
     env["HELM_BIN"] = str(setup["fake"])  # Helm sets os.Args[0]; ours is the recording double
-    cmd = meta["runtimeConfig"]["platformCommand"][0]
-    argv = [hh._go_expand(cmd["command"], env), *[hh._go_expand(a, env) for a in cmd["args"]],
-            "template", "t", "./chart", "-f", "secrets.yaml"]
+    argv = [hh._go_expand(w, env) for w in meta["command"].split(" ")] + ["template", "t", "./chart", "-f", "secrets.yaml"]
     proc = subprocess.run(argv, cwd=setup["work"], env=env, stdin=subprocess.DEVNULL, capture_output=True,  # type: ignore[arg-type]
                           timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()
     rec = json.loads(Path(setup["record"]).read_text())  # type: ignore[arg-type]
     assert rec["argv"] == ["template", "t", "./chart", "-f", "kvsops://./secrets.yaml"]
+
+
+@pytest.mark.parametrize("plugins", ["empty", "v1-getter", "refs-only"])
+def test_missing_getter_is_named_before_helm_runs(setup: dict[str, object], tmp_path: Path, plugins: str) -> None:
+    """Without a getter, Helm would read kvsops://... as a file name ("no such file or directory")."""
+    d = tmp_path / f"p-{plugins}"
+    d.mkdir()
+    if plugins == "v1-getter":
+        hh.install(hh.V1_GETTER, d)  # Helm 4's v1 getter counts
+        proc, rec = _wrap(setup, "template", "t", "./chart", "-f", "secrets.yaml", HELM_PLUGINS=str(d))
+        assert proc.returncode == 0 and rec["argv"][-1] == "kvsops://./secrets.yaml", proc.stderr.decode()
+        return
+    if plugins == "refs-only":  # a getter that lacks the scheme the wrapper needs
+        (d / "other" / "bin").mkdir(parents=True)
+        (d / "other" / "plugin.yaml").write_text("name: other\nversion: 0.1.0\ndownloaders:\n"
+                                                 "  - command: bin/x\n    protocols: [kvsops+refs]\n")
+    proc, rec = _wrap(setup, "template", "t", "./chart", "-f", "secrets.yaml", HELM_PLUGINS=str(d))
+    assert proc.returncode != 0 and proc.stdout == b"" and rec == {}
+    err = proc.stderr.decode()
+    assert f"no Helm getter plugin for kvsops:// is installed in {d} [MISSING_DEPENDENCY]" in err
+    assert "helm plugin install " in err and "kvsops-getter-legacy" in err
+    # HELM_DATA_HOME/plugins when HELM_PLUGINS is unset, as Helm computes it
+    env = {k: v for k, v in setup["env"].items() if k != "HELM_PLUGINS"}  # type: ignore[union-attr]
+    env["HELM_DATA_HOME"] = str(tmp_path / "data")
+    proc = subprocess.run([sys.executable, "-m", "kvsops.cli.main", "helm", "--", "template", ".", "-f", "secrets.yaml"],
+                          cwd=setup["work"], env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)  # type: ignore[arg-type]
+    assert proc.returncode != 0 and f"installed in {tmp_path / 'data' / 'plugins'} [" in proc.stderr.decode()
+    # nothing encrypted, nothing rewritten: no getter needed
+    proc, rec = _wrap(setup, "template", "t", "./chart", "-f", "plain.yaml", HELM_PLUGINS=str(d))
+    assert proc.returncode == 0 and rec["argv"][-1] == "plain.yaml", proc.stderr.decode()
 
 
 def test_helm_inside_the_repository_is_never_run(setup: dict[str, object]) -> None:

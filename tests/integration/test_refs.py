@@ -250,7 +250,11 @@ def test_helm_wrapper_routes_files_with_references(w: World, tmp_path: Path) -> 
     (chart / "plain.yaml").write_text("a: 1\n")
     (chart / "refs.yaml").write_text(f"a: {w.ref('db-password')}\n")
     _encrypt(chart / "secrets.yaml", {"b": 2})
-    env = {**w.env, "HELM_BIN": str(recorder)}
+    from tests import helm_harness as hh
+
+    plugins = tmp_path / "helm-plugins"
+    hh.install(hh.LEGACY_GETTER, plugins)  # the wrapper checks that a getter handles what it writes
+    env = {**w.env, "HELM_BIN": str(recorder), "HELM_PLUGINS": str(plugins)}
     args = ["template", "x", ".", "-f", "plain.yaml", "-f", "refs.yaml", "-f", "secrets.yaml"]
     p = subprocess.run([KVSOPS, "helm", "--", *args], cwd=chart, env=env, capture_output=True, timeout=60)
     assert p.returncode == 0, p.stderr.decode()

@@ -12,7 +12,11 @@ subprocess_commands.go): no apiVersion -> legacy, non-strict decode, then Metada
 command/protocols); apiVersion v1 -> KnownFields(true) on the top level, MetadataV1.Validate (name,
 required strict semver, apiVersion "v1", type, runtime), type-specific config (getter: non-empty
 protocols), subprocess runtimeConfig. Getters run the protocolCommands entry listing the scheme,
-joined to the plugin dir after $VAR expansion; cli commands are expanded but NOT joined.
+joined to the plugin dir after $VAR expansion; cli commands are expanded but NOT joined (Helm 3's
+legacy cli commands neither: split on spaces, each word expanded).
+
+The real Helm 3.17 and 4.1 load, list and run every plugin in tests/integration/test_helm_cli.py;
+these rules also cover the versions not installed here (3.0, 3.18's command rules, 3.21, 4.0).
 """
 
 from __future__ import annotations
@@ -67,6 +71,9 @@ def helm3_errors(meta: dict[str, Any], plugin_dir: Path, minor: int) -> list[str
         errs += [f"downloaders[{i}]: {e}" for e in _exe_errors(d.get("command", ""), plugin_dir, join=True, env={})]
         if not all(isinstance(p, str) and p for p in d.get("protocols") or []):
             errs.append(f"downloaders[{i}]: protocols must be non-empty strings")
+    if meta.get("command"):
+        env = {"HELM_PLUGIN_DIR": str(plugin_dir), "HELM_PLUGIN_NAME": str(meta.get("name"))}
+        errs += [f"command: {e}" for e in _exe_errors(meta["command"], plugin_dir, join=False, env=env)]
     if minor >= 5 and not NAME.match(str(meta.get("name", ""))):
         errs.append("invalid plugin name")
     if minor == 18 and meta.get("command") and meta.get("platformCommand"):
@@ -108,6 +115,8 @@ def helm4_errors(meta: dict[str, Any], plugin_dir: Path) -> list[str]:
             errs.append("invalid plugin version: must be valid semver")
         if meta.get("command") and meta.get("platformCommand"):
             errs.append("both platformCommand and command are set")
+        if meta.get("command") and not meta.get("downloaders"):  # inferred cli/v1: expanded, not joined
+            errs += [f"command: {e}" for e in _exe_errors(meta["command"], plugin_dir, join=False, env=env)]
         for i, d in enumerate(meta.get("downloaders") or []):
             if not d.get("command"):
                 errs.append(f"downloader {i} has empty command")
@@ -157,8 +166,9 @@ def load(plugin_dir: Path) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("minor", [0, 5, 16, 17, 18, 21])
-def test_legacy_getter_loads_on_every_helm3(minor: int) -> None:
-    assert helm3_errors(load(hh.LEGACY_GETTER), hh.LEGACY_GETTER, minor) == []
+@pytest.mark.parametrize("plugin", [hh.LEGACY_GETTER, hh.CLI], ids=lambda p: p.name)
+def test_legacy_plugins_load_on_every_helm3(plugin: Path, minor: int) -> None:
+    assert helm3_errors(load(plugin), plugin, minor) == []
 
 
 def test_legacy_getter_loads_on_helm4_as_getter() -> None:
@@ -167,22 +177,28 @@ def test_legacy_getter_loads_on_helm4_as_getter() -> None:
     assert "downloaders" in meta and "command" not in meta and "platformCommand" not in meta  # inferred getter/v1
 
 
-@pytest.mark.parametrize("plugin", [hh.V1_GETTER, hh.V1_CLI], ids=lambda p: p.name)
-def test_v1_plugins_load_on_helm4(plugin: Path) -> None:
-    assert helm4_errors(load(plugin), plugin) == []
+def test_cli_plugin_loads_on_helm4_as_cli() -> None:
+    """Legacy with a command and no downloaders: Helm 4 infers cli/v1, so the one file serves both."""
+    meta = load(hh.CLI)
+    assert helm4_errors(meta, hh.CLI) == []
+    assert "command" in meta and "downloaders" not in meta and "platformCommand" not in meta
 
 
-@pytest.mark.parametrize("plugin", [hh.V1_GETTER, hh.V1_CLI], ids=lambda p: p.name)
-def test_v1_plugins_are_rejected_by_helm3(plugin: Path) -> None:
-    """Why they live in their own dirs: Helm 3's strict parser fails on apiVersion/type/runtime."""
-    assert any("unknown field 'apiVersion'" in e for e in helm3_errors(load(plugin), plugin, 21))
+def test_v1_getter_loads_on_helm4() -> None:
+    assert helm4_errors(load(hh.V1_GETTER), hh.V1_GETTER) == []
+
+
+def test_v1_getter_is_rejected_by_helm3() -> None:
+    """Why it must never sit where Helm 3 scans: Helm 3's strict parser fails on apiVersion/type/runtime."""
+    assert any("unknown field 'apiVersion'" in e for e in helm3_errors(load(hh.V1_GETTER), hh.V1_GETTER, 21))
 
 
 def test_names_unique_and_types() -> None:
-    metas = [load(p) for p in (hh.LEGACY_GETTER, hh.V1_GETTER, hh.V1_CLI)]
+    dirs = (hh.LEGACY_GETTER, hh.V1_GETTER, hh.CLI)
+    metas = [load(p) for p in dirs]
     assert len({m["name"] for m in metas}) == 3
-    assert [m.get("type") for m in metas] == [None, "getter/v1", "cli/v1"]
-    assert all(m["name"] == p.name for m, p in zip(metas, (hh.LEGACY_GETTER, hh.V1_GETTER, hh.V1_CLI)))
+    assert [m.get("type") for m in metas] == [None, "getter/v1", None]
+    assert all(m["name"] == p.name for m, p in zip(metas, dirs))
 
 
 def test_protocols_match_what_the_downloader_handles() -> None:
@@ -193,7 +209,7 @@ def test_protocols_match_what_the_downloader_handles() -> None:
 
 
 def test_shims_identical_posix_sh() -> None:
-    shims = [(p / "bin/kvsops-helm").read_bytes() for p in (hh.LEGACY_GETTER, hh.V1_GETTER, hh.V1_CLI)]
+    shims = [(p / "bin/kvsops-helm").read_bytes() for p in (hh.LEGACY_GETTER, hh.V1_GETTER, hh.CLI)]
     assert shims[0] == shims[1] == shims[2]
     assert shims[0].startswith(b"#!/bin/sh\n")
 
@@ -234,7 +250,8 @@ def test_helm4_rules_reject_getter(mutate: Any, expect: str) -> None:
     assert any(expect in e for e in helm4_errors(meta, hh.V1_GETTER)), helm4_errors(meta, hh.V1_GETTER)
 
 
-def test_helm4_rules_reject_relative_cli_command() -> None:
-    meta = load(hh.V1_CLI)
-    meta["runtimeConfig"]["platformCommand"][0]["command"] = "bin/kvsops-helm"
-    assert any("resolves against the user's cwd" in e for e in helm4_errors(meta, hh.V1_CLI))
+def test_rules_reject_relative_cli_command() -> None:
+    meta = load(hh.CLI)
+    meta["command"] = "bin/kvsops-helm --"
+    assert any("resolves against the user's cwd" in e for e in helm3_errors(meta, hh.CLI, 21))
+    assert any("resolves against the user's cwd" in e for e in helm4_errors(meta, hh.CLI))

@@ -23,10 +23,10 @@ parameters: mode (auto|kustomize|helm|plain), values-files, release-name, namesp
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: BinaryIO | None = None) -> int:
-    from kvsops.report import guarded
+    from kvsops.report import DEBUG_BY_ENV, env_debug, guarded
 
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args or os.environ.get("KVSOPS_DEBUG", "").lower() in ("1", "true", "yes")
+    debug = "--debug" in args or env_debug(os.environ)
     args = [a for a in args if a != "--debug"]
     if args in ([], ["-h"], ["--help"], ["help"]):
         sys.stderr.write(USAGE)
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: BinaryIO | None = None) -
             return 0
         raise errors.UsageError(f"unknown argocd command {' '.join(args)[:80]!r}", hint="kvsops argocd --help")
 
-    return guarded(work, debug=debug)
+    return guarded(work, debug=debug, debug_hint=DEBUG_BY_ENV)
 
 
 if __name__ == "__main__":  # pragma: no cover

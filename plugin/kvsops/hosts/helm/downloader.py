@@ -37,8 +37,10 @@ def fetch(req: Request, pol: Policy, env: Mapping[str, str]) -> bytes:
     except FileNotFoundError:
         if req.ignore_missing:
             return b""
+        # A typo must not be "fixed" with `?`: that would turn it into silently empty values.
         raise InputError(f"{req.target}: file does not exist",
-                         hint=f"prefix the path with ? to ignore a missing file ({req.scheme}://?{req.target})") from None
+                         hint=f"check the path (it is relative to {pol.cwd}); only for a file that may be absent "
+                              f"on purpose, write {req.scheme}://?{req.target}") from None
     except IsADirectoryError:
         raise InputError(f"{req.target}: is a directory") from None
     except OSError as exc:

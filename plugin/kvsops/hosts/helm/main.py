@@ -17,19 +17,25 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Sequence
+    from typing import Mapping, Sequence
 
 USAGE = """\
-usage: kvsops helm downloader CERT KEY CA URL
-       kvsops helm -- HELM-COMMAND [ARGS...]     (template, install, upgrade, lint, diff ...)
+usage: kvsops helm -- HELM-COMMAND [ARGS...]     (template, install, upgrade, lint, diff ...)
+       helm kvsops HELM-COMMAND [ARGS...]        (the same, as a Helm plugin: helm-plugin/kvsops)
+       kvsops helm downloader CERT KEY CA URL    (what Helm runs for -f secrets://...; URL is last)
 
-URLs: kvsops://FILE, secrets://FILE, secrets://?FILE (missing file -> empty),
+The wrapper rewrites every SOPS-encrypted -f/--values/--set-file file into a kvsops:// URL and runs
+helm ($HELM_BIN, else helm on PATH); the getter plugin (helm-plugin/kvsops-getter-legacy) must be
+installed. Nothing decrypted is written to disk.
+
+URLs: kvsops://FILE, secrets://FILE, secrets://?FILE (an optional file: missing -> empty values),
       secrets+age-import://KEYFILE?FILE, secrets+gpg-import://KEYFILE?FILE,
       secrets+literal://VALUE, kvsops+refs://FILE (resolve ref+ references; SOPS or plain)
 Settings (environment): KVSOPS_HELM_ALLOW_UNENCRYPTED, KVSOPS_HELM_ALLOW_ABSOLUTE_PATH,
       KVSOPS_HELM_ALLOW_PATH_TRAVERSAL, KVSOPS_HELM_ALLOW_SYMLINKS_OUTSIDE, KVSOPS_HELM_ROOT,
       KVSOPS_HELM_KEY_PREFIX, KVSOPS_HELM_ALLOW_REPO_EXECUTABLES, KVSOPS_HELM_STRICT,
-      KVSOPS_REFS=true (wrapper: values files with references go through kvsops+refs://)
+      KVSOPS_REFS=true (wrapper: values files with references go through kvsops+refs://),
+      KVSOPS_DEBUG=1 (stack frames on errors, never secret text; Helm passes it to the plugin)
       (see helm-plugin/README.md; relaxing settings are ignored when ARGOCD_APP_NAME is set)
 """
 
@@ -37,34 +43,44 @@ HELM_COMMANDS = ("template", "install", "upgrade", "lint", "diff", "package")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from kvsops.report import env_debug
+
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["helm"]:
         args = args[1:]
-    debug = "--debug" in args[:1]
-    if debug:
+    # --debug cannot be given where Helm runs us (Helm keeps its own --debug): KVSOPS_DEBUG=1 can.
+    debug = env_debug(os.environ)
+    if args[:1] == ["--debug"]:
+        debug, args = True, args[1:]
+    if args[:1] == ["downloader"]:
+        return _downloader(args[1:], debug, process=argv is None)
+    wrapper = args[:1] == ["--"]  # `helm kvsops ARGS` runs the shim with `-- ARGS`
+    if wrapper:
         args = args[1:]
-    if not args or args[0] in ("-h", "--help", "help"):
+    if args[:1] in (["-h"], ["--help"], ["help"]):
         sys.stdout.write(USAGE)
-        return 0 if args else 2
-    from kvsops.report import guarded
-
-    if args[0] == "downloader":
-        if argv is None:  # the process Helm started for this one file
-            from kvsops.report import one_file_process
-
-            one_file_process()
-        code = guarded(lambda: download(args[1:]), debug=debug)
-        if argv is None:  # the process Helm started for this one file: skip interpreter teardown
-            from kvsops.report import finish
-
-            return finish(code)
-        return code
-    if args[0] == "--":
-        args = args[1:]
-    elif args[0] not in HELM_COMMANDS:
+        return 0
+    if not args or not (wrapper or args[0] in HELM_COMMANDS):
         sys.stderr.write(USAGE)
         return 2
-    return guarded(lambda: wrap(args), debug=debug)
+    from kvsops.report import DEBUG_BY_ENV, guarded
+
+    return guarded(lambda: wrap(args), debug=debug, debug_hint=DEBUG_BY_ENV)
+
+
+def _downloader(args: list[str], debug: bool, *, process: bool) -> int:
+    from kvsops.report import DEBUG_BY_ENV, guarded
+
+    if process:  # the process Helm started for this one file
+        from kvsops.report import one_file_process
+
+        one_file_process()
+    code = guarded(lambda: download(args), debug=debug, debug_hint=DEBUG_BY_ENV)
+    if process:  # skip interpreter teardown
+        from kvsops.report import finish
+
+        return finish(code)
+    return code
 
 
 def _note(text: str) -> None:
@@ -112,10 +128,20 @@ def wrap(args: Sequence[str]) -> int:
             return "kvsops+refs"
         return False
 
-    new_args = helmurl.rewrite_args(args, is_encrypted)
+    schemes: set[str] = set()
+
+    def route(path: str) -> bool | str:
+        got = is_encrypted(path)
+        if got:
+            schemes.add(got if isinstance(got, str) else "kvsops")
+        return got
+
+    new_args = helmurl.rewrite_args(args, route)
     if vetted:
         env[helmurl.WRAPPER_FILES] = json.dumps(sorted(set(vetted)))
     helm = _helm_binary(env, pol)
+    if schemes:
+        _require_getter(env, schemes)
     sys.stderr.flush()
     os.execve(helm, [helm, *new_args], env)
     return 0  # pragma: no cover - execve does not return
@@ -142,6 +168,67 @@ def _has_refs(path: str) -> bool:
             return contains_ref(fh.read().decode("utf-8", "replace"))
     except OSError:
         return False
+
+
+def helm_plugin_dirs(env: Mapping[str, str]) -> list[str]:
+    """Where Helm looks for plugins (helmpath): $HELM_PLUGINS (a path list for Helm 3), else
+    $HELM_DATA_HOME/plugins, else $XDG_DATA_HOME/helm/plugins, else the platform's data dir."""
+    raw = env.get("HELM_PLUGINS", "")
+    if not raw:
+        data = env.get("HELM_DATA_HOME", "")
+        if not data:
+            home = env.get("HOME") or os.path.expanduser("~")
+            base = env.get("XDG_DATA_HOME", "")
+            if not base:
+                if sys.platform == "darwin":
+                    base = os.path.join(home, "Library")
+                elif sys.platform == "win32":
+                    base = env.get("APPDATA", home)
+                else:
+                    base = os.path.join(home, ".local", "share")
+            data = os.path.join(base, "helm")
+        raw = os.path.join(data, "plugins")
+    return [p for p in raw.split(os.pathsep) if p]
+
+
+def getter_protocols(dirs: Sequence[str]) -> set[str]:
+    """The protocols the getter plugins in ``dirs`` register (legacy ``downloaders`` and v1
+    ``config.protocols``), read from each ``*/plugin.yaml`` as Helm finds them."""
+    import glob
+
+    import yaml
+
+    found: set[str] = set()
+    for d in dirs:
+        for meta_path in sorted(glob.glob(os.path.join(glob.escape(d), "*", "plugin.yaml"))):
+            try:
+                with open(meta_path, "rb") as fh:
+                    meta = yaml.safe_load(fh.read(1 << 20))
+            except (OSError, yaml.YAMLError):
+                continue
+            if not isinstance(meta, dict):
+                continue
+            lists = [dl.get("protocols") for dl in meta.get("downloaders") or [] if isinstance(dl, dict)]
+            if meta.get("type") == "getter/v1" and isinstance(meta.get("config"), dict):
+                lists.append(meta["config"].get("protocols"))
+            found.update(str(p).lower() for ps in lists if isinstance(ps, list) for p in ps)
+    return found
+
+
+def _require_getter(env: Mapping[str, str], schemes: set[str]) -> None:
+    """Fail before helm runs when no plugin handles the URLs we wrote: Helm itself would read
+    ``kvsops://...`` as a file name and say only "no such file or directory"."""
+    from kvsops.errors import MissingDependency
+
+    dirs = helm_plugin_dirs(env)
+    missing = sorted(schemes - getter_protocols(dirs))
+    if not missing:
+        return
+    checkout = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "helm-plugin"))
+    source = checkout if os.path.isdir(checkout) else "<kvsops checkout>/helm-plugin"
+    raise MissingDependency(
+        f"no Helm getter plugin for {', '.join(s + '://' for s in missing)} is installed in {os.pathsep.join(dirs)}",
+        hint=f"helm plugin install {source}/kvsops-getter-legacy (Helm 3 and 4; see helm-plugin/README.md)")
 
 
 def _helm_binary(env: dict[str, str], pol: object) -> str:

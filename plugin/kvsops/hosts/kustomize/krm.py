@@ -154,7 +154,7 @@ def _results(stdout: BinaryIO, exc: BaseException) -> None:
 
 def main(argv: list[str] | None = None, *, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
          stderr: TextIO | None = None) -> int:
-    from kvsops.report import guarded
+    from kvsops.report import DEBUG_BY_ENV, env_debug, guarded
 
     process = argv is None and stdin is None and stdout is None and stderr is None
     if process:  # the process kustomize started: one run, then finish (see report.one_file_process)
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None, *, stdin: BinaryIO | None = None, stdout
         one_file_process()
     args = sys.argv[1:] if argv is None else list(argv)
     out = stdout or sys.stdout.buffer
-    debug = os.environ.get("KVSOPS_DEBUG", "").lower() in ("1", "true", "yes")
+    debug = env_debug(os.environ)
     if args and args[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE)
         return 0
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None, *, stdin: BinaryIO | None = None, stdout
         (stderr or sys.stderr).write("kvsops: error: too many arguments [USAGE]\n" + USAGE)
         return 2
     if args:
-        return guarded(lambda: run_legacy(args[0], out), debug=debug, stream=stderr)
+        return guarded(lambda: run_legacy(args[0], out), debug=debug, stream=stderr, debug_hint=DEBUG_BY_ENV)
     src = stdin or sys.stdin.buffer
     if stdin is None and sys.stdin.isatty():
         (stderr or sys.stderr).write(USAGE)
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None, *, stdin: BinaryIO | None = None, stdout
             _results(out, exc)
             raise
 
-    code = guarded(work, debug=debug, stream=stderr)
+    code = guarded(work, debug=debug, stream=stderr, debug_hint=DEBUG_BY_ENV)
     if process:
         from kvsops.report import finish  # the process kustomize started: skip interpreter teardown
 
