@@ -5,8 +5,8 @@ The harness reproduces the contract read from Argo CD's source (shared reference
 leaving it), the sidecar env plus the request env (``ARGOCD_APP_*``, ``KUBE_VERSION``,
 ``KUBE_API_VERSIONS``, ``ARGOCD_ENV_*``, ``ARGOCD_APP_PARAMETERS`` and the ``PARAM_*`` derived from
 it), cwd at the app path, no shell, and a deadline. Renders use real kustomize (5.6 and 5.8),
-Helm's engine (helm-python-sdk; no helm binary here), tests/fake_helm.py as the helm binary (a test
-double of `helm template` running our downloader plugin as Helm 3 does) and plain mode.
+Helm's engine (helm-python-sdk) when no helm binary is configured, the real Helm 3.17 and 4.1 CLI
+with our getter plugin (KVSOPS_HELM_BIN) and plain mode.
 """
 
 from __future__ import annotations
@@ -230,62 +230,74 @@ def test_mode_parameter_overrides_detection(cmp: Cmp) -> None:
     assert "kustomization.yaml" in err
 
 
-# ----------------------------------------------------------------------------- helm binary mode (fake helm)
-# No real Helm CLI can be installed here: tests/fake_helm.py is a test double of `helm template` that runs
-# the downloader plugins of $HELM_PLUGINS exactly as Helm 3 does (tests/helm_harness.py) and renders with
-# Helm's engine. KVSOPS_HELM_BIN selects it, so render.py takes its _helm_binary path.
+# ----------------------------------------------------------------------------- helm binary mode (real helm)
+# KVSOPS_HELM_BIN selects the real helm3 or helm4, so render.py takes its _helm_binary path. The
+# getter is the legacy plugin behind a spy: a shim that appends what Helm ran it with (argv, cwd,
+# HELM_NAMESPACE, the policy grant) to a log, then execs the real kvsops-helm.
 
-FAKE_HELM = REPO / "tests" / "fake_helm.py"
 HELM_PARAMS = [
     {"name": "values-files", "array": ["values-prod.yaml", "secrets://secrets.enc.yaml"]},
     {"name": "set", "map": {"image": "nginx:1.28"}},
 ]
+SPY = """#!/bin/sh
+{python} -c 'import json, os, sys
+with open(sys.argv[1], "a") as fh:
+    fh.write(json.dumps({{"argv": sys.argv[2:], "cwd": os.getcwd(), "namespace": os.environ.get("HELM_NAMESPACE"),
+                         "grant": os.environ.get("KVSOPS_POLICY_GRANT", "")}}) + "\\n")' {log} "$0" "$@"
+exec {shim} "$@"
+"""
 
 
-def helm_sidecar(tmp: Path) -> dict[str, str]:
-    """The Dockerfile's setup: the legacy getter installed (symlinked) into HELM_PLUGINS; calls logged."""
+def helm_sidecar(tmp: Path, helm: str) -> dict[str, str]:
+    """The Dockerfile's setup: the legacy getter in HELM_PLUGINS (= HELM_DATA_HOME/plugins), Helm's
+    homes of its own; here the getter's command is the spy."""
     from tests import helm_harness as hh
 
-    plugins = tmp / "helm-plugins"
-    if not plugins.exists():
-        hh.install(hh.LEGACY_GETTER, plugins)
-    return {"KVSOPS_HELM_BIN": str(FAKE_HELM), "HELM_PLUGINS": str(plugins),
-            "HELM_CACHE_HOME": str(tmp / "helm/cache"), "HELM_CONFIG_HOME": str(tmp / "helm/config"),
-            "HELM_DATA_HOME": str(tmp / "helm/data"), "FAKE_HELM_LOG": str(tmp / "fake-helm.log")}
+    plugins = tmp / "helm/data/plugins"
+    spy = plugins / "kvsops-getter-legacy"
+    if not spy.exists():
+        (spy / "bin").mkdir(parents=True)
+        shutil.copy(hh.LEGACY_GETTER / "plugin.yaml", spy / "plugin.yaml")
+        (spy / "bin/kvsops-helm").write_text(SPY.format(python=sys.executable, log=tmp / "getter.log",
+                                                        shim=hh.LEGACY_GETTER / "bin/kvsops-helm"))
+        (spy / "bin/kvsops-helm").chmod(0o755)
+    return {"KVSOPS_HELM_BIN": helm, "HELM_PLUGINS": str(plugins), "HELM_DATA_HOME": str(plugins.parent),
+            "HELM_CACHE_HOME": str(tmp / "helm/cache"), "HELM_CONFIG_HOME": str(tmp / "helm/config")}
 
 
-def helm_calls(tmp: Path) -> list[dict[str, Any]]:
-    log = tmp / "fake-helm.log"
+def getter_calls(tmp: Path) -> list[dict[str, Any]]:
+    log = tmp / "getter.log"
     return [json.loads(ln) for ln in log.read_text().splitlines()] if log.exists() else []
 
 
-def test_helm_binary_mode_renders_what_the_engine_renders(cmp: Cmp, tmp_path: Path) -> None:
+@pytest.mark.parametrize("major", ["helm3", "helm4"])
+def test_helm_binary_mode_renders_what_the_engine_renders(cmp: Cmp, tmp_path: Path, major: str) -> None:
     pytest.importorskip("helm_python")
     engine = cmp.run(EXAMPLES, "argocd/helm", params=HELM_PARAMS)
     assert engine.returncode == 0, engine.stderr.decode()
-    binary = cmp.run(EXAMPLES, "argocd/helm", params=HELM_PARAMS, sidecar=helm_sidecar(tmp_path))
+    binary = cmp.run(EXAMPLES, "argocd/helm", params=HELM_PARAMS, sidecar=helm_sidecar(tmp_path, cmp.tools[major]))
     assert binary.returncode == 0, binary.stderr.decode()
     by_kind = [{d["kind"]: d for d in objs(p.stdout)} for p in (engine, binary)]
     assert by_kind[0].keys() == by_kind[1].keys() == {"Secret", "Deployment"}
     for kind in ("Secret", "Deployment"):
         assert by_kind[1][kind] == by_kind[0][kind]
+    assert by_kind[1]["Secret"]["metadata"]["namespace"] == "demo"  # --namespace reached helm
     assert secret_value(by_kind[1]["Secret"], "DB_PASSWORD") == HELM_PASSWORD
     assert b"ENC[" not in binary.stdout and HELM_PASSWORD.encode() not in binary.stderr
     # helm template's stream: one "# Source: CHART/templates/X" per document, Secret before Deployment
     assert re.findall(rb"^# Source: (.*)$", binary.stdout, re.M) == [b"web/templates/secret.yaml",
                                                                      b"web/templates/deployment.yaml"]
-    # the downloader really ran, once, for the encrypted file only, invoked as Helm 3 invokes it
-    calls = helm_calls(tmp_path)
+    # the getter ran once, for the encrypted file only, as Helm runs a downloader
+    calls = getter_calls(tmp_path)
     assert len(calls) == 1, calls
     (call,) = calls
-    assert call["returncode"] == 0
-    assert call["argv"][0] == str(tmp_path / "helm-plugins/kvsops-getter-legacy/bin/kvsops-helm")
-    assert call["argv"][1:] == ["downloader", "", "", "", "kvsops://secrets.enc.yaml"]
-    assert call["cwd"].endswith("/argocd/helm") and call["env"]["HELM_NAMESPACE"] == "demo"
+    assert call["argv"] == [str(tmp_path / "helm/data/plugins/kvsops-getter-legacy/bin/kvsops-helm"),
+                            "downloader", "", "", "", "kvsops://secrets.enc.yaml"]
+    assert call["cwd"].endswith("/argocd/helm") and call["namespace"] == "demo"
 
 
-def test_helm_binary_mode_tampered_values_fail_the_whole_render(cmp: Cmp, tmp_path: Path) -> None:
-    pytest.importorskip("helm_python")
+@pytest.mark.parametrize("major", ["helm3", "helm4"])
+def test_helm_binary_mode_tampered_values_fail_the_whole_render(cmp: Cmp, tmp_path: Path, major: str) -> None:
     root = cmp.copy_repo(EXAMPLES)
     enc = root / "argocd/helm/secrets.enc.yaml"
     doc = enc.read_text()
@@ -295,30 +307,28 @@ def test_helm_binary_mode_tampered_values_fail_the_whole_render(cmp: Cmp, tmp_pa
     # swap two ciphertexts: each is authenticated with its own key path, so neither decrypts
     doc = doc.replace(pw.group(1), "@PW@").replace(key.group(1), pw.group(1)).replace("@PW@", key.group(1))
     enc.write_text(doc)
-    err = failed(cmp.run(EXAMPLES, "argocd/helm", copy=root, params=HELM_PARAMS, sidecar=helm_sidecar(tmp_path)),
-                 "GENERATOR")
+    err = failed(cmp.run(EXAMPLES, "argocd/helm", copy=root, params=HELM_PARAMS,
+                         sidecar=helm_sidecar(tmp_path, cmp.tools[major])), "GENERATOR")
     assert "helm template failed" in err
-    assert 'plugin "bin/kvsops-helm downloader" exited with error' in err
-    assert "secrets.enc.yaml" in err
-    calls = helm_calls(tmp_path)
-    assert len(calls) == 1 and calls[0]["returncode"] != 0
+    assert 'plugin "bin/kvsops-helm downloader" exited with error' in err or "failed to invoke" in err
+    assert "secrets.enc.yaml" in err and "[DECRYPT_VALUE]" in err
+    assert HELM_PASSWORD not in err
+    assert len(getter_calls(tmp_path)) == 1
 
 
-def test_helm_binary_mode_policy_reaches_the_downloader(cmp: Cmp, tmp_path: Path) -> None:
-    pytest.importorskip("helm_python")
+@pytest.mark.parametrize("major", ["helm3", "helm4"])
+def test_helm_binary_mode_policy_reaches_the_downloader(cmp: Cmp, tmp_path: Path, major: str) -> None:
     pol = policy({"projects": ["team-a"], "age": [DEMO_RECIPIENT]}, {"projects": ["team-b"], "age": [OTHER_RECIPIENT]})
-    side = {**helm_sidecar(tmp_path), "KVSOPS_POLICY": pol}
+    side = {**helm_sidecar(tmp_path, cmp.tools[major]), "KVSOPS_POLICY": pol}
     ok = cmp.run(EXAMPLES, "argocd/helm", project="team-a", params=HELM_PARAMS, sidecar=side)
     assert ok.returncode == 0, ok.stderr.decode()
     assert secret_value(next(d for d in objs(ok.stdout) if d["kind"] == "Secret"), "DB_PASSWORD") == HELM_PASSWORD
     # a file encrypted for a key outside team-b's policy: the downloader, run by helm, refuses it
     err = failed(cmp.run(EXAMPLES, "argocd/helm", project="team-b", params=HELM_PARAMS, sidecar=side), "GENERATOR")
     assert "refused by policy" in err
-    calls = helm_calls(tmp_path)
-    assert [c["returncode"] == 0 for c in calls] == [True, False]
     # the grant (not the environment's project) told the downloader what is allowed; removed afterwards
-    grants = [c["env"]["KVSOPS_POLICY_GRANT"] for c in calls]
-    assert all(g and os.path.isabs(g) for g in grants) and grants[0] != grants[1]
+    grants = [c["grant"] for c in getter_calls(tmp_path)]
+    assert len(grants) == 2 and all(g and os.path.isabs(g) for g in grants) and grants[0] != grants[1]
     assert not any(os.path.exists(g) for g in grants)
     assert not [p for p in cmp.sidecar_tmp.iterdir() if p.name.startswith("kvsops-grant-")]
 

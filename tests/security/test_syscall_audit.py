@@ -6,7 +6,7 @@ Asserted for each run, success and failure alike:
   target; ``argocd generate`` under a key policy: the private grant dir), and the documented ones
   are gone afterwards;
 - no program is exec'd but the documented ones (kustomize runs kvsops-krm; argocd runs kustomize;
-  edit runs the editor);
+  edit runs the editor; the real helm 3 and 4 run the getter's shim, which runs python);
 - a failure leaves stdout empty (or, for the KRM function, only a ResourceList with ``results``).
 
 Python's own bytecode writes are excluded by construction (pre-compiled package,
@@ -138,6 +138,86 @@ def test_helm_downloader(tree: dict, env: dict, tmp_path: Path, broken: bool) ->
     _audit(r, allowed_execs=set())
     assert (r.rc != 0) == broken and (r.stdout == b"") == broken
     assert not leaks(r.stderr, [tree["secret"]])
+
+
+# ----------------------------------------------------------------------------------- the real helm
+
+HELM_CASES = {  # case -> (values href, the error code kvsops prints)
+    "ok": ("secrets://values.enc.yaml", ""),
+    "tampered-value": ("secrets://values.enc.yaml", "[DECRYPT_VALUE]"),
+    "tampered-mac": ("secrets://values.enc.yaml", "[MAC_MISMATCH]"),
+    "missing": ("secrets://absent.yaml", "[INPUT]"),
+    "absolute": ("secrets:///OUTSIDE/secret.enc.yaml", "[PATH_REFUSED]"),
+    "dotdot": ("secrets://../outside/secret.enc.yaml", "[PATH_REFUSED]"),
+    "symlink-out": ("secrets://link.enc.yaml", "[PATH_REFUSED]"),
+    "wrong-key": ("secrets://other-key.enc.yaml", "[NO_KEY]"),
+}
+
+
+def _tamper_mac(data: bytes) -> bytes:
+    """Flip one base64 character of the encrypted MAC (its value, not the file's values)."""
+    i = data.index(b"mac: ENC[AES256_GCM,data:") + len(b"mac: ENC[AES256_GCM,data:")
+    return data[:i] + (b"A" if data[i:i + 1] != b"A" else b"B") + data[i + 1:]
+
+
+@pytest.mark.parametrize("case", list(HELM_CASES))
+@pytest.mark.parametrize("major", ["helm3", "helm4"])
+def test_helm_cli_template(tmp_path: Path, age: Age, env: dict, tools: object, major: str, case: str) -> None:
+    """`helm template -f secrets://...` with the real Helm 3 and Helm 4 and the legacy getter: on
+    success and on each refusal, our processes write nothing at all, Helm makes only directories
+    of its own (Helm 4: an empty temp dir around each getter call, removed after, and its Wasm
+    compile cache dirs under HELM_CACHE_HOME), only the shim and its python run, and a failure
+    leaves stdout empty and no plaintext in stderr."""
+    from tests.helm_harness import LEGACY_GETTER
+
+    root = tmp_path / "repo"
+    work = root / "app"
+    secret = canary("helm")
+    body = f"password: {secret}\nimage:\n    tag: v1\n"
+    age.write(work / "values.enc.yaml", body)
+    age.write(root / "outside" / "secret.enc.yaml", body)
+    (work / "link.enc.yaml").symlink_to("../outside/secret.enc.yaml")
+    Age(tmp_path / "other").write(work / "other-key.enc.yaml", body)
+    (work / "chart" / "templates").mkdir(parents=True)
+    (work / "chart" / "Chart.yaml").write_text("apiVersion: v2\nname: audit\nversion: 0.1.0\n")
+    (work / "chart" / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: audit\ndata:\n  pw: {{ .Values.password | quote }}\n")
+    if case == "tampered-value":
+        _break(work, "values.enc.yaml")
+    elif case == "tampered-mac":
+        (work / "values.enc.yaml").write_bytes(_tamper_mac((work / "values.enc.yaml").read_bytes()))
+    href, code = HELM_CASES[case]
+    href = href.replace("/OUTSIDE", str(root / "outside"))
+    helm_tmp, plugins = tmp_path / "helm-tmp", tmp_path / "helm" / "data" / "plugins"
+    helm_tmp.mkdir()
+    plugins.mkdir(parents=True)
+    (plugins / LEGACY_GETTER.name).symlink_to(LEGACY_GETTER)  # what `helm plugin install DIR` does
+    henv = {**env, "HELM_DATA_HOME": str(plugins.parent), "HELM_PLUGINS": str(plugins), "TMPDIR": str(helm_tmp),
+            "HELM_CONFIG_HOME": str(tmp_path / "helm" / "config"), "HELM_CACHE_HOME": str(tmp_path / "helm" / "cache")}
+    before = sorted(p.name for p in root.rglob("*"))
+    r = run([tools[major], "template", "t", "./chart", "-f", href], env=henv, cwd=work,  # type: ignore[index]
+            trace_to=tmp_path / "trace", timeout=120)
+    assert r.trace is not None
+    ours = [e for e in r.trace.writes if os.path.basename(e.exe) != major]
+    # Helm's own: Helm 4's empty temp dir around a getter call, and the (empty) directories of its
+    # Wasm runtime's compilation cache under HELM_CACHE_HOME
+    cache = henv["HELM_CACHE_HOME"]
+    helm_own = (str(helm_tmp / "helm-plugin-kvsops-getter-legacy-"), cache + "/")
+    helms = [e for e in r.trace.writes if os.path.basename(e.exe) == major
+             and not (all(p == cache or p.startswith(helm_own) for p in e.paths)
+                      and e.call.startswith(("mkdir", "unlink", "rmdir")))]
+    record(CAT, cases=1, written=len(ours) + len(helms))
+    assert not ours, "kvsops wrote:\n" + "\n".join(f"{e.exe}: {e.raw}" for e in ours)
+    assert not helms, "helm wrote:\n" + "\n".join(e.raw for e in helms)
+    assert list(helm_tmp.iterdir()) == [] and sorted(p.name for p in root.rglob("*")) == before
+    assert set(r.trace.child_execs()) <= {"kvsops-helm", "python"}, r.trace.child_execs()
+    assert "kvsops-helm" in r.trace.child_execs()  # the getter really ran, in every case
+    if case == "ok":
+        assert r.rc == 0 and f'pw: "{secret}"' in r.stdout.decode(), r.stderr
+        return
+    assert r.rc != 0 and r.stdout == b"", r.stderr
+    assert code.encode() in r.stderr and b"kvsops: error: " in r.stderr
+    assert not leaks(r.stderr, [secret])
 
 
 def _argocd_env(env: dict, tmp_path: Path, **extra: str) -> dict:
