@@ -239,6 +239,22 @@ def case_small(work: Path, env: dict[str, str], runs: int, table: Table, cases: 
         table.add("2", "helm downloader (shim) vs sops -d", ours, theirs, "<=1.0x", note=f"outputs {same}")
 
 
+def case_pq(work: Path, env: dict[str, str], runs: int, table: Table) -> None:
+    """Case 6: case 1's file, for a post-quantum age recipient (a key from age 1.3's age-keygen -pq)."""
+    sops = tool("sops")
+    key = work / "pq-key.txt"
+    spawn([tool("age-keygen-1.3"), "-pq", "-o", str(key)], cwd=work, env=env)
+    recipient = next(ln.split(":", 1)[1].strip() for ln in key.read_text().splitlines() if "public key:" in ln)
+    pq_env = dict(env, SOPS_AGE_KEY_FILE=str(key))
+    (work / "pq-values.yaml").write_text(values_yaml(10, 5))
+    (work / "pq-secrets.yaml").write_bytes(
+        spawn([sops, "encrypt", "--age", recipient, "pq-values.yaml"], cwd=work, env=pq_env).out)
+    ours, theirs = alternate(runs, one([str(KV / "kvsops"), "decrypt", "pq-secrets.yaml"], work, pq_env),
+                             one([sops, "decrypt", "pq-secrets.yaml"], work, pq_env))
+    same = "identical" if ours.out == theirs.out else "DIFFERENT"
+    table.add("6", "case 1, post-quantum age key (age1pq1)", ours, theirs, "<=1.0x", note=f"outputs {same}")
+
+
 def import_profile(work: Path, env: dict[str, str], runs: int = 5) -> str:
     """Import time of `kvsops decrypt` on the age file (``-X importtime``, best of ``runs``) and
     whether any Azure SDK module was imported (it must not be, for an age-only file). The command
@@ -416,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes and few runs (CI smoke)")
     ap.add_argument("--runs", type=int, help="runs per contender for cases 1-2 (default 21, quick 3)")
-    ap.add_argument("--cases", default="1,2,3,4,5", help="comma list of cases (default all)")
+    ap.add_argument("--cases", default="1,2,3,4,5,6", help="comma list of cases (default all)")
     ap.add_argument("--large-values", type=int, help="values in case 4 (default 100000, quick 5000)")
     ap.add_argument("--azure-sample", type=int, default=20,
                     help="case 5: how many of the one-process-per-file runs to time (the rest are scaled)")
@@ -449,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
             case_large(work, env, 1, table, n_values)
         if "5" in cases:
             case_azure(work, env, table, n_files, 0.03, min(ns.azure_sample, n_files))
+        if "6" in cases:
+            case_pq(work, env, runs, table)
     missed = [r for r in table.rows if r["met"] is False or r["mem_met"] is False]
     print("-" * 126)
     print(f"{len(table.rows)} rows in {time.monotonic() - started:.0f} s; '!' marks a missed target "
