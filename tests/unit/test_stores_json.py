@@ -9,9 +9,13 @@ from kvsops.sops.tree import Branch
 
 
 def test_order_duplicates_and_numbers() -> None:
-    (doc,) = j.load_plain(b'{"b": 1, "a": 2, "b": 3.0, "big": 9223372036854775808, "i": 8080}')
-    assert list(doc) == [("b", 1), ("a", 2), ("b", 3.0), ("big", 9.223372036854776e18), ("i", 8080)]
-    assert type(doc[0][1]) is int and type(doc[2][1]) is float
+    """Every number is a float64, as sops 3.11 decodes JSON (integers too)."""
+    (doc,) = j.load_plain(b'{"b": 1, "a": 2, "b": 3.0, "big": 9223372036854775808, "i": 8080, "l": [1, -2]}')
+    assert list(doc) == [("b", 1), ("a", 2), ("b", 3.0), ("big", 9.223372036854776e18), ("i", 8080), ("l", [1, -2])]
+    assert {type(v) for _k, v in doc if not isinstance(v, list)} == {float}
+    assert {type(v) for v in doc.get("l")} == {float}
+    with pytest.raises(errors.InputError):
+        j.load_plain(b'{"a": 1e400}')
 
 
 def test_top_level_must_be_object() -> None:

@@ -1,7 +1,8 @@
 """JSON store (sops stores/json/store.go). Pure.
 
-Order and duplicate keys are kept; numbers follow sops 3.13.2 (int when integral and in int64,
-else float). Output reproduces Go's ``json.Marshal`` escaping plus ``json.Indent``.
+Order and duplicate keys are kept; every number is a float64, as sops 3.11 decodes JSON (so
+``8080`` is encrypted with ``type:float``; 3.13.2 would keep integers in int64 as ``int``). Output
+reproduces Go's ``json.Marshal`` escaping plus ``json.Indent``.
 """
 
 from __future__ import annotations
@@ -15,23 +16,12 @@ from ..tree import Branch, Comment, GoTime
 from . import _common
 
 DEFAULT_INDENT = "\t"
-_INT64_MIN = -(1 << 63)
-_INT64_MAX = (1 << 63) - 1
 _MAX_DEPTH = 10000
 
 
-def _parse_int(s: str) -> object:
-    n = int(s)
-    if _INT64_MIN <= n <= _INT64_MAX:
-        return n
-    f = float(s)
-    if math.isinf(f):
-        raise ValueError("number out of range")
-    return f
-
-
-def _parse_float(s: str) -> object:
-    # json.Number.Int64 fails for "1.0"/"1e3": those stay float64, as in sops 3.13.2
+def _parse_number(s: str) -> object:
+    # Go's encoding/json decodes a number into an interface{} as strconv.ParseFloat(s, 64), which
+    # rounds correctly as float() does, and fails beyond the float64 range.
     f = float(s)
     if math.isinf(f):
         raise ValueError("number out of range")
@@ -47,7 +37,7 @@ def _pairs(pairs: list[tuple[str, object]]) -> Branch:
 
 
 _DECODER = json.JSONDecoder(
-    object_pairs_hook=_pairs, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_const
+    object_pairs_hook=_pairs, parse_int=_parse_number, parse_float=_parse_number, parse_constant=_const
 )
 
 
