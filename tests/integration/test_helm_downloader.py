@@ -145,6 +145,39 @@ def test_unencrypted_refused_by_default_and_passed_when_allowed(world: World, na
     assert (ok.returncode, ok.stdout) == (0, (world.work / name).read_bytes())
 
 
+@pytest.mark.parametrize("name", ["file.txt", "file.raw", "values.yaml.gotpl", "odd.yaml"])
+def test_allowed_unencrypted_file_of_any_content_is_returned_unchanged(world: World, name: str) -> None:
+    """--set-file with a plain .txt/.raw (or a template, or YAML that does not parse): not sops
+    output, so helm-secrets cats it; with KVSOPS_HELM_ALLOW_UNENCRYPTED so does kvsops, else it is
+    refused as not encrypted (never a parse error that would quote the format)."""
+    data = {"file.txt": b"just text\nline two, no newline at the end",
+            "file.raw": b"\x00\xffraw bytes {not json",
+            "values.yaml.gotpl": b"port: {{ .Values.port }}\n",
+            "odd.yaml": b"a: [unclosed\n"}[name]
+    (world.work / name).write_bytes(data)
+    ok = world.run(f"secrets://{name}", COMBOS[0], {"KVSOPS_HELM_ALLOW_UNENCRYPTED": "true"})
+    assert (ok.returncode, ok.stdout) == (0, data), ok.stderr.decode()
+    res = world.run(f"secrets://{name}", COMBOS[0])
+    assert res.returncode != 0 and res.stdout == b""
+    assert f"{name}: not encrypted".encode() in res.stderr and b"[NOT_ENCRYPTED]" in res.stderr
+
+
+def test_absolute_non_sops_file_is_not_encrypted(world: World) -> None:
+    """With the absolute-path opt-in, /etc/passwd is refused as not encrypted, not as bad JSON."""
+    res = world.run("secrets:///etc/passwd", COMBOS[0], {"KVSOPS_HELM_ALLOW_ABSOLUTE_PATH": "true"})
+    assert res.returncode != 0 and res.stdout == b""
+    assert b"/etc/passwd: not encrypted" in res.stderr and b"[NOT_ENCRYPTED]" in res.stderr
+    assert b"JSON" not in res.stderr and b"root:" not in res.stderr
+
+
+def test_broken_sops_file_is_an_input_error(world: World) -> None:
+    """What carries sops' marks but does not parse is a damaged encrypted file, never passed through."""
+    broken = (world.work / "secrets.json").read_bytes()[:-40]
+    (world.work / "broken.json").write_bytes(broken)
+    res = world.run("secrets://broken.json", COMBOS[0], {"KVSOPS_HELM_ALLOW_UNENCRYPTED": "true"})
+    assert res.returncode != 0 and res.stdout == b"" and b"[INPUT]" in res.stderr
+
+
 def test_chart_style_tls_arguments_and_url_last(world: World) -> None:
     res = world.run("secrets://secrets.age.yaml", COMBOS[0], tls=("c.pem", "k.pem", "ca.pem"))
     assert res.returncode == 0 and b"port: 81" in res.stdout
@@ -239,9 +272,13 @@ def test_literal_plain_and_encrypted(world: World) -> None:
                                                "/dev/stdin"], world.sops_env(), world.root, stdin=literal.encode()).stdout
 
 
-def test_vals_reference_refused(world: World) -> None:
-    res = world.run("secrets+literal://ref+azurekeyvault://v/s", COMBOS[0])
-    assert res.returncode != 0 and res.stdout == b"" and b"not supported" in res.stderr
+@pytest.mark.parametrize("literal", ["ref+echo://87", "ref+azurekeyvault://v/s", "secretref+vault://a/b#/c"])
+def test_vals_reference_literal_passes_through(world: World, literal: str) -> None:
+    """helm-secrets' sops backend echoes a literal that is not sops output, references included;
+    kvsops does too, and says on stderr that the reference was not resolved."""
+    res = world.run("secrets+literal://" + literal, COMBOS[0])
+    assert (res.returncode, res.stdout) == (0, literal.encode())
+    assert b"kvsops: note: secrets+literal: a ref+ reference is passed through unresolved" in res.stderr
 
 
 # ------------------------------------------------------------------------------ failures

@@ -22,6 +22,7 @@ from kvsops.hosts.helm.urls import AGE_IMPORT, FILE, GPG_IMPORT, LITERAL, Reques
     ("secrets+gpg-import://?k.asc?a.yaml", Request("secrets+gpg-import", GPG_IMPORT, "a.yaml", "k.asc", True)),
     ("secrets+literal://?x!y", Request("secrets+literal", LITERAL, "?x!y")),
     ("kvsops+literal://sops!v", Request("kvsops+literal", LITERAL, "v")),
+    ("secrets+literal://ref+echo://87", Request("secrets+literal", LITERAL, "ref+echo://87")),
 ])
 def test_parse(url: str, req: Request) -> None:
     assert helmurl.parse(url) == req
@@ -36,7 +37,6 @@ def test_parse(url: str, req: Request) -> None:
     ("secrets://vals!a.yaml", "not supported"),
     ("secrets://backend.sh!a.yaml", "never runs a backend script"),
     ("secrets://https://example.invalid/a.yaml", "not fetched"),
-    ("secrets+literal://ref+vault://x", "not supported"),
     ("secrets://", "no file path"),
 ])
 def test_parse_errors(url: str, msg: str) -> None:

@@ -91,7 +91,12 @@ def _decrypt_file(where: str, data: bytes, pol: Policy, env: Mapping[str, str]) 
     fmt = helmurl.sniff_format(where, data)
     try:
         return api.decrypt_bytes(data, fmt, session=session_from_env(env), where=where)
-    except MetadataNotFound:
+    except (MetadataNotFound, InputError) as exc:
+        # helm-secrets decrypts only what looks like sops output and passes anything else through
+        # (`.txt`/`.raw` files for --set-file, /etc/passwd): a file that does not even parse as its
+        # format is "not encrypted" too, unless it carries sops' marks (then it is a broken one).
+        if isinstance(exc, InputError) and _looks_encrypted(data):
+            raise
         if pol.allow_unencrypted:
             return data
         raise MetadataNotFound(
@@ -101,9 +106,22 @@ def _decrypt_file(where: str, data: bytes, pol: Policy, env: Mapping[str, str]) 
         ) from None
 
 
+def _looks_encrypted(data: bytes) -> bool:
+    """sops output: an encrypted value and a sops key (helm-secrets greps ``mac.*,type:str]``)."""
+    return b"ENC[AES256_GCM," in data and b"sops" in data
+
+
 def _literal(value: str, env: Mapping[str, str]) -> bytes:
     """helm-secrets: a literal holding sops metadata is a sops JSON document; anything else is a
-    plain value, returned as is (no newline added)."""
+    plain value, returned as is (no newline added). A vals reference (``ref+...``) is such a value:
+    helm-secrets' sops backend echoes it, and so does kvsops (with a note on stderr, since a
+    reference deployed unresolved is a classic mistake; kvsops+refs:// resolves them in files)."""
+    if value.startswith(("ref+", "secretref+")):
+        import sys
+
+        sys.stderr.write("kvsops: note: secrets+literal: a ref+ reference is passed through unresolved "
+                         "(kvsops resolves references in files, with kvsops+refs://FILE)\n")
+        return value.encode()
     if "ENC[" in value and '"sops"' in value and '"mac"' in value:
         from kvsops import api
         from kvsops.policy import session_from_env

@@ -82,10 +82,7 @@ def parse(url: str) -> Request:
     if ignore:
         rest = rest[1:]
     rest = _strip_backend(rest)
-    if kind == LITERAL:
-        if rest.startswith(("ref+", "secretref+")):  # re.match(r"(secret)?ref\+", rest)
-            raise GeneratorError("vals references (ref+...) in secrets+literal:// are not supported by kvsops",
-                                 hint="pass a SOPS-encrypted literal, or a plain value")
+    if kind == LITERAL:  # a vals reference (ref+...) too: helm-secrets' sops backend echoes it
         return Request(scheme, kind, rest)
     key = ""
     if kind in (AGE_IMPORT, GPG_IMPORT):
