@@ -248,7 +248,7 @@ def wrap_data_key(
             try:
                 fields = r.wrap(share)  # type: ignore[attr-defined]
             except KeyFailure as exc:
-                raise errors.EncryptError(f"could not wrap the data key for {_recipient_name(r)}: {exc}") from None
+                raise errors.KeyWrapFailed(f"could not wrap the data key for {_recipient_name(r)}: {exc}") from None
             entries.append(KeyEntry.make(r.kind, fields))  # type: ignore[attr-defined]
         out.append(tuple(entries))
     return tuple(out), threshold
@@ -273,7 +273,13 @@ class Decrypted:
 
 
 def load_encrypted(data: bytes, fmt: str) -> tuple[list[Branch], Metadata]:
-    docs, raw = stores.get(fmt).load_encrypted(data)
+    try:
+        docs, raw = stores.get(fmt).load_encrypted(data)
+    except errors.InputError as exc:
+        # sops returns a store's parse error of an encrypted file unwrapped: exit 1, not the
+        # CouldNotReadInputFile (2) of a plaintext file that does not parse.
+        exc.exit_code = 1
+        raise
     md = md_mod.parse(raw)
     if fmt == "binary":
         md = md.with_(rule=None)
@@ -425,10 +431,19 @@ _IN_PROCESS_KINDS = frozenset({"age"})
 
 
 def is_encrypted(data: bytes, fmt: str) -> bool:
-    """sops' filestatus: metadata present with a version and a mac."""
+    """Metadata present with a version and a mac; False for anything that does not load."""
+    try:
+        return file_status(data, fmt)
+    except errors.KvsopsError:
+        return False
+
+
+def file_status(data: bytes, fmt: str) -> bool:
+    """sops' filestatus: False without sops metadata (or without its version or mac); a file that
+    does not load at all raises."""
     try:
         _docs, raw = stores.get(fmt).load_encrypted(data)
-    except errors.KvsopsError:
+    except errors.MetadataNotFound:
         return False
     return isinstance(raw, Branch) and bool(raw.get("version")) and bool(raw.get("mac"))
 
@@ -481,6 +496,8 @@ def encrypt_bytes(
     store = stores.get(fmt)
     docs = store.load_plain(data)
     if not docs:
+        if fmt == "yaml" and data:  # sops' first yaml.v3 Decode of a non-empty file found io.EOF
+            raise errors.InputError("Error unmarshaling input YAML: EOF (the file has no YAML document)")
         raise errors.NeedAtLeastOneDocument("the file has no documents to encrypt")
     if _has_sops_key(docs[0], fmt):
         raise errors.AlreadyEncrypted("the file is already encrypted", hint="decrypt it first, or use edit/set")

@@ -39,14 +39,16 @@ class KvsopsError(Exception):
 
 
 class UsageError(KvsopsError):
-    """Bad command-line usage."""
+    """Bad command-line usage (exit 1, as sops: its flag errors and unusable key arguments are
+    generic errors)."""
 
     code = "USAGE"
-    exit_code = 2
+    exit_code = 1
 
 
 class InputError(KvsopsError):
-    """The input could not be read or parsed (sops: CouldNotReadInputFile)."""
+    """The input could not be read or parsed (sops: CouldNotReadInputFile). A file that does not
+    parse as an *encrypted* file is a generic error in sops (exit 1): see ``api.load_encrypted``."""
 
     code = "INPUT"
     exit_code = 2
@@ -102,11 +104,25 @@ class EncryptError(KvsopsError):
     exit_code = 23
 
 
+class KeyWrapFailed(EncryptError):
+    """A recipient could not wrap the data key (sops: "Could not generate data key", a generic
+    error; only a new file's edit reports it as CouldNotRetrieveKey, 128)."""
+
+    exit_code = 1
+
+
 class DecryptValueError(KvsopsError):
     """A value failed to decrypt: bad tag, AAD (moved key), format or type (sops: ErrorDecryptingTree)."""
 
     code = "DECRYPT_VALUE"
     exit_code = 25
+
+
+class CannotChangeKeys(KvsopsError):
+    """rotate --add-*/--rm-* on a file that does not exist (sops: CannotChangeKeysFromNonExistentFile)."""
+
+    code = "CANNOT_CHANGE_KEYS"
+    exit_code = 49
 
 
 class MacMismatch(KvsopsError):

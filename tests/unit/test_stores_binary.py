@@ -15,9 +15,10 @@ def test_arbitrary_bytes_roundtrip() -> None:
     assert b.emit_plain(docs) == raw
 
 
-def test_non_binary_tree_is_a_format_error_with_hint() -> None:
-    with pytest.raises(errors.FormatError) as exc:
+def test_non_binary_tree_is_an_emit_error_with_hint() -> None:
+    with pytest.raises(errors.EmitError) as exc:  # sops: ErrorDumpingTree, exit 4
         b.emit_plain([Branch([("a", "1")])])
+    assert exc.value.exit_code == 4
     assert "no binary data found in tree" in exc.value.message and exc.value.hint and "--output-type" in exc.value.hint
 
 

@@ -131,19 +131,19 @@ def json_value(text: str) -> object:
 
 
 def _set_inputs(args: argparse.Namespace) -> tuple[str, list[str | int], object]:
-    if args.value_file and args.value_stdin:
-        raise errors.ConflictingParameters("cannot use both --value-file and --value-stdin")
+    if args.value_file and args.value_stdin:  # sops: a generic error (1), not ConflictingParameters
+        raise errors.UsageError("cannot use both --value-file and --value-stdin")
     need_value = not args.value_stdin
     if not args.file or not args.index or (need_value and args.value is None):
         raise errors.NoFileSpecified("set needs FILE, INDEX and VALUE (or --value-stdin)")
     if args.value_stdin and args.value is not None:
-        raise errors.UsageError("give either VALUE or --value-stdin, not both")
-    path = common.existing_file(args.file)
+        raise errors.NoFileSpecified("set with --value-stdin takes FILE and INDEX only")
+    path = common.existing_file(args.file, missing=errors.InputError)
     index = _index(args.index, "set")
     if args.value_stdin:
         raw = common.read_stdin()
     elif args.value_file:
-        raw = common.read_file(args.value)
+        raw = common.read_file(args.value, errors.KvsopsError)  # sops: the os error, exit 1
     else:
         raw = args.value.encode("utf-8", "surrogateescape")
     return path, index, json_value(raw.decode("utf-8", "replace"))
@@ -192,7 +192,7 @@ def _set(dec: Decrypted, where: str, index: list[str | int], value: object, idem
 def unset_value(args: argparse.Namespace) -> int:
     if not args.file or not args.index:
         raise errors.NoFileSpecified("unset needs FILE and INDEX")
-    path = common.existing_file(args.file)
+    path = common.existing_file(args.file, missing=errors.InputError)
     index = _index(args.index, "unset")
     return _rewrite(args, path, lambda dec, where: _unset(dec, where, index, args.idempotent))
 
@@ -211,10 +211,18 @@ def _unset(dec: Decrypted, where: str, index: list[str | int], idempotent: bool)
 
 
 def filestatus(args: argparse.Namespace) -> int:
+    """sops' filestatus: no sops metadata is ``false``; any other failure (a missing or unparsable
+    file, malformed metadata) is an error, exit 1 ("cannot check file status")."""
     from kvsops import api
 
-    path = common.existing_file(args.file)
-    encrypted = api.is_encrypted(common.read_file(path), common.fmt_for(args.input_type, path))
+    if not args.file:
+        raise errors.NoFileSpecified("no file specified")
+    try:
+        path = common.existing_file(args.file, missing=errors.InputError)
+        encrypted = api.file_status(common.read_file(path), common.fmt_for(args.input_type, path))
+    except errors.KvsopsError as exc:
+        exc.exit_code = 1
+        raise
     import json
 
     common.write_stdout(json.dumps({"encrypted": encrypted}, separators=(",", ":")).encode() + b"\n")

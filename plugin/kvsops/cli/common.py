@@ -41,15 +41,19 @@ def environ() -> dict[str, str]:
 # ----------------------------------------------------------------------------- inputs
 
 
-def existing_file(path: str | None) -> str:
-    """The absolute path of an existing regular file (sops: exit 100 otherwise)."""
+def existing_file(path: str | None, missing: type[errors.KvsopsError] = errors.NoFileSpecified) -> str:
+    """The absolute path of an existing file. sops checks existence (exit 100) before it decrypts
+    or encrypts; set, unset and rotate only fail to read it (``missing=errors.InputError``: 2). A
+    directory is a read error (2) everywhere."""
     if not path:
         raise errors.NoFileSpecified("no file specified")
     full = os.path.abspath(path)
     if not os.path.exists(full):
-        raise errors.NoFileSpecified(f"cannot operate on non-existent file {path}")
+        if missing is errors.NoFileSpecified:
+            raise errors.NoFileSpecified(f"cannot operate on non-existent file {path}")
+        raise missing(f"cannot read {path}: no such file")
     if os.path.isdir(full):
-        raise errors.NoFileSpecified(f"{path} is a directory")
+        raise errors.InputError(f"cannot read {path}: it is a directory")
     return full
 
 
@@ -116,7 +120,10 @@ def write_file(path: str, data: bytes, *, private: bool = False) -> None:
         mode = 0o600 if private else 0o666 & ~_umask()
     import tempfile
 
-    fd, tmp = tempfile.mkstemp(prefix=".kvsops-", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".kvsops-", dir=directory)
+    except OSError as exc:  # e.g. the directory does not exist (sops: CouldNotWriteOutputFile)
+        raise errors.OutputError(f"cannot write {display(path)} ({type(exc).__name__})") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

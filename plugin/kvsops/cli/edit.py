@@ -169,9 +169,11 @@ def edit(args: argparse.Namespace) -> int:
     from kvsops import api
     from kvsops.sops import metadata
 
+    if not args.file:
+        raise errors.NoFileSpecified("no file specified")
     path = os.path.abspath(args.file)
     if os.path.isdir(path):
-        raise errors.NoFileSpecified(f"{args.file} is a directory")
+        raise errors.InputError(f"cannot read {args.file}: it is a directory")
     name = os.path.abspath(args.filename_override) if args.filename_override else path
     fmt = common.fmt_for(args.input_type, name)
     env = common.environ()
@@ -200,7 +202,11 @@ def _edit_new(args: argparse.Namespace, path: str, name: str, fmt: str, env: dic
 
     groups, threshold, rule, mac_only = encryption_settings(args, name, sess)
     data_key = os.urandom(api.DATA_KEY_SIZE)
-    key_groups, threshold = api.wrap_data_key(data_key, groups, threshold)
+    try:
+        key_groups, threshold = api.wrap_data_key(data_key, groups, threshold)
+    except errors.KeyWrapFailed as exc:
+        exc.exit_code = errors.NoKeyAvailable.exit_code  # sops' editExample: CouldNotRetrieveKey
+        raise
     example = _EXAMPLES[fmt]
     if indent is not None:
         example = api.emit_plain(_validate(example, fmt), fmt, indent=indent)

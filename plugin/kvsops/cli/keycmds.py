@@ -10,13 +10,16 @@ from kvsops import errors
 from kvsops.cli import common
 
 
-def _targets(paths: list[str]) -> tuple[list[str], bool]:
-    """Files to work on, and whether a directory was walked (then unencrypted files are skipped)."""
+def _targets(paths: list[str], missing: type[errors.KvsopsError] = errors.InputError) -> tuple[list[str], bool]:
+    """Files to work on, and whether a directory was walked (then unencrypted files are skipped).
+    A missing path raises ``missing`` (sops: a read error, 2, for rotate; 1 for updatekeys)."""
+    if not paths:
+        raise errors.NoFileSpecified("no file specified")
     walked = any(os.path.isdir(p) for p in paths)
     files: list[str] = []
     for p in paths:
         if not os.path.exists(p):
-            raise errors.NoFileSpecified(f"cannot operate on non-existent file {p}")
+            raise missing(f"cannot operate on non-existent file {p}")
         files.extend(common.iter_files([p]))
     return [os.path.abspath(f) for f in files], walked
 
@@ -81,11 +84,11 @@ def _update_one(path: str, args: argparse.Namespace, cfg, sess, walked: bool) ->
 
 
 def updatekeys(args: argparse.Namespace) -> int:
-    files, walked = _targets(args.paths)
-    cfg = common.config_for(args, common.environ())
+    cfg = common.config_for(args, common.environ())  # sops looks for the config first
     if cfg is None or cfg.rules is None:
         raise errors.ConfigError("updatekeys needs a .sops.yaml with creation_rules",
                                  hint="run it from the directory holding .sops.yaml, or pass --config")
+    files, walked = _targets(args.paths, errors.KvsopsError)
     sess = common.session(args)
     return common.run_each(files, lambda p: _update_one(p, args, cfg, sess, walked))
 
@@ -131,14 +134,15 @@ def _rotate_one(path: str, args: argparse.Namespace, sess, walked: bool) -> None
     key_groups, _threshold = api.wrap_data_key(data_key, groups, dec.metadata.shamir_threshold)
     out = api.reencrypt(dec, fmt=fmt_out, data_key=data_key, key_groups=key_groups,
                         indent=common.output_indent(args, fmt_out))
-    if args.in_place:
-        common.write_file(path, out)
-    else:
-        common.write_stdout(out)
+    common.deliver(out, args, path, plaintext=False)
 
 
 def rotate(args: argparse.Namespace) -> int:
-    files, walked = _targets(args.paths)
+    if not args.paths:
+        raise errors.NoFileSpecified("no file specified")
+    common.check_destination(args, stdin=False)
+    adds, removes = _key_changes(args)
+    files, walked = _targets(args.paths, errors.CannotChangeKeys if adds or removes else errors.InputError)
     if (walked or len(files) > 1) and not args.in_place:
         raise errors.ConflictingParameters("rotating several files needs --in-place")
     sess = common.session(args)

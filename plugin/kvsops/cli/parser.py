@@ -105,7 +105,7 @@ def _encrypt(sub: Any) -> None:
 
 def _edit(sub: Any) -> None:
     p = _add(sub, "edit", ("edit", "edit"), "edit an encrypted file in $SOPS_EDITOR / $EDITOR")
-    p.add_argument("file")
+    p.add_argument("file", nargs="?")
     _types(p, output=False)
     _indent(p)
     _decrypting(p)
@@ -135,15 +135,16 @@ def _set_unset(sub: Any) -> None:
 def _key_commands(sub: Any) -> None:
     p = _add(sub, "updatekeys", ("keycmds", "updatekeys"),
              "re-wrap the data key for the keys .sops.yaml now names (values stay as they are)")
-    p.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    p.add_argument("paths", nargs="*", metavar="FILE|DIR")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument("--shamir-secret-sharing-threshold", type=int, default=0, metavar="N")
     _types(p, output=False)
     _indent(p)
     _decrypting(p)
     p = _add(sub, "rotate", ("keycmds", "rotate"), "generate a new data key and re-encrypt every value")
-    p.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    p.add_argument("paths", nargs="*", metavar="FILE|DIR")
     p.add_argument("--in-place", "-i", action="store_true", help="write back (needed for several files)")
+    p.add_argument("--output", help="write the rotated file here instead of stdout")
     for kind, text in (("age", "age recipients"), ("pgp", "PGP fingerprints"), ("azure-kv", "Key Vault key URLs")):
         p.add_argument(f"--add-{kind}", help=f"comma list of {text} to add (to group 1)")
         p.add_argument(f"--rm-{kind}", help=f"comma list of {text} to remove")

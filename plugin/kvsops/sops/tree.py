@@ -6,7 +6,8 @@ the pair ``(Comment(...), None)``; a comment inside a sequence is a ``Comment`` 
 it that way too, which is why encrypted list comments become ``- ENC[...]`` items).
 
 Leaf values: ``str`` (binary data as ``str`` decoded with ``surrogateescape``), ``int``, ``float``,
-``bool``, ``None``, :class:`GoTime`, :class:`Comment`. Containers: ``list`` and :class:`Branch`.
+``bool``, ``None``, :class:`GoTime`, :class:`Comment`, and :class:`Uint64` (loaded, never walked).
+Containers: ``list`` and :class:`Branch`.
 """
 
 from __future__ import annotations
@@ -124,6 +125,14 @@ class GoTime(Record):
 
     def __str__(self) -> str:
         return self.text
+
+
+class Uint64(int):
+    """A YAML integer above int64's range that fits uint64: yaml.v3 decodes it as a uint64, which
+    sops loads and re-emits but whose tree walk (encrypt, decrypt, MAC) refuses it. Loading it is
+    not an error here either; the walks raise, with sops' exit codes (23 and 25)."""
+
+    __slots__ = ()
 
 
 class Branch(list):  # type: ignore[type-arg]

@@ -17,7 +17,7 @@ except ImportError:  # pragma: no cover - other versions and implementations
 from kvsops.errors import DecryptValueError, EncryptError, FormatError
 from kvsops.sops import values
 from kvsops.sops.rules import SelectionRule
-from kvsops.sops.tree import Branch, Comment, GoTime
+from kvsops.sops.tree import Branch, Comment, GoTime, Uint64
 
 # sha256(b"sops"): mixed in first when mac_only_encrypted, so the two MAC kinds never collide.
 MAC_ONLY_ENCRYPTED_INIT = bytes.fromhex("8a3fd2ad54ce66527b1034f3d147be0b0b975b3bf44f72c6fdadec8176f27d69")
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     Leaf = Callable[[object, list[str], list[list[str]], bool], object]
 _LEAF_TYPES = (str, int, float, GoTime, Comment)
 MAX_DEPTH = 200
+# sops' walk meets a YAML uint64 (selected or not) and stops: exit 23 encrypting, 25 decrypting.
+_UINT64 = "cannot walk an integer above the int64 range (a uint64, which sops refuses too) at "
 
 
 def _walk_value(v: object, path: list[str], comments: list[list[str]], on_leaf: Leaf) -> object:
@@ -111,6 +113,8 @@ def encrypt_docs(
     """Encrypt every selected leaf; return the encrypted documents and the MAC (uppercase hex)."""
 
     def leaf(v: object, path: list[str], selected: bool) -> tuple[object, object]:
+        if type(v) is Uint64:
+            raise EncryptError(_UINT64 + _where(path))
         if not selected:
             return v, v
         if isinstance(v, Comment) and v.inline:
@@ -164,6 +168,8 @@ def decrypt_docs(
     """Decrypt every selected leaf; return the plaintext documents and the computed MAC."""
 
     def leaf(v: object, path: list[str], selected: bool) -> tuple[object, object]:
+        if type(v) is Uint64:
+            raise DecryptValueError(_UINT64 + _where(path))
         out = _decrypt_leaf(v, key, path, stash) if selected else v
         return out, out
 

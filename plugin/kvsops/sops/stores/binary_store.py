@@ -33,7 +33,7 @@ def emit_plain(docs: list[Branch], indent: int | None = None) -> bytes:
             if isinstance(v, str):
                 return v.encode("utf-8", "surrogateescape")
             raise errors.EmitError("error emitting binary store: 'data' key in tree does not have a string value")
-    raise errors.FormatError(
+    raise errors.EmitError(  # sops: ErrorDumpingTree (4)
         "error emitting binary store: no binary data found in tree",
         hint="the file is not a binary-store file; use --output-type (e.g. yaml or json) to choose its format",
     )

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from ... import errors
-from ..tree import Branch, Comment, GoTime
+from ..tree import Branch, Comment, GoTime, Uint64
 from . import _common
 
 INDENT = 4
@@ -273,8 +273,7 @@ def resolve_plain(s: str, line: int | None = None) -> object:
         if _INT64_MIN <= n <= _INT64_MAX:
             return n
         if 0 <= n <= _UINT64_MAX:
-            where = f" at line {line}" if line else ""
-            raise errors.InputError(f"integer out of the int64 range{where}: sops cannot walk uint64 values")
+            return Uint64(n)  # the walks refuse it, as sops' does (see Uint64)
         # out of uint64 range: falls through to the float rule as in Go
     if _is_yaml_float(plain):
         f = float(plain)
