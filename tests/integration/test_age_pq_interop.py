@@ -113,6 +113,35 @@ def test_wrong_key_fails_closed_on_both_sides(tmp_path, base_env, keys, tools):
     assert run_sops(tools.sops, ["decrypt", "e.yaml"], env, tmp_path, check=False).returncode != 0
 
 
+@pytest.mark.parametrize("where", ["stanza", "mac", "payload"])
+def test_tampered_wrapped_key_fails_closed(tmp_path, base_env, keys, tools, where):
+    """One base64 character changed in the post-quantum enc sops wrote: NO_KEY, nothing on stdout."""
+    from kvsops.keys.armor import armor, dearmor
+
+    (tmp_path / "s.yaml").write_text("password: hunter2\n")
+    text = run_sops(tools.sops, ["encrypt", "--age", keys["pq"].recipient, "s.yaml"], base_env, tmp_path).stdout.decode()
+    block = re.search(r"(-----BEGIN AGE ENCRYPTED FILE-----\n.*?-----END AGE ENCRYPTED FILE-----\n)",
+                      re.sub(r"\n\s+", "\n", text.split("enc: |", 1)[1]), re.S).group(1)  # type: ignore[union-attr]
+    blob = bytearray(dearmor(block))
+    at = {"stanza": blob.index(b"\n", blob.index(b"mlkem768x25519")) + 5,
+          "mac": blob.index(b"\n--- ") + 8, "payload": len(blob) - 3}[where]
+    # another valid base64 character in the header (a bit flip in the payload)
+    blob[at] = (ord("A") if blob[at] != ord("A") else ord("B")) if where != "payload" else blob[at] ^ 0x01
+    indent = re.search(r"\n(\s+)-----BEGIN AGE", text).group(1)  # type: ignore[union-attr]
+    bad = text.replace(block.replace("\n", "\n" + indent).rstrip(" "),
+                       armor(bytes(blob)).replace("\n", "\n" + indent).rstrip(" "))
+    assert bad != text
+    (tmp_path / "bad.yaml").write_text(bad)
+    proc = subprocess.run([sys.executable, "-m", "kvsops", "decrypt", "bad.yaml"], env=with_key(base_env, keys["pq"]),
+                          cwd=tmp_path, capture_output=True, timeout=120)
+    assert (proc.returncode, proc.stdout) == (128, b"") and b"[NO_KEY]" in proc.stderr, proc.stderr
+    assert {"stanza": b"does not decrypt", "mac": b"bad header MAC", "payload": b"the payload does not decrypt"}[where] \
+        in proc.stderr, proc.stderr
+    assert b"hunter2" not in proc.stderr
+    assert run_sops(tools.sops, ["decrypt", "bad.yaml"], with_key(base_env, keys["pq"]), tmp_path,
+                    check=False).returncode != 0
+
+
 # ----------------------------------------------------------------------------- age 1.3 itself
 
 
