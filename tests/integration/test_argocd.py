@@ -417,6 +417,39 @@ def test_policy_by_repo_and_fail_closed(cmp: Cmp, tmp_path: Path) -> None:
     failed(cmp.run(EXAMPLES, "argocd/plain", sidecar={"KVSOPS_POLICY_FILE": str(bad)}), "CONFIG")
 
 
+def test_policy_with_post_quantum_keys(cmp: Cmp, tmp_path: Path) -> None:
+    """The sidecar holds two post-quantum identities (age 1.3's age-keygen -pq); each project may use
+    its own recipient only, and a file whose entry names team-a's key but wraps the data key for
+    team-b's renders nothing for team-a."""
+    keys = {}
+    for team in ("a", "b"):
+        path = tmp_path / f"team-{team}.txt"
+        subprocess.run([cmp.tools.age_keygen13, "-pq", "-o", str(path)], check=True, capture_output=True, timeout=60)
+        keys[team] = (path, path.read_text().split("# public key: ", 1)[1].split()[0])
+    both = tmp_path / "sidecar-keys.txt"
+    both.write_text(keys["a"][0].read_text() + keys["b"][0].read_text())
+    src = tmp_path / "src"
+    (src / "app").mkdir(parents=True)
+    plain = tmp_path / "s.yaml"
+    plain.write_text("apiVersion: v1\nkind: Secret\nmetadata:\n    name: s\nstringData:\n    password: pq-secret\n")
+    sops_env = {**cmp.tools.env(), "SOPS_DISABLE_VERSION_CHECK": "1"}
+    enc = {t: subprocess.run([cmp.tools.sops, "encrypt", "--age", keys[t][1], str(plain)], env=sops_env, check=True,
+                             capture_output=True, timeout=60).stdout.decode() for t in ("a", "b")}
+    pol = policy({"projects": ["team-a"], "age": [keys["a"][1]]}, {"projects": ["team-b"], "age": [keys["b"][1]]})
+    side = {"KVSOPS_POLICY": pol, "SOPS_AGE_KEY_FILE": str(both)}
+    (src / "app/secret.enc.yaml").write_text(enc["a"])
+    ok = cmp.run(src, "app", project="team-a", sidecar=side)
+    assert ok.returncode == 0, ok.stderr.decode()
+    assert secret_value(objs(ok.stdout)[0], "password") == "pq-secret"
+    assert "refused by policy" in failed(cmp.run(src, "app", project="team-b", sidecar=side))
+    block = re.compile(r"enc: \|\n(?:\s+.*\n)+?\s+-----END AGE ENCRYPTED FILE-----\n")
+    forged = block.sub(lambda _m: block.search(enc["b"]).group(0), enc["a"])  # type: ignore[union-attr]
+    assert forged != enc["a"] and keys["a"][1] in forged
+    (src / "app/secret.enc.yaml").write_text(forged)
+    err = failed(cmp.run(src, "app", project="team-a", sidecar=side), "NO_KEY")
+    assert "does not decrypt" in err and "pq-secret" not in err
+
+
 def test_policy_inside_kustomize_cannot_be_dodged_through_function_env(cmp: Cmp, tmp_path: Path) -> None:
     """A kustomization that rewrites the function's environment is refused before kustomize runs."""
     root = cmp.copy_repo(EXAMPLES)
