@@ -54,6 +54,10 @@ class InputError(KvsopsError):
     exit_code = 2
 
 
+class FileMissing(InputError):
+    """An input file does not exist (its code is INPUT; a caller may treat it as optional)."""
+
+
 class OutputError(KvsopsError):
     """The output could not be written (sops: CouldNotWriteOutputFile)."""
 

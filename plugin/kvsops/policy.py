@@ -269,15 +269,15 @@ def _exists(path: str) -> bool:
     return True
 
 
-def _read_small(path: Path, what: str) -> str:
+def _read_small(path: str, what: str) -> str:
+    """A policy file (the admins'): regular, non-blocking, capped, in kvsops.fs's words; any
+    failure is a CONFIG error (a configured policy that cannot be read refuses everything)."""
+    from kvsops import fs
+
     try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_POLICY_BYTES + 1)
-    except OSError as exc:
-        raise errors.ConfigError(f"cannot read the {what} {path} ({type(exc).__name__})") from None
-    if len(data) > MAX_POLICY_BYTES:
-        raise errors.ConfigError(f"the {what} {path} is larger than {MAX_POLICY_BYTES} bytes")
-    return data.decode("utf-8", "replace")
+        return fs.read_path(path, f"the {what} {path}", limit=MAX_POLICY_BYTES).decode("utf-8", "replace")
+    except errors.KvsopsError as exc:
+        raise errors.ConfigError(exc.message, hint=exc.hint) from None
 
 
 def load_policy(env: Mapping[str, str], *, default_file: str = DEFAULT_POLICY_FILE) -> Policy | None:
@@ -285,14 +285,10 @@ def load_policy(env: Mapping[str, str], *, default_file: str = DEFAULT_POLICY_FI
     if env.get(POLICY_ENV, "").strip():
         return parse_policy(env[POLICY_ENV], POLICY_ENV)
     if env.get(POLICY_FILE_ENV, "").strip():
-        from pathlib import Path
-
-        path = Path(env[POLICY_FILE_ENV].strip())
-        return parse_policy(_read_small(path, "key policy file"), str(path))
+        path = env[POLICY_FILE_ENV].strip()
+        return parse_policy(_read_small(path, "key policy file"), path)
     if default_file and _exists(default_file):
-        from pathlib import Path
-
-        return parse_policy(_read_small(Path(default_file), "key policy file"), default_file)
+        return parse_policy(_read_small(default_file, "key policy file"), default_file)
     return None
 
 
@@ -318,21 +314,25 @@ def _private(st: os.stat_result) -> bool:
 def read_grant(path_text: str) -> Allowed:
     """Load a grant; refuse anything that is not our private file in our private directory."""
     import json
-    from pathlib import Path
 
-    path = Path(path_text)
+    from kvsops import fs
+
     bad = errors.PolicyRefused(f"the key policy grant {path_text!r} is not a private file written by kvsops argocd")
-    if not path.is_absolute() or ".." in path.parts:
+    if not path_text.startswith("/") or ".." in path_text.split("/"):
         raise bad
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path_text, fs.FILE_FLAGS)  # O_NOFOLLOW, non-blocking, close-on-exec
     except OSError:
         raise bad from None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode) or not _private(st) or not _private(os.stat(path.parent)):
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or not _private(st) or not _private(os.stat(os.path.dirname(path_text))):
             raise bad
-        data = fh.read(MAX_POLICY_BYTES)
+        data = fs.read_fd(fd, "the key policy grant", MAX_POLICY_BYTES, st.st_size)
+    except (OSError, errors.LimitExceeded):
+        raise bad from None
+    finally:
+        os.close(fd)
     try:
         raw = json.loads(data)
         return Allowed.from_lists(raw["allowed"], "grant")

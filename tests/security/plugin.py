@@ -20,6 +20,8 @@ CATEGORIES = {
     "test_leak_fuzz": "leak fuzzing",
     "test_hostile_input": "hostile input",
     "test_concurrency_faults": "concurrency + faults",
+    "test_swap_race": "swap race",
+    "test_template_bounds": "template bounds",
 }
 FIELDS = ("cases", "leaked", "written")
 _KEY = "kvsops_security_counts"
@@ -27,6 +29,8 @@ _KEY = "kvsops_security_counts"
 _counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(FIELDS, 0))
 _failures: dict[str, int] = defaultdict(int)
 _tests: dict[str, int] = defaultdict(int)
+# Claims printed under the table: name -> [count, out of, wanted ("zero" or "all")].
+_claims: dict[str, list[Any]] = {}
 
 
 def record(category: str, *, cases: int = 0, leaked: int = 0, written: int = 0) -> None:
@@ -37,6 +41,14 @@ def record(category: str, *, cases: int = 0, leaked: int = 0, written: int = 0) 
     c["written"] += written
 
 
+def tally(name: str, count: int, of: int, *, want: str = "zero") -> None:
+    """Add to a claim printed under the table, e.g. ``race reads outside the root: 0 (of 4312)``;
+    ``want`` says what a healthy run shows: "zero" of them, or "all" of them."""
+    c = _claims.setdefault(name, [0, 0, want])
+    c[0] += count
+    c[1] += of
+
+
 def category_of(nodeid: str) -> str | None:
     if "tests/security/" not in nodeid:
         return None
@@ -45,8 +57,11 @@ def category_of(nodeid: str) -> str | None:
 
 
 def _merge(raw: str) -> None:
-    for cat, fields in json.loads(raw).items():
+    got = json.loads(raw)
+    for cat, fields in got["counts"].items():
         record(cat, **{k: int(v) for k, v in fields.items() if k in FIELDS})
+    for name, (count, of, want) in got["claims"].items():
+        tally(name, int(count), int(of), want=want)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -56,7 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: hand the counters to the controller
-        workeroutput[_KEY] = json.dumps(_counts)
+        workeroutput[_KEY] = json.dumps({"counts": _counts, "claims": _claims})
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -95,7 +110,19 @@ def summary_lines() -> list[str]:
 
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return [fmt(head), sep, *(fmt(r) for r in rows), sep, fmt(total),
-            "* outside the files each entry point documents (edit's private temp file, Argo CD's grant)"]
+            "* outside the files each entry point documents (edit's private temp file, Argo CD's grant)",
+            *claim_lines()]
+
+
+def claim_lines() -> list[str]:
+    out = []
+    for name, (count, of, want) in sorted(_claims.items()):
+        if want == "all":
+            text = f"all ({count} of {of})" if count == of else f"{count} of {of} (want all)"
+        else:
+            text = f"{count} (of {of})" if count == 0 else f"{count} of {of} (want 0)"
+        out.append(f"{name}: {text}")
+    return out
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

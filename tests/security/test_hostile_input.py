@@ -4,8 +4,7 @@ plus a wall-clock timeout, so a regression fails the test instead of taking the 
 
 Limits (documented in SECURITY.md): YAML nodes after alias expansion 1,000,000 and nesting 200
 (stores/yaml_store.py), tree depth 200 (sops/walk.py), 1,000 keys per file (sops/metadata.py),
-64 MiB per input file on the kustomize and Helm render paths, 16 MiB per file and 64 MiB of output
-under Argo CD, regexes run by RE2 (linear time) and at most 1,024 characters.
+64 MiB per input file and stdin on every path (kvsops.fs), 100 MiB of output under Argo CD, regexes run by RE2 (linear time) and at most 1,024 characters.
 """
 
 from __future__ import annotations
@@ -159,3 +158,17 @@ def test_catastrophic_regex_in_sops_yaml(tmp_path: Path, age: Age, env: dict[str
         record(CAT, cases=1)
         with pytest.raises(errors.ConfigError):
             SelectionRule("encrypted_regex", bad)
+
+
+@pytest.mark.parametrize("entry", ["decrypt", "krm"])
+def test_stdin_has_the_file_cap(tmp_path: Path, env: dict[str, str], entry: str) -> None:
+    """``kvsops decrypt -`` and the KRM function read stdin with the same cap as files (64 MiB, or
+    KVSOPS_MAX_INPUT_BYTES): 80 MiB is refused after reading 64, within RLIMIT_AS."""
+    argv = [KVSOPS, "decrypt", "--input-type", "yaml", "-"] if entry == "decrypt" else [KVSOPS_KRM]
+    big = b"a: " + b"x" * (80 << 20) + b"\n"
+    r = run(argv, env=env, cwd=tmp_path, stdin=big, limits=LIMITS, timeout=WALL + 5)
+    _check(r, {"LIMIT"}, f"{entry}: 80 MiB on stdin")
+    assert b"larger than 67108864 bytes" in r.stderr
+    small = {**env, "KVSOPS_MAX_INPUT_BYTES": "1000"}
+    r = run(argv, env=small, cwd=tmp_path, stdin=b"a: " + b"x" * 2000 + b"\n", limits=LIMITS, timeout=WALL + 5)
+    _check(r, {"LIMIT"}, f"{entry}: 2 kB on stdin over a 1000-byte cap")

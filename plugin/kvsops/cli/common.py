@@ -58,15 +58,25 @@ def existing_file(path: str | None, missing: type[errors.KvsopsError] = errors.N
 
 
 def read_file(path: str, error: type[errors.KvsopsError] = errors.InputError, what: str = "") -> bytes:
+    """A file named on the command line: any readable file (``<(...)`` pipes too, like sops),
+    capped like every input (kvsops.fs: ``KVSOPS_MAX_INPUT_BYTES``)."""
+    from kvsops import fs
+
     try:
-        with open(path, "rb") as fh:
-            return fh.read()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            st = os.fstat(fd)
+            return fs.read_fd(fd, f"{what}{path}", fs.max_bytes(), st.st_size if stat.S_ISREG(st.st_mode) else 0)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise error(f"cannot read {what}{path} ({type(exc).__name__})") from None
 
 
 def read_stdin() -> bytes:
-    return sys.stdin.buffer.read()
+    from kvsops import fs
+
+    return fs.read_stream(sys.stdin.buffer, "stdin", fs.max_bytes())
 
 
 def fmt_for(flag: str | None, name: str | None, fallback: str | None = None) -> str:

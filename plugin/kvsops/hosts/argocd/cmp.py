@@ -86,6 +86,9 @@ def init(env: Mapping[str, str], cwd: str | None = None) -> None:
     if mode_of(ctx) != "helm":
         return
     helm = render._which(ctx.env, "KVSOPS_HELM_BIN", "helm")
-    chart = (ctx.app_dir / "Chart.yaml").read_bytes() if (ctx.app_dir / "Chart.yaml").is_file() else b""
+    try:
+        chart = render.read_inside(ctx.app_dir, "Chart.yaml")
+    except errors.FileMissing:
+        chart = b""
     if helm and b"dependencies:" in chart and not (ctx.app_dir / "charts").exists():
         render.run_tool(ctx, [helm, "dependency", "build"], render.child_env(ctx), "helm dependency build")

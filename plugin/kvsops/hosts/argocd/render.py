@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from kvsops import api, errors
+from kvsops import api, errors, fs
 from kvsops.hosts.argocd.output import objects
 from kvsops.hosts.argocd.settings import Settings
 from kvsops.policy import GRANT_ENV, Allowed, checker_for, restrict_env
 from kvsops.sops import stores
 
-MAX_FILE_BYTES = 16 * 1024 * 1024
 STDERR_TAIL = 8192
 MANIFEST_EXT = (".yaml", ".yml", ".json")
 
@@ -77,28 +76,9 @@ def detect_mode(app_dir: Path) -> str:
 
 
 def read_inside(app_dir: Path, rel: str) -> bytes:
-    """A regular file inside the app directory (no absolute path, no ``..``, no symlink leaving it)."""
-    if not rel or os.path.isabs(rel) or ".." in Path(rel).parts or "\x00" in rel:
-        raise errors.PathRefused(f"{rel[:80]!r} is not a relative path inside the application directory")
-    real = Path(os.path.realpath(app_dir / rel))
-    if app_dir not in real.parents:
-        raise errors.PathRefused(f"{rel[:80]!r} resolves outside the application directory")
-    try:
-        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise errors.InputError(f"{rel[:80]!r} does not exist") from None
-    except OSError as exc:
-        raise errors.InputError(f"cannot open {rel[:80]!r} ({type(exc).__name__})") from None
-    with os.fdopen(fd, "rb") as fh:
-        import stat
-
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise errors.InputError(f"{rel[:80]!r} is not a regular file")
-        data = fh.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise errors.LimitExceeded(f"{rel[:80]!r} is larger than {MAX_FILE_BYTES} bytes")
-    return data
+    """A regular file beneath the app directory (race-free, capped: kvsops.fs)."""
+    with fs.Beneath(str(app_dir), label="the application directory") as root:
+        return root.read(rel)
 
 
 def _fmt(rel: str) -> str:

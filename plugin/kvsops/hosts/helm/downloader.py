@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 
+from kvsops import fs
 from kvsops.hosts.helm import urls as helmurl
-from kvsops.errors import GeneratorError, InputError, KeyServiceError, LimitExceeded, MetadataNotFound
+from kvsops.errors import FileMissing, GeneratorError, InputError, KeyServiceError, MetadataNotFound
 from kvsops.hosts.helm.urls import Policy, Request
 
 TYPE_CHECKING = False  # subprocess and signal are for PGP key imports only: off the common path
@@ -25,26 +26,19 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from typing import Iterator, Mapping
 
-MAX_FILE_BYTES = 64 * 1024 * 1024  # the same cap as the kustomize entry (hosts/kustomize/paths.py)
-
 
 def fetch(req: Request, pol: Policy, env: Mapping[str, str]) -> bytes:
     if req.kind == helmurl.LITERAL:
         return _literal(req.target, helmurl.executable_env(env, pol))
-    path = helmurl.resolve_values_path(pol, req.target)
     try:
-        data = _read_regular(path, req.target)
-    except FileNotFoundError:
+        data = read_values(pol, req.target, fs.max_bytes(env))
+    except FileMissing:
         if req.ignore_missing:
             return b""
         # A typo must not be "fixed" with `?`: that would turn it into silently empty values.
-        raise InputError(f"{req.target}: file does not exist",
-                         hint=f"check the path (it is relative to {pol.cwd}); only for a file that may be absent "
-                              f"on purpose, write {req.scheme}://?{req.target}") from None
-    except IsADirectoryError:
-        raise InputError(f"{req.target}: is a directory") from None
-    except OSError as exc:
-        raise InputError(f"{req.target}: cannot read it ({type(exc).__name__})") from None
+        raise FileMissing(f"{req.target}: file does not exist",
+                          hint=f"check the path (it is relative to {pol.cwd}); only for a file that may be absent "
+                               f"on purpose, write {req.scheme}://?{req.target}") from None
     key_env = helmurl.executable_env(env, pol)
     if req.kind == helmurl.REFS:
         from kvsops.hosts.helm import refs as helmrefs
@@ -61,27 +55,16 @@ def fetch(req: Request, pol: Policy, env: Mapping[str, str]) -> bytes:
     return _decrypt_file(req.target, data, pol, key_env)
 
 
-def _read_regular(path: str, shown: str) -> bytes:
-    """A regular file of at most MAX_FILE_BYTES. O_NONBLOCK: a FIFO planted in the chart must not
-    hang the render (Helm waits on us); devices and FIFOs are refused, like the kustomize entry."""
-    import stat
-
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(path)
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(f"{shown}: is not a regular file")
-        if st.st_size > MAX_FILE_BYTES:
-            raise LimitExceeded(f"{shown}: larger than {MAX_FILE_BYTES} bytes")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
-    finally:
-        os.close(fd)
-    if len(data) > MAX_FILE_BYTES:
-        raise LimitExceeded(f"{shown}: larger than {MAX_FILE_BYTES} bytes")
-    return data
+def read_values(pol: Policy, path: str, limit: int) -> bytes:
+    """A values file under the policy: beneath the root, race-free (kvsops.fs), unless a relaxing
+    setting covers this path or the wrapper vetted it (then a plain, still regular-only read)."""
+    real = helmurl.resolve_values_path(pol, path)  # refuses by policy, with the policy's hints
+    if not helmurl.confined(pol, path, real):
+        return fs.read_path(real, fs.show(path), limit=limit)
+    cwd = os.path.relpath(os.path.realpath(pol.cwd), pol.root)
+    with fs.Beneath(pol.root, label=pol.root, limit=limit,
+                    hint=helmurl.symlink_hint(pol)) as root:
+        return root.read(os.path.join(cwd, path) if cwd != "." else path, fs.show(path))
 
 
 def _decrypt_file(where: str, data: bytes, pol: Policy, env: Mapping[str, str]) -> bytes:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from kvsops._record import Factory, Record
-from kvsops.errors import GeneratorError, PathRefused
+from kvsops.errors import GeneratorError, InputError, PathRefused
 
 # Helm starts the downloader once per values file: dataclasses, typing and json stay off that path.
 TYPE_CHECKING = False
@@ -212,8 +212,10 @@ def escapes_lexically(path: str) -> bool:
 
 def resolve_values_path(pol: Policy, path: str, realpath: Callable[[str], str] = os.path.realpath) -> str:
     """The real path to read for a values file, or PathRefused. Missing files resolve too."""
-    joined = os.path.join(pol.cwd, path)
-    real = realpath(joined)
+    try:
+        real = realpath(os.path.join(pol.cwd, path))
+    except OSError as exc:  # a path changing under us (realpath's lstat and readlink disagree)
+        raise InputError(f"{path}: cannot resolve it ({exc.strerror or type(exc).__name__})") from None
     if real in pol.wrapper_files:
         return real
     absolute = is_absolute(path)
@@ -225,9 +227,22 @@ def resolve_values_path(pol: Policy, path: str, realpath: Callable[[str], str] =
         raise PathRefused(f"{path}: the path leaves the current directory (..)",
                           hint=_hint("keep values files under the directory helm runs in", ALLOW_TRAVERSAL, pol))
     if not (absolute or climbs or pol.allow_symlinks) and not _inside(real, pol.root):
-        raise PathRefused(f"{path}: a symbolic link leads outside {pol.root}",
-                          hint=_hint("replace the link by the file", ALLOW_SYMLINKS, pol))
+        raise PathRefused(f"{path}: a symbolic link leads outside {pol.root}", hint=symlink_hint(pol))
     return real
+
+
+def confined(pol: Policy, path: str, real: str) -> bool:
+    """Whether a values file is read beneath the root (kvsops.fs): every file, except those the
+    wrapper vetted and those a relaxing setting lets out."""
+    if real in pol.wrapper_files:
+        return False
+    if is_absolute(path):
+        return not pol.allow_absolute
+    return not (pol.allow_symlinks or (pol.allow_traversal and escapes_lexically(path)))
+
+
+def symlink_hint(pol: Policy) -> str:
+    return _hint("replace the link by the file", ALLOW_SYMLINKS, pol)
 
 
 def resolve_key_path(pol: Policy, path: str, realpath: Callable[[str], str] = os.path.realpath) -> str:

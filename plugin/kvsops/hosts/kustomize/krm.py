@@ -98,10 +98,10 @@ def _generate(configs: list[Any]) -> list[dict[str, Any]]:
 
 
 def run_krm(stdin: BinaryIO, stdout: BinaryIO) -> int:
-    from kvsops import errors
+    from kvsops import errors, fs
     from kvsops.hosts.kustomize.generate import is_config
 
-    docs = _parse(stdin.read(), "the ResourceList on stdin")
+    docs = _parse(fs.read_stream(stdin, "the ResourceList on stdin", fs.max_bytes(_env())), "the ResourceList on stdin")
     rl = docs[0] if len(docs) == 1 and isinstance(docs[0], dict) else None
     if rl is None or rl.get("kind") not in ("ResourceList", "List"):
         raise errors.InputError("stdin does not hold a single ResourceList",
