@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from kvsops import _b64
 from kvsops.hosts.helm import urls as helmurl
-from kvsops.sops import metadata, tree, values
+from kvsops.sops import metadata, timestamps, values
 from kvsops.sops.stores import yaml_store as ys
 
 # Pieces the patterns are made of, plus characters that must be refused: Unicode digits (Arabic-Indic,
@@ -111,22 +111,6 @@ def test_b64encode_matches_stdlib(data):
 
 # ------------------------------------------------------------------------------------- metadata
 
-_RFC_PIECES = _pieces("2024-01-02", "T", "t", "Z", "z", ":", "-", "+", ".", "12:30:45", "+05:30", "-00:00", "v")
-
-
-@SETTINGS
-@given(_RFC_PIECES)
-@example("2024-01-02T03:04:05Z")
-@example("2024-01-02t03:04:05.123456789+05:30")
-@example("2024-01-02T03:04:05.Z")
-@example("2024-01-02T03:04:05Z\n")
-@example("\u0662\u0660\u0662\u0664-01-02T03:04:05Z")
-@example("2024-01-02T03:04:05+0530")
-def test_rfc3339_matches_regex(text):
-    m = re.match(metadata._RFC3339_RE, text)
-    assert metadata._rfc3339_groups(text) == (m.groups() if m else None)
-
-
 @SETTINGS
 @given(_pieces("v", "0", "1", "3.11.0", ".", "-", "+", "rc.1", "01", "a", "A"))
 @example("3.11.0")
@@ -183,13 +167,46 @@ def test_digit_sets_match_regexes(text):
         assert ys._all_of(chars, text) == bool(re.match(pattern, text)), pattern
 
 
+# ------------------------------------------------------------------------------------- timestamps
+# One scanner (kvsops.sops.timestamps) reads three grammars; each dialect is checked against its regex.
+
+
+def _go_time_groups(stamp):
+    (y, m, d), clock, frac, zone = stamp
+    return (y, m, d, None, None, None, None, None) if clock is None else (y, m, d, *clock[1:], frac, zone)
+
+
+def _rfc3339_groups(stamp):
+    (y, m, d), clock, frac, zone = stamp
+    return (y, m, d, *clock[1:], None if frac is None else "." + frac, zone)
+
+
+def _yaml_groups(stamp):
+    (y, m, d), clock, frac, zone = stamp
+    groups = [y, m, d] + [None] * 11
+    if clock is not None:  # the pattern's two branches: T/t with a zone, or a space without one
+        base = 3 if clock[0] in "Tt" else 9
+        groups[base : base + 4] = clock
+        groups[base + 4] = None if frac is None else "." + frac
+        if base == 3:
+            groups[8] = zone
+    return tuple(groups)
+
+
+_DIALECTS = [
+    pytest.param(timestamps.YAML, _yaml_groups, id="yaml"),
+    pytest.param(timestamps.GO_TIME, _go_time_groups, id="gotime"),
+    pytest.param(timestamps.RFC3339, _rfc3339_groups, id="rfc3339"),
+]
 _TS_PIECES = _pieces("2024-1-2", "2024-01-02", "T", "t", " ", "Z", "z", ":", "-", "+", ".", "1:2:3", "12:30:45",
-                     "+05:30", "+05", "+0530", "123")
+                     "+05:30", "+05", "+0530", "-00:00", "123", "v")
 
 
+@pytest.mark.parametrize(("dialect", "groups"), _DIALECTS)
 @SETTINGS
 @given(_TS_PIECES)
 @example("2024-1-2")
+@example("2024-01-02")
 @example("2024-01-02 1:2:3.5")
 @example("2024-01-02T1:2:3Z")
 @example("2024-01-02T1:2:3")
@@ -199,14 +216,11 @@ _TS_PIECES = _pieces("2024-1-2", "2024-01-02", "T", "t", " ", "Z", "z", ":", "-"
 @example("2024-01-02\n")
 @example("2024-01-02T01:02:03.Z")
 @example("\u0662\u0660\u0662\u0664-\u0661-2")
-def test_yaml_timestamp_matches_regex(text):
-    m = re.match(ys._TS_RE, text)
-    assert ys._ts_groups(text) == (m.groups() if m else None)
-
-
-@SETTINGS
-@given(_TS_PIECES)
-@example("2024-01-02")
+@example("\u0662\u0660\u0662\u0664-01-02T03:04:05Z")
+@example("2024-01-02T03:04:05Z")
+@example("2024-01-02T03:04:05Z\n")
+@example("2024-01-02t03:04:05.123456789+05:30")
+@example("2024-01-02T03:04:05+0530")
 @example("2024-01-02T03:04:05")
 @example("2024-01-02 03:04:05.5 Z")
 @example("2024-01-02T03:04:05\u3000+05")
@@ -217,9 +231,10 @@ def test_yaml_timestamp_matches_regex(text):
 @example("2024-01-02T03:04:05\n")
 @example("2024-01-02T03:04:05\nZ")
 @example("2024-01-02T03:04:05 \n")
-def test_gotime_matches_regex(text):
-    m = re.match(tree._TIME_RE, text)
-    assert tree._time_groups(text) == (m.groups() if m else None)
+def test_timestamp_scanner_matches_each_dialects_regex(dialect, groups, text):
+    m = re.match(dialect.pattern, text)
+    stamp = timestamps.scan(text, dialect)
+    assert (None if stamp is None else groups(stamp)) == (m.groups() if m else None)
 
 
 @SETTINGS

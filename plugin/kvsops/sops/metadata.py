@@ -5,7 +5,8 @@ from __future__ import annotations
 from kvsops._record import Factory, Record
 from kvsops.errors import FormatError, MetadataNotFound
 from kvsops.sops.rules import DEFAULT_UNENCRYPTED_SUFFIX, RULE_KINDS, SelectionRule
-from kvsops.sops.tree import Branch, valid_date
+from kvsops.sops.timestamps import RFC3339, scan, valid_date
+from kvsops.sops.tree import Branch
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,40 +32,12 @@ _ENTRY_ORDER = {
 }
 MAX_KEYS = 1000  # recipients per file: a safety limit for hostile input
 
-# The two patterns below were regexes; they are scanned by hand so that a decrypt never imports
-# ``re`` (~5 ms of start-up with enum and functools). tests/unit/test_scanners.py checks each scanner
-# against its regex on generated and hostile inputs. ``\d`` is any Unicode decimal digit (category
-# Nd, exactly what ``str.isdecimal`` tests) and ``$`` also matches before one final newline.
-_RFC3339_RE = r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+# The version check was a regex; it is scanned by hand (_is_semver) so that a decrypt never imports
+# ``re`` (~5 ms of start-up with enum and functools). tests/unit/test_scanners.py checks the scanner
+# against it on generated and hostile inputs. ``\d`` is any Unicode decimal digit (category Nd, exactly what
+# ``str.isdecimal`` tests) and ``$`` also matches before one final newline.
 _SEMVER_RE = r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
 _SEMVER_IDENT = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.-")
-
-
-def _rfc3339_groups(text: str) -> tuple[str, str, str, str, str, str, str | None, str] | None:
-    """``re.match(_RFC3339_RE, text).groups()``, or None when it does not match."""
-    if text.endswith("\n"):
-        text = text[:-1]
-    if len(text) < 20 or text[4] != "-" or text[7] != "-" or text[10] not in ("T", "t"):
-        return None
-    if text[13] != ":" or text[16] != ":":
-        return None
-    parts = text[0:4], text[5:7], text[8:10], text[11:13], text[14:16], text[17:19]
-    if not all(p.isdecimal() for p in parts):
-        return None
-    rest, frac = text[19:], None
-    if rest[:1] == ".":
-        i = 1
-        while i < len(rest) and rest[i].isdecimal():
-            i += 1
-        if i == 1:
-            return None
-        frac, rest = rest[:i], rest[i:]
-    if not (rest in ("Z", "z") or (
-        len(rest) == 6 and rest[0] in ("+", "-") and rest[1:3].isdecimal() and rest[3] == ":"
-        and rest[4:6].isdecimal()
-    )):
-        return None
-    return (*parts, frac, rest)
 
 
 def _is_semver(version: str) -> bool:
@@ -97,10 +70,11 @@ def _is_int_text(text: str) -> bool:
 
 def rfc3339_canonical(text: str) -> str:
     """Go's ``time.Parse(RFC3339)`` then ``Format(RFC3339)``: drops fractions, keeps offsets."""
-    groups = _rfc3339_groups(text.strip()) if isinstance(text, str) else None
-    if groups is None:
+    stamp = scan(text.strip(), RFC3339) if isinstance(text, str) else None
+    clock = stamp[1] if stamp is not None else None  # the dialect needs a clock and a zone
+    if stamp is None or clock is None or stamp[3] is None:
         raise FormatError("metadata timestamp is not RFC 3339")
-    y, mo, d, hh, mm, ss, _frac, tz = groups
+    (y, mo, d), (_sep, hh, mm, ss), tz = stamp[0], clock, stamp[3]
     if not _valid_datetime(int(y), int(mo), int(d), int(hh), int(mm), int(ss)):
         raise FormatError("metadata timestamp is not a valid date")
     if tz in ("Z", "z", "+00:00", "-00:00"):

@@ -13,6 +13,7 @@ Containers: ``list`` and :class:`Branch`.
 from __future__ import annotations
 
 from kvsops._record import Record
+from kvsops.sops.timestamps import GO_TIME, scan, valid_date
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,65 +29,6 @@ class Comment(Record):
     inline: bool
 
 
-# GoTime.parse's rule, scanned by hand (_time_groups) so that emitting a file, which asks whether
-# each string would read back as a timestamp, never imports ``re``; tests/unit/test_scanners.py
-# compares the two. ``\d`` is any Unicode decimal digit (``str.isdecimal``), ``\s`` any Unicode
-# space (``str.isspace``), and ``$`` also matches before one final newline.
-_TIME_RE = (
-    r"^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
-    r"(?:\s*([Zz]|[+-]\d{2}(?::?\d{2})?))?)?$"
-)
-
-
-def _time_groups(s: str) -> tuple[str | None, ...] | None:
-    """``re.match(_TIME_RE, s).groups()``, or None. Every variable part is a maximal run followed
-    by a character it cannot hold, and nothing the pattern ends with is a newline."""
-    if s.endswith("\n"):
-        s = s[:-1]
-    if len(s) < 10 or s[4] != "-" or s[7] != "-":
-        return None
-    date = s[0:4], s[5:7], s[8:10]
-    if not all(p.isdecimal() for p in date):
-        return None
-    if len(s) == 10:
-        return (*date, None, None, None, None, None)
-    if len(s) < 19 or s[10] not in ("T", "t", " ") or s[13] != ":" or s[16] != ":":
-        return None
-    clock = s[11:13], s[14:16], s[17:19]
-    if not all(p.isdecimal() for p in clock):
-        return None
-    pos, n = 19, len(s)
-    frac = None
-    if s[pos : pos + 1] == ".":
-        end = pos + 1
-        while end < n and s[end].isdecimal():
-            end += 1
-        if end > pos + 1:
-            frac, pos = s[pos + 1 : end], end
-    tz = None
-    if pos < n:
-        while pos < n and s[pos].isspace():
-            pos += 1
-        tz = s[pos:]
-        if not (tz in ("Z", "z") or (tz[:1] in ("+", "-") and len(tz) in (3, 5, 6) and tz[1:3].isdecimal() and (
-            len(tz) == 3
-            or (len(tz) == 5 and tz[3:5].isdecimal())
-            or (len(tz) == 6 and tz[3] == ":" and tz[4:6].isdecimal())
-        ))):
-            return None
-    return (*date, *clock, frac, tz)
-
-_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-
-
-def valid_date(y: int, m: int, d: int) -> bool:
-    """What ``datetime.date(y, m, d)`` accepts, without importing datetime on the render path."""
-    if not (1 <= y <= 9999 and 1 <= m <= 12):
-        return False
-    leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
-    return 1 <= d <= _DAYS[m - 1] + (1 if m == 2 and leap else 0)
-
-
 class GoTime(Record):
     """A timestamp as Go's ``time.Time`` sees it: kept as its RFC 3339 (nano) text.
 
@@ -100,15 +42,16 @@ class GoTime(Record):
     @classmethod
     def parse(cls, raw: str) -> "GoTime":
         """Parse a YAML timestamp (or RFC 3339) into Go's RFC3339Nano text form."""
-        groups = _time_groups(raw.strip())
-        if groups is None:
+        stamp = scan(raw.strip(), GO_TIME)
+        if stamp is None:
             raise ValueError("not a timestamp")
-        year, month, day, hh, mm, ss, frac, tz = groups
-        if not valid_date(int(year), int(month), int(day)):  # type: ignore[arg-type]  # the date is always there
+        (year, month, day), clock, frac, tz = stamp
+        if not valid_date(int(year), int(month), int(day)):
             raise ValueError("not a timestamp")
-        if hh is None:
+        if clock is None:
             return cls(f"{year}-{month}-{day}T00:00:00Z")
-        if not (int(hh) < 24 and int(mm) < 60 and int(ss) < 61):  # type: ignore[arg-type]  # with hh
+        _, hh, mm, ss = clock
+        if not (int(hh) < 24 and int(mm) < 60 and int(ss) < 61):
             raise ValueError("not a timestamp")
         text = f"{year}-{month}-{day}T{hh}:{mm}:{ss}"
         if frac:

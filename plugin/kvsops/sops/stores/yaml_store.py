@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from ... import errors
+from .. import timestamps
 from ..tree import Branch, Comment, GoTime, Uint64
 from . import _common
 
@@ -69,11 +70,6 @@ _HINT_D = set("0123456789+-")
 # Unicode decimal digit, which is what ``str.isdecimal`` tests.
 _YAML_FLOAT_RE = r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$"
 _DOT_FLOAT_RE = r"^\.[0-9]+([eE][-+]?[0-9]+)?$"
-_TS_RE = (
-    r"^(\d{4})-(\d{1,2})-(\d{1,2})"
-    r"(?:([Tt])(\d{1,2}):(\d{1,2}):(\d{1,2})(\.\d+)?(Z|[+-]\d{2}:\d{2})"
-    r"|( )(\d{1,2}):(\d{1,2}):(\d{1,2})(\.\d+)?)?$"
-)
 _INF = float("inf")
 _DIGITS = frozenset("0123456789")
 _OCTAL = frozenset("01234567")
@@ -132,60 +128,6 @@ def _is_yaml_float(s: str, dot_only: bool = False) -> bool:
     return j == len(s)
 
 
-def _decimal_run(s: str, i: int, lo: int, hi: int) -> int:
-    r"""The end of ``\d{lo,hi}`` at ``i`` when a non-digit (or the end) follows it, else -1: the
-    callers' next pattern character is never a digit, so a shorter match could not succeed."""
-    j = i
-    n = len(s)
-    while j < n and j - i <= hi and s[j].isdecimal():
-        j += 1
-    return j if lo <= j - i <= hi else -1
-
-
-def _ts_groups(s: str) -> tuple[str | None, ...] | None:
-    """``re.match(_TS_RE, s).groups()``, or None when it does not match."""
-    s = _dollar(s)
-    g: list[str | None] = [None] * 14
-    pos = 0
-    for k, (lo, hi, sep) in enumerate(((4, 4, "-"), (1, 2, "-"), (1, 2, ""))):
-        end = _decimal_run(s, pos, lo, hi)
-        if end < 0 or s[end : end + len(sep)] != sep:
-            return None
-        g[k], pos = s[pos:end], end + len(sep)
-    if pos == len(s):
-        return tuple(g)
-    first = s[pos]
-    if first in ("T", "t"):
-        base = 3
-    elif first == " ":
-        base = 9
-    else:
-        return None
-    g[base] = first
-    pos += 1
-    for k, sep in enumerate((":", ":", "")):
-        end = _decimal_run(s, pos, 1, 2)
-        if end < 0 or s[end : end + len(sep)] != sep:
-            return None
-        g[base + 1 + k], pos = s[pos:end], end + len(sep)
-    if s[pos : pos + 1] == ".":
-        end = pos + 1
-        while end < len(s) and s[end].isdecimal():
-            end += 1
-        if end == pos + 1:
-            return None
-        g[base + 4], pos = s[pos:end], end
-    rest = s[pos:]
-    if base == 3:
-        if not (rest == "Z" or (len(rest) == 6 and rest[0] in ("+", "-") and rest[1:3].isdecimal()
-                                and rest[3] == ":" and rest[4:6].isdecimal())):
-            return None
-        g[8] = rest
-    elif rest:
-        return None
-    return tuple(g)
-
-
 class _NotInt(Exception):
     pass
 
@@ -218,25 +160,18 @@ def _go_parse_int_base0(s: str) -> int:
 
 
 def _parse_timestamp(s: str) -> GoTime | None:
-    g = _ts_groups(s)
-    if g is None:
+    stamp = timestamps.scan(s, timestamps.YAML)
+    if stamp is None:
         return None
-    year, month, day = g[0], int(g[1]), int(g[2])  # type: ignore[arg-type]  # the date is always there
-    if g[3] is not None:
-        hh, mi, ss, frac, tz = int(g[4]), int(g[5]), int(g[6]), g[7], g[8]  # type: ignore[arg-type]  # set with g[3]
-    elif g[9] is not None:
-        hh, mi, ss, frac, tz = int(g[10]), int(g[11]), int(g[12]), g[13], None  # type: ignore[arg-type]  # set with g[9]
-    else:
-        hh = mi = ss = -1
-        frac = tz = None
-    if hh >= 0 and not (hh < 24 and mi < 60 and ss < 60):
-        return None
-    if tz is not None and tz != "Z":
-        if int(tz[1:3]) >= 24 or int(tz[4:6]) >= 60:
+    (year, month, day), clock, frac, tz = stamp
+    text = f"{year}-{int(month):02d}-{int(day):02d}"
+    if clock is not None:
+        hh, mi, ss = int(clock[1]), int(clock[2]), int(clock[3])
+        if not (hh < 24 and mi < 60 and ss < 60):
             return None
-    text = f"{year}-{month:02d}-{day:02d}"
-    if hh >= 0:
-        text += f"T{hh:02d}:{mi:02d}:{ss:02d}{frac or ''}{tz or 'Z'}"
+        if tz is not None and tz != "Z" and (int(tz[1:3]) >= 24 or int(tz[4:6]) >= 60):
+            return None
+        text += f"T{hh:02d}:{mi:02d}:{ss:02d}{'.' + frac if frac else ''}{tz or 'Z'}"
     try:
         return GoTime.parse(text)
     except ValueError:
