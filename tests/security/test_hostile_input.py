@@ -3,7 +3,7 @@ bounded time and memory. Every case runs in a child process with RLIMIT_AS (1 Gi
 plus a wall-clock timeout, so a regression fails the test instead of taking the machine down.
 
 Limits (documented in SECURITY.md): YAML nodes after alias expansion 1,000,000 and nesting 200
-(stores/yaml_store.py), tree depth 200 (sops/walk.py), 1,000 keys per file (sops/metadata.py),
+(stores/yaml_load.py), tree depth 200 (sops/walk.py), 1,000 keys per file (sops/metadata.py),
 64 MiB per input file and stdin on every path (kvsops.fs), 100 MiB of output under Argo CD, regexes run by RE2 (linear time) and at most 1,024 characters.
 """
 

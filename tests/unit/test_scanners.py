@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from kvsops import _b64
 from kvsops.hosts.helm import urls as helmurl
 from kvsops.sops import metadata, timestamps, values
-from kvsops.sops.stores import yaml_store as ys
+from kvsops.sops.stores import yaml_emit, yaml_resolve
 
 # Pieces the patterns are made of, plus characters that must be refused: Unicode digits (Arabic-Indic,
 # fullwidth, superscript: \d takes the first two, not the last), Unicode spaces, newlines, ASCII
@@ -152,8 +152,8 @@ def test_int_text_matches_regex(text):
 @example(".")
 @example("\u0663.5")
 def test_yaml_float_matches_regex(text):
-    assert ys._is_yaml_float(text) == bool(re.match(ys._YAML_FLOAT_RE, text))
-    assert ys._is_yaml_float(text, dot_only=True) == bool(re.match(ys._DOT_FLOAT_RE, text))
+    assert yaml_resolve._is_yaml_float(text) == bool(re.match(yaml_resolve._YAML_FLOAT_RE, text))
+    assert yaml_resolve._is_yaml_float(text, dot_only=True) == bool(re.match(yaml_resolve._DOT_FLOAT_RE, text))
 
 
 @SETTINGS
@@ -162,9 +162,9 @@ def test_yaml_float_matches_regex(text):
 @example("")
 @example("\u0663")
 def test_digit_sets_match_regexes(text):
-    for chars, pattern in ((ys._DIGITS, r"^[0-9]+$"), (ys._OCTAL, r"^[0-7]+$"),
-                           (ys._GO_INT["0x"][1], r"^[0-9a-fA-F]+$"), (ys._GO_INT["0b"][1], r"^[01]+$")):
-        assert ys._all_of(chars, text) == bool(re.match(pattern, text)), pattern
+    for chars, pattern in ((yaml_resolve._DIGITS, r"^[0-9]+$"), (yaml_resolve._OCTAL, r"^[0-7]+$"),
+                           (yaml_resolve._GO_INT["0x"][1], r"^[0-9a-fA-F]+$"), (yaml_resolve._GO_INT["0b"][1], r"^[01]+$")):
+        assert yaml_resolve._all_of(chars, text) == bool(re.match(pattern, text)), pattern
 
 
 # ------------------------------------------------------------------------------------- timestamps
@@ -245,7 +245,7 @@ def test_timestamp_scanner_matches_each_dialects_regex(dialect, groups, text):
 @example("-x")
 @example("ENC[AES256_GCM,data:QUJD,iv:QUJD,tag:QUJD,type:str]")
 def test_safe_plain_matches_regex(text):
-    assert ys._is_safe_plain(text) == bool(re.match(ys._SAFE_PLAIN_RE, text))
+    assert yaml_emit._is_safe_plain(text) == bool(re.match(yaml_emit._SAFE_PLAIN_RE, text))
 
 
 # ------------------------------------------------------------------------------------- helm URLs
@@ -273,9 +273,9 @@ def test_helm_url_checks_match_regexes(text):
     # the decrypt and downloader paths' modules, and the scanners run on every kind of scalar
     "import kvsops.cli.main, kvsops.cli.commands, kvsops.api, kvsops.hosts.helm.main, kvsops.hosts.helm.downloader, kvsops.hosts.helm.urls,"
     " kvsops.policy, kvsops.keys.age, kvsops.keys.keyring, kvsops.sops.stores.yaml_fast\n"
-    "from kvsops.sops.stores import yaml_store as ys\n"
+    "from kvsops.sops.stores import yaml_store, yaml_emit\n"
     "for s in ('1', '0x1f', '1.5', '.5', '2024-01-02', '2024-01-02T03:04:05Z', 'abc', 'true', '~'):\n"
-    "    ys.resolve_plain(s); ys._style_for(s, False)\n"
+    "    yaml_store.resolve_plain(s); yaml_emit._style_for(s, False)\n"
     "from kvsops.sops import values, metadata\n"
     "values.split('ENC[AES256_GCM,data:QUJD,iv:QUJD,tag:' + 'A' * 22 + '==,type:int]')\n"
     "values.parse_typed(b'12', 'int'); metadata.rfc3339_canonical('2024-01-02T03:04:05Z')\n"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from kvsops import errors
+from kvsops.sops.stores import yaml_load
 from kvsops.sops.stores import yaml_store as y
 
 HERE = Path(__file__).resolve().parent.parent
@@ -40,13 +41,13 @@ def _outcome(fn, text: str):  # type: ignore[no-untyped-def]
 
 
 def _nodes(text: str):  # type: ignore[no-untyped-def]
-    return y._docs_from_nodes(text, False)
+    return yaml_load.docs_from_nodes(text, False)
 
 
 def _events(text: str):  # type: ignore[no-untyped-def]
     try:
-        return y._docs_from_events(text)
-    except y._NeedNodes:
+        return yaml_load.docs_from_events(text)
+    except yaml_load.NeedNodes:
         # Anchors/aliases: the store falls back to the node path; the public loader must agree.
         return y.load_plain(text.encode())
 
@@ -64,8 +65,8 @@ def test_corpus_same_as_nodes(path: Path) -> None:
 
 def test_anchors_and_aliases_use_the_node_path() -> None:
     text = "a: &x {b: 1}\nc: *x\n"
-    with pytest.raises(y._NeedNodes):
-        y._docs_from_events(text)
+    with pytest.raises(yaml_load.NeedNodes):
+        yaml_load.docs_from_events(text)
     assert y.load_plain(text.encode()) == _nodes(text)
 
 

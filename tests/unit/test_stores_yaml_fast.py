@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from kvsops import errors
 from kvsops.sops.stores import yaml_fast
+from kvsops.sops.stores import yaml_load
 from kvsops.sops.stores import yaml_store as y
 from kvsops.sops.tree import Branch
 
@@ -31,9 +32,9 @@ def _fast(text: str) -> list[Branch] | None:
 
 def _slow(text: str) -> object:
     try:
-        return y._docs_from_events(text)
-    except y._NeedNodes:
-        return y._docs_from_nodes(text, "#" in text)
+        return yaml_load.docs_from_events(text)
+    except yaml_load.NeedNodes:
+        return yaml_load.docs_from_nodes(text, "#" in text)
     except errors.KvsopsError as exc:
         return ("error", type(exc).__name__, str(exc))
 
@@ -130,14 +131,14 @@ def test_mutated_encrypted_files() -> None:
 
 def test_load_plain_without_pyyaml_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
     loaded = [False]
-    monkeypatch.setattr(y, "_pyyaml_loaded", lambda: loaded[0])
-    real = y._pyyaml
+    monkeypatch.setattr(yaml_load, "pyyaml_loaded", lambda: loaded[0])
+    real = yaml_load.pyyaml
 
     def load() -> object:
         loaded[0] = True
         return real()
 
-    monkeypatch.setattr(y, "_pyyaml", load)
+    monkeypatch.setattr(yaml_load, "pyyaml", load)
     assert y.load_plain(b"a: 1\nb:\n    - x\n") == [Branch([("a", 1), ("b", ["x"])])]
     assert not loaded[0]  # answered by the fast reader
     assert y.load_plain(b"a: [1]\n") == [Branch([("a", [1])])]  # flow style: PyYAML
