@@ -96,17 +96,22 @@ def scan(s: str, d: Dialect) -> Stamp | None:
     """``s`` read in dialect ``d``, or None when ``d.pattern`` does not match it."""
     if s.endswith("\n"):
         s = s[:-1]  # nothing a pattern ends with is a newline: this is ``$``
-    w = d.widths
-    date, pos = _fields(s, 0, ((4, 4), w, w), ("-", "-", ""))
+    date, pos = _fields(s, 0, ((4, 4), d.widths, d.widths), ("-", "-", ""))
     if pos < 0:
         return None
-    stamp_date = (date[0], date[1], date[2])
+    ymd = (date[0], date[1], date[2])
     if pos == len(s):
-        return None if d.needs_clock else (stamp_date, None, None, None)
+        return None if d.needs_clock else (ymd, None, None, None)
+    rest = _time_of_day(s, pos, d)
+    return None if rest is None else (ymd, *rest)
+
+
+def _time_of_day(s: str, pos: int, d: Dialect) -> tuple[tuple[str, str, str, str], str | None, str | None] | None:
+    """The separator, clock, fraction and zone from ``pos`` to the end."""
     sep = s[pos]
     if sep not in d.seps:
         return None
-    clock, pos = _fields(s, pos + 1, (w, w, w), (":", ":", ""))
+    clock, pos = _fields(s, pos + 1, (d.widths, d.widths, d.widths), (":", ":", ""))
     if pos < 0:
         return None
     frac = None
@@ -115,16 +120,13 @@ def scan(s: str, d: Dialect) -> Stamp | None:
         if end < 0:
             return None
         frac, pos = s[pos + 1 : end], end
-    zone = None
-    if pos < len(s) and sep not in d.zone_refused:
-        while d.zone_space and pos < len(s) and s[pos].isspace():
-            pos += 1
-        zone, pos = s[pos:], len(s)
-        if not _zone_ok(zone, d):
-            return None
-    if pos < len(s) or (zone is None and sep in d.zone_needed):
+    hms = (sep, clock[0], clock[1], clock[2])
+    if pos == len(s):
+        return None if sep in d.zone_needed else (hms, frac, None)
+    zone = s[pos:].lstrip() if d.zone_space else s[pos:]  # lstrip: str.isspace's characters
+    if sep in d.zone_refused or not _zone_ok(zone, d):
         return None
-    return stamp_date, (sep, clock[0], clock[1], clock[2]), frac, zone
+    return hms, frac, zone
 
 
 _DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)

@@ -28,77 +28,58 @@ def _printable(ch: str) -> bool:
     return o == 0x0A or 0x20 <= o <= 0x7E or 0xA0 <= o <= 0xD7FF or (0xE000 <= o <= 0xFFFD and o != 0xFEFF)
 
 
+_WS = " \t" + _BREAK_CHARS
+_INDICATOR_FIRST = "#,[]{}&*!|>'\"%@`"  # a plain scalar cannot start with these
+
+
 def _analyze(value: str) -> tuple[bool, bool, bool, bool]:
     """libyaml analyze_scalar: (multiline, block_plain_allowed, single_quoted_allowed, block_allowed)."""
     if not value:
         return False, True, True, False
-    block_ind = False
-    line_breaks = special = tabs = False
-    leading_space = leading_break = trailing_space = trailing_break = False
-    break_space = space_break = False
-    prev_space = prev_break = False
-    if value.startswith("---") or value.startswith("..."):
-        block_ind = True
-    preceded_ws = True
-    n = len(value)
-    for i, ch in enumerate(value):
-        followed_ws = i + 1 >= n or value[i + 1] in " \t\r\n\x85\u2028\u2029"
-        if i == 0:
-            if ch in "#,[]{}&*!|>'\"%@`":
-                block_ind = True
-            elif ch in "?:":
-                if followed_ws:
-                    block_ind = True
-            elif ch == "-":
-                if followed_ws:
-                    block_ind = True
-        else:
-            if ch == ":":
-                if followed_ws:
-                    block_ind = True
-            elif ch == "#":
-                if preceded_ws:
-                    block_ind = True
-        if ch == "\t":
-            tabs = True
-        elif not _printable(ch):
-            special = True
-        if ch == " ":
-            if i == 0:
-                leading_space = True
-            if i == n - 1:
-                trailing_space = True
-            if prev_break:
-                break_space = True
-            prev_space, prev_break = True, False
-        elif ch in _BREAK_CHARS:
-            line_breaks = True
-            if i == 0:
-                leading_break = True
-            if i == n - 1:
-                trailing_break = True
-            if prev_space:
-                space_break = True
-            prev_space, prev_break = False, True
-        else:
-            prev_space = prev_break = False
-        preceded_ws = ch in " \t\r\n\x85\u2028\u2029"
-    plain = single = block = True
-    if leading_space or leading_break or trailing_space or trailing_break:
-        plain = False
-    if trailing_space:
-        block = False
-    if break_space:
-        plain = single = False
-    if space_break or tabs or special:
-        plain = single = False
-    if space_break or special:
-        block = False
-    if line_breaks:
-        plain = False
-    if block_ind:
-        plain = False
+    line_breaks = any(ch in _BREAK_CHARS for ch in value)
+    special = any(ch != "\t" and not _printable(ch) for ch in value)
+    tabs = "\t" in value
+    break_space, space_break = _space_beside_break(value) if line_breaks and " " in value else (False, False)
+    edges = value[0] in _BREAK_CHARS or value[-1] in _BREAK_CHARS or value[0] == " " or value[-1] == " "
+    single = not (break_space or space_break or tabs or special)
+    plain = single and not (edges or line_breaks or _has_indicator(value))
+    block = not (value[-1] == " " or space_break or special)
     return line_breaks, plain, single, block
+
+
+def _space_beside_break(value: str) -> tuple[bool, bool]:
+    """(a space right after a line break, a line break right after a space)."""
+    break_space = space_break = False
+    for a, b in zip(value, value[1:]):
+        if b == " " and a in _BREAK_CHARS:
+            break_space = True
+        elif a == " " and b in _BREAK_CHARS:
+            space_break = True
+    return break_space, space_break
+
+
+def _ws_after(value: str, i: int) -> bool:
+    return i + 1 >= len(value) or value[i + 1] in _WS
+
+
+def _has_indicator(value: str) -> bool:
+    """libyaml's block indicators: what would make a plain scalar read as something else."""
+    first = value[0]
+    if value.startswith(("---", "...")) or first in _INDICATOR_FIRST:
+        return True
+    if first in "?-" and _ws_after(value, 0):
+        return True
+    i = value.find(":")
+    while i >= 0:
+        if _ws_after(value, i):
+            return True
+        i = value.find(":", i + 1)
+    i = value.find("#", 1)
+    while i >= 0:
+        if value[i - 1] in _WS:
+            return True
+        i = value.find("#", i + 1)
+    return False
 
 
 _ESCAPES = {

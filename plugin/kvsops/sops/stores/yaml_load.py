@@ -55,7 +55,7 @@ class Item:
 
     __slots__ = ("container", "index", "line", "col", "end", "depth", "scalar_line", "is_scalar", "leaf", "doc", "parent")
 
-    def __init__(self, container: list, index: int, line: int, col: int, depth: int) -> None:  # type: ignore[type-arg]
+    def __init__(self, container: list[Any], index: int, line: int, col: int, depth: int) -> None:
         self.container = container
         self.index = index
         self.line = line
@@ -219,80 +219,150 @@ def _syntax_error(exc: yaml.YAMLError) -> errors.InputError:
 
 
 def _build_from_events(events: Any) -> list[Branch]:
-    E = yaml.events
-    docs: list[Branch] = []
-    count = 0
-    # Stack of open containers: [container, is_mapping, pending key or _NO_KEY, seen keys or None]
-    stack: list[list[Any]] = []
-    root: object = _NO_KEY
-    check_dups = True
-    for ev in events:
-        cls = type(ev)
-        if cls is E.StreamStartEvent or cls is E.StreamEndEvent:
-            continue
-        if cls is E.DocumentStartEvent:
-            root = _NO_KEY
-            continue
-        if cls is E.DocumentEndEvent:
-            docs.append(_document_root(root))
-            check_dups = False  # as the node path: only the first document's keys are checked
-            continue
-        if cls is E.AliasEvent or getattr(ev, "anchor", None) is not None:
-            raise NeedNodes
-        if cls is E.MappingEndEvent or cls is E.SequenceEndEvent:
-            value = stack.pop()[0]
-        else:
-            top = stack[-1] if stack else None
-            is_key = top is not None and top[1] and top[2] is _NO_KEY
-            if top is not None and not is_key:  # the node path counts values and items, not keys or roots
-                count += 1
-                if count > MAX_NODES:
-                    raise errors.LimitExceeded(f"YAML document expands to more than {MAX_NODES} nodes (alias bomb?)")
-                if len(stack) + 1 > MAX_DEPTH:
-                    raise errors.LimitExceeded(f"YAML nesting deeper than {MAX_DEPTH} levels")
-        if cls is E.MappingEndEvent or cls is E.SequenceEndEvent:
-            pass
-        elif cls is E.ScalarEvent:
-            if is_key:
-                line = ev.start_mark.line + 1
-                key = _scalar_from_event(ev, line)
-                if not isinstance(key, str):
-                    raise errors.InputError(f"line {line}: mapping key is not a string")
-                assert top is not None  # is_key implies an open mapping
-                if top[3] is not None:
-                    if key in top[3]:
-                        raise errors.InputError(f"line {line}: mapping key {key!r} already defined at line {top[3][key]}")
-                    top[3][key] = line
-                top[2] = key
-                continue
-            if not stack:  # a scalar document: only an empty (null) one is accepted, as an empty map
-                if not (_event_tag(ev) == TAG + "null" and ev.value in ("", "~", "null", "Null", "NULL")):
-                    raise errors.InputError("Error unmarshaling input YAML: YAML documents that are values are not supported")
-                root = Branch()
-                continue
-            value = _scalar_from_event(ev, ev.start_mark.line + 1)
-        elif cls is E.MappingStartEvent or cls is E.SequenceStartEvent:
-            if is_key:
-                raise errors.InputError(f"line {ev.start_mark.line + 1}: mapping keys must be strings")
-            is_map = cls is E.MappingStartEvent
-            if not stack and not is_map:
-                raise errors.InputError("Error unmarshaling input YAML: YAML documents that are sequences are not supported")
-            stack.append([Branch() if is_map else [], is_map, _NO_KEY, {} if is_map and check_dups else None])
-            continue
-        else:  # pragma: no cover - no other event kinds exist
-            raise errors.InputError("unsupported YAML event")
-        if not stack:
-            root = value
-        elif stack[-1][1]:
-            top = stack[-1]
-            top[0].append((top[2], value))
-            top[2] = _NO_KEY
-        else:
-            stack[-1][0].append(value)
-    return docs
+    return _EventTree().build(events)
 
 
 _NO_KEY = object()
+
+
+class _MapFrame:
+    """An open mapping: its Branch, the key read and not yet given a value (``_NO_KEY`` while the
+    next scalar is a key), and the keys seen with their lines (None: duplicates not checked)."""
+
+    __slots__ = ("value", "key", "seen")
+
+    def __init__(self, seen: dict[str, int] | None) -> None:
+        self.value = Branch()
+        self.key: object = _NO_KEY
+        self.seen = seen
+
+    def add(self, value: object) -> None:
+        self.value.append((self.key, value))
+        self.key = _NO_KEY
+
+
+class _SeqFrame:
+    """An open sequence; its ``key`` is never ``_NO_KEY``: no scalar in it is a key."""
+
+    __slots__ = ("value", "key")
+
+    def __init__(self) -> None:
+        self.value: list[object] = []
+        self.key: object = None
+
+    def add(self, value: object) -> None:
+        self.value.append(value)
+
+
+class _EventTree:
+    """The documents of an event stream: a stack of open containers, one handler per event kind.
+
+    Checks in the node path's order: anchors and aliases first (:class:`NeedNodes`), then keys,
+    then the limits on values and items (keys and document roots are not counted)."""
+
+    __slots__ = ("docs", "stack", "root", "check_dups", "count")
+
+    def __init__(self) -> None:
+        self.docs: list[Branch] = []
+        self.stack: list[_MapFrame | _SeqFrame] = []
+        self.root: object = _NO_KEY
+        self.check_dups = True  # as the node path: only the first document's keys are checked
+        self.count = 0
+
+    def build(self, events: Any) -> list[Branch]:
+        E = yaml.events
+        handlers = {
+            E.StreamStartEvent: _skip, E.StreamEndEvent: _skip, E.AliasEvent: _alias,
+            E.DocumentStartEvent: self.doc_start, E.DocumentEndEvent: self.doc_end,
+            E.ScalarEvent: self.scalar, E.MappingStartEvent: self.map_start,
+            E.SequenceStartEvent: self.seq_start, E.MappingEndEvent: self.end, E.SequenceEndEvent: self.end,
+        }
+        for ev in events:
+            handlers[type(ev)](ev)
+        return self.docs
+
+    def doc_start(self, ev: Any) -> None:
+        self.root = _NO_KEY
+
+    def doc_end(self, ev: Any) -> None:
+        self.docs.append(_document_root(self.root))
+        self.check_dups = False
+
+    def scalar(self, ev: Any) -> None:
+        if ev.anchor is not None:
+            raise NeedNodes
+        if not self.stack:
+            self.root = _root_scalar(ev)
+            return
+        top = self.stack[-1]
+        if top.key is _NO_KEY:
+            assert isinstance(top, _MapFrame)
+            _set_key(top, ev)
+            return
+        self.tick()
+        top.add(_scalar_from_event(ev, ev.start_mark.line + 1))
+
+    def map_start(self, ev: Any) -> None:
+        self.open(ev)
+        self.stack.append(_MapFrame({} if self.check_dups else None))
+
+    def seq_start(self, ev: Any) -> None:
+        if not self.stack:
+            if ev.anchor is not None:
+                raise NeedNodes
+            raise errors.InputError("Error unmarshaling input YAML: YAML documents that are sequences are not supported")
+        self.open(ev)
+        self.stack.append(_SeqFrame())
+
+    def open(self, ev: Any) -> None:
+        if ev.anchor is not None:
+            raise NeedNodes
+        if self.stack:
+            if self.stack[-1].key is _NO_KEY:
+                raise errors.InputError(f"line {ev.start_mark.line + 1}: mapping keys must be strings")
+            self.tick()
+
+    def end(self, ev: Any) -> None:
+        value = self.stack.pop().value
+        if self.stack:
+            self.stack[-1].add(value)
+        else:
+            self.root = value
+
+    def tick(self) -> None:
+        """One more value or item (the node path counts those, not keys or roots)."""
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise errors.LimitExceeded(f"YAML document expands to more than {MAX_NODES} nodes (alias bomb?)")
+        if len(self.stack) + 1 > MAX_DEPTH:
+            raise errors.LimitExceeded(f"YAML nesting deeper than {MAX_DEPTH} levels")
+
+
+def _skip(ev: Any) -> None:
+    pass
+
+
+def _alias(ev: Any) -> None:
+    raise NeedNodes
+
+
+def _set_key(top: _MapFrame, ev: Any) -> None:
+    line = ev.start_mark.line + 1
+    key = _scalar_from_event(ev, line)
+    if not isinstance(key, str):
+        raise errors.InputError(f"line {line}: mapping key is not a string")
+    if top.seen is not None:
+        if key in top.seen:
+            raise errors.InputError(f"line {line}: mapping key {key!r} already defined at line {top.seen[key]}")
+        top.seen[key] = line
+    top.key = key
+
+
+def _root_scalar(ev: Any) -> Branch:
+    """A scalar document: only an empty (null) one is accepted, as an empty map."""
+    if not (_event_tag(ev) == TAG + "null" and ev.value in ("", "~", "null", "Null", "NULL")):
+        raise errors.InputError("Error unmarshaling input YAML: YAML documents that are values are not supported")
+    return Branch()
 
 
 def _document_root(root: object) -> Branch:
@@ -328,5 +398,5 @@ def docs_from_nodes(text: str, want_comments: bool) -> list[Branch]:
     if want_comments and docs:
         from .yaml_comments import attach_comments
 
-        attach_comments(text, docs, nodes, builder.items, builder.spans)
+        attach_comments(text, docs, builder.items, builder.spans)
     return docs
