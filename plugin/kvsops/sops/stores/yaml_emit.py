@@ -5,7 +5,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Iterable
 
 from ... import errors
 from ..tree import Branch, Comment, GoTime
@@ -296,29 +296,23 @@ def _write_literal(w: _Writer, text: str, indent: int, line_comment: list[str]) 
 
 def _split_comments_map(branch: Branch) -> list[tuple[list[str], list[str], object, object]]:
     """Group a branch into (head comments, inline comments, key, value); a trailing group has key None."""
+    return _split_comments(branch, False)
+
+
+def _split_comments_seq(seq: list[object]) -> list[tuple[list[str], list[str], object, object]]:
+    """The same for a sequence, with True for the key of every item."""
+    return _split_comments(zip(seq, seq), True)
+
+
+def _split_comments(pairs: Iterable[tuple[object, object]], seq: bool) -> list[tuple[list[str], list[str], object, object]]:
     groups: list[tuple[list[str], list[str], object, object]] = []
     head: list[str] = []
     inline: list[str] = []
-    for k, v in branch:
+    for k, v in pairs:
         if isinstance(k, Comment):
             (inline if k.inline else head).append(k.text)
         else:
-            groups.append((head, inline, k, v))
-            head, inline = [], []
-    if head or inline:
-        groups.append((head + inline, [], None, None))
-    return groups
-
-
-def _split_comments_seq(seq: list) -> list[tuple[list[str], list[str], object, object]]:  # type: ignore[type-arg]
-    groups: list[tuple[list[str], list[str], object, object]] = []
-    head: list[str] = []
-    inline: list[str] = []
-    for v in seq:
-        if isinstance(v, Comment):
-            (inline if v.inline else head).append(v.text)
-        else:
-            groups.append((head, inline, True, v))
+            groups.append((head, inline, True if seq else k, v))
             head, inline = [], []
     if head or inline:
         groups.append((head + inline, [], None, None))
