@@ -95,33 +95,38 @@ class Unwrapper:
         self._problems: tuple[str, ...] = ()
 
     def _load(self, recipient_hint: str) -> None:
-        import pyrage
-
         with self._lock:
             if self._loaded:
                 return
             material = keyring.load_age(self._ctx.env, recipient_hint)
-            for _origin, ident in material.identities:
-                try:
-                    if ident.startswith("AGE-SECRET-KEY-1"):
-                        obj = pyrage.x25519.Identity.from_str(ident)
-                        self._x25519.append((str(obj.to_public()), obj))
-                    elif ident.startswith(_PQ_IDENTITY_PREFIXES):
-                        self._pq_text.append((_origin, ident))
-                except Exception:
-                    self._problems += (f"{_origin}: an identity line is not a valid age identity",)
-            for origin, buf in material.ssh_keys:
-                try:
-                    self._others.append(pyrage.ssh.Identity.from_buffer(buf))
-                except Exception:
-                    self._problems += (f"{origin}: not a usable unencrypted ssh-ed25519/ssh-rsa key",)
+            for origin, ident in material.identities:
+                if ident.startswith(_PQ_IDENTITY_PREFIXES):
+                    self._pq_text.append((origin, ident))
+                elif ident.startswith("AGE-SECRET-KEY-1"):
+                    self._add_x25519(origin, ident)
+            if material.ssh_keys:
+                import pyrage
+
+                for origin, buf in material.ssh_keys:
+                    try:
+                        self._others.append(pyrage.ssh.Identity.from_buffer(buf))
+                    except Exception:
+                        self._problems += (f"{origin}: not a usable unencrypted ssh-ed25519/ssh-rsa key",)
             self._sources = material.sources
             self._problems = material.problems + self._problems
             self._loaded = True
 
-    def unwrap(self, fields: Mapping[str, object]) -> bytes:
-        import pyrage
+    def _add_x25519(self, origin: str, ident: str) -> None:
+        import pyrage  # here, not for a key file of post-quantum identities only
 
+        try:
+            obj = pyrage.x25519.Identity.from_str(ident)
+        except Exception:
+            self._problems += (f"{origin}: an identity line is not a valid age identity",)
+            return
+        self._x25519.append((str(obj.to_public()), obj))
+
+    def unwrap(self, fields: Mapping[str, object]) -> bytes:
         recipient = str(fields.get("recipient", "")).strip()
         self._load(recipient)
         try:
@@ -130,6 +135,8 @@ class Unwrapper:
             raise KeyFailure(f"the wrapped data key is malformed ({exc})") from None
         if recipient.startswith(PQ_PREFIX):
             return self._unwrap_pq(recipient, blob)
+        import pyrage
+
         matching = [obj for pub, obj in self._x25519 if pub == recipient]
         candidates = matching or (self._others if self._others else [])
         if not matching and not self._others:

@@ -210,17 +210,32 @@ def _is_invalid_tag(exc: BaseException) -> bool:
     return isinstance(exc, InvalidTag)
 
 
-def _hmac(key: bytes, data: bytes) -> bytes:
-    import hmac
+# Hashes, HMAC and HKDF from cryptography too: deriving a key pair loads its hashes module anyway
+# (MLKEM768X25519PrivateKey checks its arguments against the public key classes), while hashlib
+# and hmac would add the standard library's OpenSSL binding on top.
 
-    return hmac.digest(key, data, "sha256")
+
+def _shake256(data: bytes, size: int) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+
+    h = hashes.Hash(hashes.SHAKE256(size))
+    h.update(data)
+    return h.finalize()
+
+
+def _hmac(key: bytes, data: bytes) -> Any:
+    from cryptography.hazmat.primitives import hashes, hmac
+
+    h = hmac.HMAC(key, hashes.SHA256())
+    h.update(data)
+    return h
 
 
 def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
-    """HKDF-SHA-256 (RFC 5869) for the specification's one 32-byte output: extract, then the first
-    expand block. On the standard library's HMAC; tests/unit/test_age_pq.py checks it against
-    cryptography's HKDF."""
-    return _hmac(_hmac(salt, ikm), info + b"\x01")
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(hashes.SHA256(), 32, salt, info).derive(ikm)
 
 
 # ----------------------------------------------------------------------------- keys
@@ -246,10 +261,8 @@ class Identity:
     def _derive(self) -> None:
         if self._private is not None:
             return
-        import hashlib
-
         prims = _crypto()
-        expanded = hashlib.shake_256(self._seed).digest(96)
+        expanded = _shake256(self._seed, 96)
         m = prims.mlkem_from_seed(expanded[:64])
         x = prims.x25519_from_private(expanded[64:])
         self._x25519 = x
@@ -362,7 +375,7 @@ def encrypt(plaintext: bytes, public_keys: Sequence[bytes]) -> bytes:
         raise ValueError("no recipients")
     file_key = os.urandom(_FILE_KEY_LEN)
     header = _INTRO + b"".join(_stanza_bytes(*wrap(file_key, pk)) for pk in public_keys) + b"---"
-    mac = _hmac(_hkdf(file_key, b"", b"header"), header)
+    mac = _hmac(_hkdf(file_key, b"", b"header"), header).finalize()
     nonce = os.urandom(_NONCE_LEN)
     return header + b" " + _b64_raw(mac) + b"\n" + nonce + _seal(_hkdf(file_key, nonce, b"payload"), plaintext)
 
@@ -377,10 +390,14 @@ def decrypt(blob: bytes, identities: Sequence[Identity]) -> bytes:
             break
     if file_key is None:
         raise NoMatch("no identity matches any recipient stanza")
-    import hmac
+    try:
+        _hmac(_hkdf(file_key, b"", b"header"), mac_input).verify(mac)  # constant time
+    except Exception as exc:  # noqa: BLE001 - InvalidSignature
+        from cryptography.exceptions import InvalidSignature
 
-    if not hmac.compare_digest(_hmac(_hkdf(file_key, b"", b"header"), mac_input), mac):
-        raise HMACFailure("bad header MAC")
+        if not isinstance(exc, InvalidSignature):
+            raise
+        raise HMACFailure("bad header MAC") from None
     if len(payload) < _NONCE_LEN:
         raise HeaderFailure("the payload nonce is missing")  # the testkit counts it as a header failure
     nonce = payload[:_NONCE_LEN]
