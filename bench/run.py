@@ -13,7 +13,12 @@ Cases (see issue 8):
   5  100 files with azure_kv keys against the Key Vault emulator (30 ms per request): sequential
      (one kvsops process per file; one process with KVSOPS_CONCURRENCY=1) vs kvsops' generator
      (one process, concurrent, one Key Vault decrypt per distinct wrapped key)
-  6  peak memory (ru_maxrss of each child, from os.wait4) is a column of every case
+  6  case 1 with a post-quantum age recipient (age1pq1...) vs ``sops -d``
+  7  ``helm template`` of a ``helm create`` chart with N encrypted values files
+     (``-f secrets://f.yaml``, the getter plugin installed) vs the same N files in plain text, per
+     Helm major (the real helm3 and helm4): the added cost per encrypted file, against ``sops -d``
+     of one such file (what helm-secrets pays per file at the least)
+  peak memory (ru_maxrss of each child, from os.wait4) is a column of every case
 
 Every child is timed whole (spawn to reap), kvsops and sops runs alternate so that load from
 elsewhere on the machine hits both alike, and the medians are compared. Nothing is asserted:
@@ -46,10 +51,11 @@ DEMO_KEY = REPO / "examples" / "keys" / "demo-age-key.txt"
 
 
 class Run:
-    __slots__ = ("secs", "rss_kb", "out", "err", "rc")
+    __slots__ = ("secs", "rss_kb", "out", "err", "rc", "cpu")
 
-    def __init__(self, secs: float, rss_kb: int, out: bytes, err: bytes, rc: int) -> None:
+    def __init__(self, secs: float, rss_kb: int, out: bytes, err: bytes, rc: int, cpu: float = 0.0) -> None:
         self.secs, self.rss_kb, self.out, self.err, self.rc = secs, rss_kb, out, err, rc
+        self.cpu = cpu  # user + system seconds of the child and the descendants it waited for
 
 
 def spawn(argv: list[str], *, cwd: Path, env: dict[str, str], stdin: bytes | None = None,
@@ -73,7 +79,7 @@ def spawn(argv: list[str], *, cwd: Path, env: dict[str, str], stdin: bytes | Non
     p.stderr.close()  # type: ignore[union-attr]
     if check and rc != 0:
         raise SystemExit(f"bench: {' '.join(map(str, argv))} failed (exit {rc}):\n{err[0].decode(errors='replace')[-2000:]}")
-    return Run(secs, usage.ru_maxrss, out, err[0], rc)
+    return Run(secs, usage.ru_maxrss, out, err[0], rc, usage.ru_utime + usage.ru_stime)
 
 
 class Series:
@@ -415,6 +421,58 @@ def case_azure(work: Path, env: dict[str, str], table: Table, n_files: int, late
                        f"latency {latency * 1000:.0f} ms per vault request")
 
 
+def case_helm(work: Path, env: dict[str, str], runs: int, table: Table, n_files: int) -> None:
+    sops = tool("sops")
+    root = work / "helm"
+    root.mkdir()
+    plain = values_yaml(10, 5)  # 50 values, as in cases 1 and 2
+    for i in range(n_files):
+        src = root / f"plain{i:02d}.yaml"
+        src.write_text(plain.replace("svc", f"f{i:02d}svc"))
+        (root / f"secrets{i:02d}.yaml").write_bytes(sops_encrypt(sops, src, env))
+    for major in ("helm3", "helm4"):
+        helm = tool(major)
+        homes = root / f"{major}-homes"
+        plugins = homes / "data" / "plugins"
+        plugins.mkdir(parents=True)
+        (plugins / HELM_SHIM.parent.parent.name).symlink_to(HELM_SHIM.parent.parent)  # `helm plugin install DIR`
+        (homes / "tmp").mkdir()
+        henv = dict(env, HELM_DATA_HOME=str(homes / "data"), HELM_PLUGINS=str(plugins), TMPDIR=str(homes / "tmp"),
+                    HELM_CONFIG_HOME=str(homes / "config"), HELM_CACHE_HOME=str(homes / "cache"))
+        if KV != BIN:
+            henv["KVSOPS_BIN"] = str(KV / "kvsops")
+        chart = root / f"chart-{major}"
+        spawn([helm, "create", chart.name], cwd=root, env=henv)
+        base = [helm, "template", "t", chart.name]
+        enc = [*base, *(a for i in range(n_files) for a in ("-f", f"secrets://secrets{i:02d}.yaml"))]
+        txt = [*base, *(a for i in range(n_files) for a in ("-f", f"plain{i:02d}.yaml"))]
+        cpu: dict[str, list[float]] = {"enc": [], "txt": [], "sops": []}
+
+        def timed(argv: list[str], cwd: Path, e: dict[str, str], label: str) -> Callable[[], tuple[float, int, bytes]]:
+            def go() -> tuple[float, int, bytes]:
+                r = spawn(argv, cwd=cwd, env=e)
+                cpu[label].append(r.cpu)
+                return r.secs, r.rss_kb, r.out
+
+            return go
+
+        e, p, d = alternate(runs, timed(enc, root, henv, "enc"), timed(txt, root, henv, "txt"),
+                            timed([sops, "decrypt", "secrets00.yaml"], root, env, "sops"))
+        added = Series()
+        for es, ps, rss in zip(e.secs, p.secs, e.rss_kb):
+            added.add((es - ps) / n_files, rss)
+        med = {k: statistics.median(v[1:]) for k, v in cpu.items()}  # [0] is the warm-up round
+        added_cpu = (med["enc"] - med["txt"]) / n_files
+        same = "identical" if e.out == p.out else "DIFFERENT"
+        version = spawn([helm, "version", "--template", "{{.Version}}"], cwd=root, env=henv).out.decode()
+        table.add(f"7h{major[-1]}", f"{major} template, added per encrypted file", added, d, "<=1.0x",
+                  note=f"helm {version}: {n_files} plain files {p.median * 1000:.1f} ms, the same {n_files} "
+                       f"encrypted (secrets://) {e.median * 1000:.1f} ms; outputs {same}; CPU (user+sys) added per "
+                       f"file {added_cpu * 1000:.1f} ms vs sops -d {med['sops'] * 1000:.1f} ms "
+                       f"({added_cpu / med['sops']:.2f}x); kvsops MB is the encrypted helm run's peak (helm and "
+                       "the getters)")
+
+
 def _stringdata_rule():  # type: ignore[no-untyped-def]
     from kvsops.sops.rules import SelectionRule
 
@@ -432,7 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes and few runs (CI smoke)")
     ap.add_argument("--runs", type=int, help="runs per contender for cases 1-2 (default 21, quick 3)")
-    ap.add_argument("--cases", default="1,2,3,4,5,6", help="comma list of cases (default all)")
+    ap.add_argument("--cases", default="1,2,3,4,5,6,7", help="comma list of cases (default all)")
+    ap.add_argument("--helm-files", type=int, help="encrypted values files per helm run in case 7 (default 10, quick 3)")
     ap.add_argument("--large-values", type=int, help="values in case 4 (default 100000, quick 5000)")
     ap.add_argument("--azure-sample", type=int, default=20,
                     help="case 5: how many of the one-process-per-file runs to time (the rest are scaled)")
@@ -467,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
             case_azure(work, env, table, n_files, 0.03, min(ns.azure_sample, n_files))
         if "6" in cases:
             case_pq(work, env, runs, table)
+        if "7" in cases:
+            case_helm(work, env, 2 if ns.quick else (ns.runs or 11), table, ns.helm_files or (3 if ns.quick else 10))
     missed = [r for r in table.rows if r["met"] is False or r["mem_met"] is False]
     print("-" * 126)
     print(f"{len(table.rows)} rows in {time.monotonic() - started:.0f} s; '!' marks a missed target "

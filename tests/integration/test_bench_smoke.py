@@ -15,7 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_bench_quick_prints_every_case(tools) -> None:  # type: ignore[no-untyped-def]
-    tools.sops, tools.kustomize58  # skips (or fails on CI) when setup.sh did not install them
+    tools.sops, tools.kustomize58, tools.helm3, tools.helm4  # skips (or fails on CI) when setup.sh did not install them
     pytest.importorskip("azure.identity")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SOPS_", "KVSOPS_"))}
     env["KVSOPS_TOOLS"] = str(Path(tools.sops).parent)
@@ -30,8 +30,8 @@ def test_bench_quick_prints_every_case(tools) -> None:  # type: ignore[no-untype
     lines = out.splitlines()
     rules = [i for i, line in enumerate(lines) if set(line) == {"-"}]
     body = lines[rules[0] + 1:rules[-1]]  # the table: between the header rule and the closing rule
-    cases = {line.split()[0] for line in body if re.match(r"\d[de]? ", line)}
-    assert cases == {"1", "2", "3", "4d", "4e", "5", "6"}, out
+    cases = {line.split()[0] for line in body if re.match(r"\d(?:[de]|h\d)? ", line)}
+    assert cases == {"1", "2", "3", "4d", "4e", "5", "6", "7h3", "7h4"}, out
     # outputs that must match sops byte for byte did match
     assert "DIFFERENT" not in out, out
     assert out.count("outputs identical") >= 5, out
