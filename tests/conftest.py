@@ -14,11 +14,12 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 # The security suite's counters and summary table; loaded here so the xdist controller has it too.
-pytest_plugins = ["tests.security.plugin"]
+pytest_plugins = ["tests.security.plugin", "tests.processes"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_CONFORMANCE = REPO_ROOT.parent / "shared" / "conformance"
@@ -119,6 +120,20 @@ def conformance_dir() -> Path:
     if not SHARED_CONFORMANCE.is_dir():
         pytest.skip(f"{SHARED_CONFORMANCE} absent")
     return SHARED_CONFORMANCE
+
+
+@pytest.fixture
+def shm_dir(tmp_path: Path) -> Iterator[Path]:
+    """A private RAM directory for this test (``KVSOPS_SHM_DIR``), so checks for files left in RAM
+    see only what this test's processes wrote, never another worker's or another program's."""
+    import tempfile
+
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK) else str(tmp_path)
+    d = Path(tempfile.mkdtemp(prefix="kvsops-test-", dir=base))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.hookimpl(hookwrapper=True)

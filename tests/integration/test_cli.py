@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.interop_helpers import make_age_key, make_pgp_key, run_sops
+from tests.processes import stop_gpg
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-Pa55w0rd-xyzzy"
@@ -62,7 +63,9 @@ def age_key2():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def pgp_key(tools, tmp_path_factory):  # type: ignore[no-untyped-def]
-    return make_pgp_key(tools.gpg, tmp_path_factory.mktemp("gpg") / "h")
+    key = make_pgp_key(tools.gpg, tmp_path_factory.mktemp("gpg") / "h")
+    yield key
+    stop_gpg(key.home, tools.gpg)
 
 
 class Cli:
@@ -394,6 +397,16 @@ def test_edit_unchanged_is_200_and_leaves_nothing(cli: Cli, ws: Path, editor: Pa
         assert tmp.startswith("/dev/shm/")
     assert os.path.basename(tmp) == enc.name
     assert not os.path.exists(tmp) and not os.path.exists(os.path.dirname(tmp))
+
+
+def test_edit_puts_its_file_in_kvsops_shm_dir(cli: Cli, ws: Path, editor: Path, shm_dir: Path) -> None:
+    enc = encrypted(cli, ws)
+    fails(cli("edit", enc.name, cwd=ws, env=dict(cli.env, KVSOPS_SHM_DIR=str(shm_dir)), ok=None), 200)
+    (line,) = editor.read_text().splitlines()
+    assert line.split()[0].startswith(f"{shm_dir}/kvsops-edit-")
+    assert os.listdir(shm_dir) == []
+    fails(cli("edit", enc.name, cwd=ws, env=dict(cli.env, KVSOPS_SHM_DIR=str(shm_dir / "no")), ok=None), 1,
+          "KVSOPS_SHM_DIR")  # never a silent fallback to a disk
 
 
 def test_edit_reencrypts_only_what_changed(cli: Cli, ws: Path, editor: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.interop_helpers import run_sops
+from tests.processes import stop_gpg
 
 
 def _encrypted_files(root: Path) -> list[Path]:
@@ -31,7 +32,8 @@ def gnupg(tools, conformance_dir, tmp_path_factory):
                 conformance_dir / "helm-secrets" / "gpg" / "private2.gpg"]:
         subprocess.run([tools.gpg, "--batch", "--import", str(key)], env=tools.env(GNUPGHOME=str(home)),
                        check=True, capture_output=True)
-    return str(home)
+    yield str(home)
+    stop_gpg(home, tools.gpg)
 
 
 def _fmt(path: Path) -> str:

@@ -26,13 +26,14 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import yaml
 
 from tests import helm_harness as hh
 from tests.helm_harness import HelmCLI
+from tests.processes import stop_gpg
 
 REPO = hh.REPO
 MAJORS = ("helm3", "helm4")
@@ -169,7 +170,7 @@ def test_helm4_installs_into_the_data_home_whatever_helm_plugins_says(tools: Any
 
 
 @pytest.fixture()
-def signer(tools: Any, tmp_path: Path) -> dict[str, Path]:
+def signer(tools: Any, tmp_path: Path) -> Iterator[dict[str, Path]]:
     """A throwaway signing key: secring.gpg (what `helm plugin package` reads) and pubring.gpg."""
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
@@ -183,7 +184,8 @@ def signer(tools: Any, tmp_path: Path) -> dict[str, Path]:
     run("--passphrase", "", "--quick-gen-key", "kvsops plugin test <plugins@example.invalid>", "ed25519", "sign", "never")
     (tmp_path / "secring.gpg").write_bytes(run("--export-secret-keys"))
     (tmp_path / "pubring.gpg").write_bytes(run("--export"))
-    return {"secring": tmp_path / "secring.gpg", "pubring": tmp_path / "pubring.gpg"}
+    yield {"secring": tmp_path / "secring.gpg", "pubring": tmp_path / "pubring.gpg"}
+    stop_gpg(home, gpg)
 
 
 def test_helm4_signed_tarballs(tools: Any, tmp_path: Path, signer: dict[str, Path], charts: dict[str, Path],
@@ -247,7 +249,7 @@ def test_helm4_unsigned_tarball_needs_verify_false(tools: Any, tmp_path: Path, c
 
 
 @pytest.fixture(scope="module")
-def hs(conformance_dir: Path, tmp_path_factory: pytest.TempPathFactory, tools: Any) -> dict[str, Any]:
+def hs(conformance_dir: Path, tmp_path_factory: pytest.TempPathFactory, tools: Any) -> Iterator[dict[str, Any]]:
     """helm-secrets' fixtures, read in place; Helm runs in their values/sops directory. A private
     GNUPGHOME holds their PGP key (private.gpg); age uses their age/key.txt."""
     root = conformance_dir / "helm-secrets"
@@ -258,7 +260,8 @@ def hs(conformance_dir: Path, tmp_path_factory: pytest.TempPathFactory, tools: A
     subprocess.run([tools.gpg, "--batch", "--import", str(root / "gpg/private.gpg")],
                    env=dict(os.environ, GNUPGHOME=str(home)), check=True, capture_output=True, timeout=120)
     env = {"GNUPGHOME": str(home), "SOPS_AGE_KEY_FILE": str(root / "age/key.txt")}
-    return {"root": root, "work": root / "values/sops", "env": env}
+    yield {"root": root, "work": root / "values/sops", "env": env}
+    stop_gpg(home, tools.gpg)
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from tests import helm_harness as hh
 from tests.integration.interop_helpers import make_age_key, make_pgp_key, run_sops
+from tests.processes import leftovers, stop_gpg, wait_gone
 
 # (Helm major, plugin dir): the legacy getter everywhere, the v1 getter on Helm 4.
 COMBOS = [("helm3", hh.LEGACY_GETTER), ("helm4.0", hh.LEGACY_GETTER), ("helm4.0", hh.V1_GETTER),
@@ -72,8 +74,16 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, tools: object) -> World:
+def world(tmp_path_factory: pytest.TempPathFactory, tools: object) -> Iterator[World]:
     w = World(tmp_path_factory.mktemp("helm-dl"), tools)
+    try:
+        _populate(w)
+        yield w
+    finally:
+        stop_gpg(w.pgp.home, w.gpg)
+
+
+def _populate(w: World) -> None:
     age_a = ["--age", w.a.recipient]
     w.encrypt("secrets.age.yaml", VALUES, *age_a)
     w.encrypt("secrets.pgp.yaml", VALUES, "--pgp", w.pgp.fp)
@@ -89,7 +99,6 @@ def world(tmp_path_factory: pytest.TempPathFactory, tools: object) -> World:
     w.encrypt("odd/a#b?c.yaml", VALUES, *age_a)
     (w.work / "empty.yaml").write_bytes(b"")
     (w.work / "plain.yaml").write_bytes(b"service:\n  port: 85\n")
-    return w
 
 
 CASES = [  # (href, file whose `sops -d` is the expected output)
@@ -232,7 +241,9 @@ def test_age_import_post_quantum_key(world: World, tools: object) -> None:
                                       dict(world.base_env, SOPS_AGE_KEY_FILE=str(keyfile)), world.work).stdout
 
 
-def test_gpg_import_uses_a_private_home_that_is_removed(world: World, tmp_path: Path) -> None:
+def test_gpg_import_uses_a_private_home_that_is_removed(world: World, tmp_path: Path, shm_dir: Path) -> None:
+    """The imported key lives in a private home in RAM (here the test's own KVSOPS_SHM_DIR), and the
+    downloader stops that home's gpg-agent and removes the home before it exits."""
     keyfile = world.work / "keys" / "pgp.asc"
     keyfile.parent.mkdir(exist_ok=True)
     keyfile.write_bytes(subprocess.run(
@@ -240,14 +251,16 @@ def test_gpg_import_uses_a_private_home_that_is_removed(world: World, tmp_path: 
         env=dict(world.base_env), check=True, capture_output=True).stdout)
     empty_home = tmp_path / "empty-gnupg"
     empty_home.mkdir(mode=0o700)
-    before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
-    env = {"GNUPGHOME": str(empty_home), "SOPS_AGE_KEY_FILE": ""}
+    env = {"GNUPGHOME": str(empty_home), "SOPS_AGE_KEY_FILE": "", "KVSOPS_SHM_DIR": str(shm_dir)}
     assert world.run("secrets://secrets.pgp.yaml", COMBOS[0], env).returncode != 0  # no key without import
     res = world.run("secrets+gpg-import://keys/pgp.asc?secrets.pgp.yaml", COMBOS[3], env)
     assert res.returncode == 0, res.stderr.decode()
     assert res.stdout == world.sops_decrypt(world.work / "secrets.pgp.yaml")
-    after = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
-    assert not [n for n in after - before if n.startswith("kvsops-gnupg-")]
+    assert os.listdir(shm_dir) == []
+    missing = dict(env, KVSOPS_SHM_DIR=str(shm_dir / "missing"))  # the home really goes there: no fallback
+    res = world.run("secrets+gpg-import://keys/pgp.asc?secrets.pgp.yaml", COMBOS[3], missing)
+    assert res.returncode != 0 and b"KVSOPS_SHM_DIR" in res.stderr and not res.stdout
+    assert wait_gone(lambda: leftovers([shm_dir])) == [], "the private home's gpg-agent outlived the downloader"
     secret_dir = empty_home / "private-keys-v1.d"  # the key went to the private home only
     assert not secret_dir.exists() or not list(secret_dir.iterdir())
 

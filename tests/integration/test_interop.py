@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.processes import stop_gpg
+
 from tests.integration.interop_helpers import (
     CORPUS, as_sops_311_comments, copy_corpus, make_age_key, make_pgp_key, mask_encrypted, run_sops,
 )
@@ -42,7 +44,9 @@ def age_key():
 
 @pytest.fixture(scope="module")
 def pgp_key(tools, tmp_path_factory):
-    return make_pgp_key(tools.gpg, tmp_path_factory.mktemp("gnupg") / "home")
+    key = make_pgp_key(tools.gpg, tmp_path_factory.mktemp("gnupg") / "home")
+    yield key
+    stop_gpg(key.home, tools.gpg)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import yaml
 
 from tests.conftest import SHARED_CONFORMANCE
 from tests.krm_support import VENV_BIN
+from tests.processes import stop_gpg
 
 KSOPS = SHARED_CONFORMANCE / "ksops"
 
@@ -43,7 +44,7 @@ def gnupg(ksops_dir: Path, tools) -> "Path":  # type: ignore[no-untyped-def]
     subprocess.run([tools.gpg, "--batch", "--import", str(ksops_dir / "key.asc")], env=env,
                    check=True, capture_output=True)
     yield home
-    subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True, check=False)
+    stop_gpg(home, tools.gpg)
     shutil.rmtree(home, ignore_errors=True)
 
 

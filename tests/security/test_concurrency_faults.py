@@ -32,11 +32,9 @@ def _snapshot(*dirs: Path) -> set[str]:
     return out
 
 
-def _shm() -> set[str]:
-    try:
-        return {n for n in os.listdir("/dev/shm") if n.startswith("kvsops-")}
-    except OSError:
-        return set()
+def _shm(d: Path) -> set[str]:
+    """What is in the test's private RAM dir (KVSOPS_SHM_DIR): only this test's processes write there."""
+    return set(os.listdir(d))
 
 
 @pytest.fixture
@@ -52,12 +50,13 @@ def tree(tmp_path: Path, age: Age) -> dict[str, Any]:
     return {"root": root, "rl": yaml.safe_dump(rl).encode(), "secret": secret}
 
 
-def test_32_parallel_renders_identical_and_clean(tree: dict[str, Any], env: dict[str, str], tmp_path: Path) -> None:
+def test_32_parallel_renders_identical_and_clean(tree: dict[str, Any], env: dict[str, str], tmp_path: Path,
+                                                 shm_dir: Path) -> None:
     root = tree["root"]
     tmp = tmp_path / "tmpdir"
     tmp.mkdir()
-    e = {**env, "TMPDIR": str(tmp)}
-    before, shm_before = _snapshot(root, tmp), _shm()
+    e = {**env, "TMPDIR": str(tmp), "KVSOPS_SHM_DIR": str(shm_dir)}
+    before, shm_before = _snapshot(root, tmp), _shm(shm_dir)
 
     def krm(_: int) -> Any:
         return run([KVSOPS_KRM], env=e, cwd=root, stdin=tree["rl"], timeout=120)
@@ -70,13 +69,13 @@ def test_32_parallel_renders_identical_and_clean(tree: dict[str, Any], env: dict
         krm_runs = list(pool.map(krm, range(PARALLEL)))
     with ThreadPoolExecutor(PARALLEL) as pool:
         helm_runs = list(pool.map(helm, range(PARALLEL)))
-    record(CAT, cases=2 * PARALLEL, written=len(_snapshot(root, tmp) - before) + len(_shm() - shm_before))
+    record(CAT, cases=2 * PARALLEL, written=len(_snapshot(root, tmp) - before) + len(_shm(shm_dir) - shm_before))
     assert all(r.rc == 0 for r in krm_runs + helm_runs), [r.stderr for r in krm_runs + helm_runs if r.rc]
     assert len({r.stdout for r in krm_runs}) == 1
     assert len(yaml.safe_load(krm_runs[0].stdout)["items"]) == 4
     for i in range(4):
         assert len({r.stdout for j, r in enumerate(helm_runs) if j % 4 == i}) == 1
-    assert _snapshot(root, tmp) == before and _shm() == shm_before
+    assert _snapshot(root, tmp) == before and _shm(shm_dir) == shm_before
 
 
 # ----------------------------------------------------------------------------------- Key Vault faults
@@ -127,7 +126,7 @@ def test_key_vault_faults_bounded_precise_no_partial(kv: Any, tmp_path: Path, ag
     assert not leaks(r.text, [secret])
 
 
-def test_sigterm_mid_render_leaves_nothing(kv: Any, tmp_path: Path, age: Age) -> None:
+def test_sigterm_mid_render_leaves_nothing(kv: Any, tmp_path: Path, age: Age, shm_dir: Path) -> None:
     """SIGTERM while the KRM function waits on a hung Key Vault: it exits at once, no items, no files."""
     emu, kenv = kv
     secret = canary("term")
@@ -136,8 +135,9 @@ def test_sigterm_mid_render_leaves_nothing(kv: Any, tmp_path: Path, age: Age) ->
     emu.hang(1000, ops={"decrypt"})
     tmp = tmp_path / "tmpdir"
     tmp.mkdir()
-    env = clean_env(tmp_path / "home", age=age, **kenv, KVSOPS_DEADLINE_SECONDS="60", TMPDIR=str(tmp))
-    before, shm_before = _snapshot(root, tmp), _shm()
+    env = clean_env(tmp_path / "home", age=age, **kenv, KVSOPS_DEADLINE_SECONDS="60", TMPDIR=str(tmp),
+                    KVSOPS_SHM_DIR=str(shm_dir))
+    before, shm_before = _snapshot(root, tmp), _shm(shm_dir)
     proc = subprocess.Popen([KVSOPS_KRM], env=env, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     assert proc.stdin is not None
@@ -155,7 +155,7 @@ def test_sigterm_mid_render_leaves_nothing(kv: Any, tmp_path: Path, age: Age) ->
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=20)
     out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
-    written = len(_snapshot(root, tmp) - before) + len(_shm() - shm_before)
+    written = len(_snapshot(root, tmp) - before) + len(_shm(shm_dir) - shm_before)
     record(CAT, cases=1, written=written, leaked=len(leaks(out + err, [secret])))
     assert time.monotonic() - t0 < 10
     assert proc.returncode != 0

@@ -1,7 +1,7 @@
 """``kvsops edit``: decrypt to a private temp file, run the editor, re-encrypt what changed.
 
 The plaintext lives only in a 0600 file inside a 0700 directory, on /dev/shm when it exists (RAM,
-so it never reaches a disk), and the directory is removed on every way out: success, error,
+so it never reaches a disk; ``KVSOPS_SHM_DIR`` names another), and the directory is removed on every way out: success, error,
 Ctrl-C, SIGTERM and SIGHUP.
 """
 
@@ -20,6 +20,7 @@ import tempfile
 from typing import Iterator
 
 from kvsops import errors
+from kvsops._ramdir import ram_dir
 from kvsops.cli import common
 from kvsops.sops.tree import Branch
 
@@ -37,15 +38,10 @@ _EXAMPLES = {
 PRESS_ENTER = "Press enter to return to the editor, or Ctrl+C to exit."
 
 
-def _shm_base() -> str | None:
-    shm = "/dev/shm"
-    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
-
-
 @contextlib.contextmanager
 def private_file(basename: str) -> Iterator[str]:
     """A 0600 file in a fresh 0700 directory; both gone when the block exits, however it exits."""
-    directory = tempfile.mkdtemp(prefix="kvsops-edit-", dir=_shm_base())
+    directory = tempfile.mkdtemp(prefix="kvsops-edit-", dir=ram_dir(common.environ()))
     path = os.path.join(directory, basename or "file")
     previous = {}
 

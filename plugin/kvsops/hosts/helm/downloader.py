@@ -8,8 +8,9 @@ Key imports:
   is copied.
 - PGP: kvsops unwraps PGP data keys with ``gpg``, and gpg only reads secret keys from a home
   directory. The key is imported into a private ``GNUPGHOME`` (mode 0700, on ``/dev/shm`` when that
-  is a writable tmpfs, so the key stays in memory), the agent of that home is stopped and the
-  directory removed when the call ends, on SIGTERM/SIGHUP/SIGINT too. Only SIGKILL can leave it.
+  is a writable tmpfs, or in ``KVSOPS_SHM_DIR``, so the key stays in memory), the agent of that home
+  is stopped and the directory removed when the call ends, on SIGTERM/SIGHUP/SIGINT too. Only
+  SIGKILL can leave it.
 """
 
 from __future__ import annotations
@@ -113,11 +114,6 @@ def _literal(value: str, env: Mapping[str, str]) -> bytes:
     return value.encode()
 
 
-def _tmp_base() -> str | None:
-    shm = "/dev/shm"
-    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
-
-
 def private_gnupghome(key_path: str, shown: str, env: Mapping[str, str]) -> AbstractContextManager[str]:
     """A private GNUPGHOME holding the key, removed on exit (contextlib only on this PGP path)."""
     from contextlib import contextmanager
@@ -133,7 +129,9 @@ def _private_gnupghome(key_path: str, shown: str, env: Mapping[str, str]) -> Ite
 
     from kvsops.keys import keyring
 
-    home = tempfile.mkdtemp(prefix="kvsops-gnupg-", dir=_tmp_base())
+    from kvsops._ramdir import ram_dir
+
+    home = tempfile.mkdtemp(prefix="kvsops-gnupg-", dir=ram_dir(env))
     gpg = keyring.gpg_exec(env)
     child_env = {**env, "GNUPGHOME": home}
 
