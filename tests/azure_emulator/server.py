@@ -139,6 +139,9 @@ class KeyVaultEmulator(SecretsMixin):
     ``set_enabled`` / ``set_key_ops`` / ``rotate_key``   key state.
     ``counts``                Counter of vault requests per operation (get, encrypt, decrypt, ...,
                               plus ``challenge``); ``token_requests`` Counter per issuer (aad, msi).
+    ``max_in_flight``         the most vault operations served at the same time since the last
+                              ``reset_counters()`` (evidence of concurrency that no timing can give
+                              on a loaded machine).
     ``set_secret`` / ``set_secret_enabled`` / ``secret_url`` / ``secret_gets``   the secrets API
                               (secrets_api.py; counted as ``secret_get``, ``secret_set``, ...).
     """
@@ -167,6 +170,8 @@ class KeyVaultEmulator(SecretsMixin):
         self.forbid_get = False
         self.permissions: dict[str, set[str]] | None = None
         self.latency = 0.0
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.token_lifetime = 3600
         self.faults: list[Fault] = []
         self.counts: collections.Counter[str] = collections.Counter()
@@ -333,6 +338,7 @@ class KeyVaultEmulator(SecretsMixin):
             self.counts.clear()
             self.token_requests.clear()
             self.log.clear()
+            self.max_in_flight = self.in_flight
 
     def decrypt_locally(self, name: str, version: str, ciphertext: bytes, alg: str = "RSA-OAEP-256") -> bytes:
         """For tests: what the vault would return, without a request (and without counting)."""
@@ -427,10 +433,17 @@ class KeyVaultEmulator(SecretsMixin):
                 )
             raise _kv_error(fault.status, "ServiceUnavailable", "The service is temporarily unavailable.")
         principal = self._principal(headers, base)
-        if self.latency:
-            time.sleep(self.latency)
         with self.lock:
-            return op, self._dispatch(method, op, parts, body, base, principal)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.latency:
+                time.sleep(self.latency)
+            with self.lock:
+                return op, self._dispatch(method, op, parts, body, base, principal)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
 
     @staticmethod
     def _route_op(method: str, parts: list[str]) -> str:

@@ -345,17 +345,17 @@ def test_429_with_retry_after_is_honoured(h: Harness, emu: KeyVaultEmulator) -> 
     t0 = time.monotonic()
     assert azure_kv.Unwrapper(ctx).unwrap(dict(fields, created_at="again")) == b"\x10" * 32
     elapsed = time.monotonic() - t0
-    assert 1.9 <= elapsed < 6
+    assert 1.9 <= elapsed < 15  # waited the two Retry-After seconds (the upper bound only catches a hang)
     assert emu.counts["decrypt"] == 1 + 3
 
 
 def test_429_longer_than_the_deadline_fails_fast(h: Harness, emu: KeyVaultEmulator) -> None:
     fields = _wrapped(h, emu)
-    emu.throttle(10, retry_after=30, ops={"decrypt"})
+    emu.throttle(10, retry_after=120, ops={"decrypt"})
     t0 = time.monotonic()
     with pytest.raises(errors.Timeout, match="deadline") as ei:
-        azure_kv.Unwrapper(h.ctx(deadline=5)).unwrap(fields)
-    assert time.monotonic() - t0 < 4
+        azure_kv.Unwrapper(h.ctx(deadline=30)).unwrap(fields)
+    assert time.monotonic() - t0 < 15  # gave up at once, without sleeping into the deadline
     assert "KVSOPS_DEADLINE_SECONDS" in (ei.value.hint or "")
 
 
@@ -372,7 +372,7 @@ def test_persistent_5xx_gives_up_after_bounded_retries(h: Harness, emu: KeyVault
     t0 = time.monotonic()
     with pytest.raises(KeyFailure, match="HTTP 500") as ei:
         azure_kv.Unwrapper(h.ctx()).unwrap(fields)
-    assert time.monotonic() - t0 < 15
+    assert time.monotonic() - t0 < 30  # bounded retries (counted below); the bound only catches a runaway
     assert emu.counts["decrypt"] == 1 + azure_common.RETRY_TOTAL
     _assert_public(str(ei.value), emu, b"\x10" * 32)
 
@@ -383,16 +383,16 @@ def test_hung_connection_hits_the_deadline(h: Harness, emu: KeyVaultEmulator) ->
     t0 = time.monotonic()
     with pytest.raises(errors.Timeout):
         azure_kv.Unwrapper(h.ctx(deadline=2)).unwrap(fields)
-    assert time.monotonic() - t0 < 3.5
+    assert time.monotonic() - t0 < 10  # the connection never answers: only the deadline ends the wait
 
 
 def test_latency_beyond_the_deadline(h: Harness, emu: KeyVaultEmulator) -> None:
     fields = _wrapped(h, emu)
-    emu.latency = 1.5
+    emu.latency = 20
     t0 = time.monotonic()
     with pytest.raises(errors.Timeout):
         azure_kv.Unwrapper(h.ctx(deadline=1)).unwrap(fields)
-    assert time.monotonic() - t0 < 2.5
+    assert time.monotonic() - t0 < 8  # stopped at the 1 s deadline, not after the 20 s answer
 
 
 def test_expired_deadline_makes_no_request(h: Harness, emu: KeyVaultEmulator) -> None:
@@ -423,6 +423,7 @@ def test_100_files_concurrently_one_token_one_decrypt_each(h: Harness, emu: KeyV
     t0 = time.monotonic()
     assert [u.unwrap(e) for e in entries] == keys
     sequential = time.monotonic() - t0
+    assert emu.max_in_flight == 1
 
     emu.reset_counters()
     ctx = h.ctx()  # a new process: new credential, new clients
@@ -437,8 +438,9 @@ def test_100_files_concurrently_one_token_one_decrypt_each(h: Harness, emu: KeyV
     # the SDK's challenge cache is process-wide per host, so the sequential run may have filled it
     assert emu.counts["challenge"] <= 1 and emu.counts["get"] <= 1
     print(f"\n100 unwraps, 30 ms latency: sequential {sequential:.2f}s, 16 threads {concurrent:.2f}s, "
-          f"calls {dict(emu.counts)}, tokens {dict(emu.token_requests)}")
-    assert concurrent < sequential / 3
+          f"at most {emu.max_in_flight} at once, calls {dict(emu.counts)}, tokens {dict(emu.token_requests)}")
+    # The calls really overlap (not a wall-clock ratio, which a loaded machine breaks; bench/ measures time).
+    assert emu.max_in_flight >= 4
 
 
 def test_logs_and_errors_carry_no_token_or_plaintext(h: Harness, emu: KeyVaultEmulator,
