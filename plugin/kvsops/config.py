@@ -65,10 +65,54 @@ class Config:
     path: str
     rules: tuple[CreationRule, ...] | None
     stores: StoreSettings = StoreSettings()
+    warnings: tuple[str, ...] = ()  # unknown keys (sops ignores them; the CLI prints these)
 
     @property
     def directory(self) -> str:
         return os.path.dirname(os.path.abspath(self.path))
+
+
+# Every key sops 3.x reads (config/config.go, all releases up to 3.11 and its main branch), for the
+# unknown-key warnings: sops ignores a misspelt key silently, which can mean a rule without keys or a
+# file encrypted in full instead of by its selection rule.
+_ANY = None
+_KMS = {"arn": _ANY, "role": _ANY, "context": _ANY, "aws_profile": _ANY}
+_GROUP: dict[str, object] = {
+    "merge": _ANY, "kms": [_KMS], "gcp_kms": [{"resource_id": _ANY}], "hckms": [{"key_id": _ANY}],
+    "azure_keyvault": [{"vaultUrl": _ANY, "key": _ANY, "version": _ANY}], "hc_vault": _ANY, "age": _ANY,
+    "pgp": _ANY,
+}
+_GROUP["merge"] = [_GROUP]
+_RULE: dict[str, object] = {
+    **dict.fromkeys(("path_regex", "kms", "aws_profile", "age", "pgp", "gcp_kms", "hckms", "azure_keyvault",
+                     "hc_vault_transit_uri", "shamir_threshold", "unencrypted_suffix", "encrypted_suffix",
+                     "unencrypted_regex", "encrypted_regex", "unencrypted_comment_regex", "encrypted_comment_regex",
+                     "mac_only_encrypted"), _ANY),
+    "key_groups": [_GROUP],
+}
+_DESTINATION = {
+    **dict.fromkeys(("path_regex", "s3_bucket", "s3_prefix", "gcs_bucket", "gcs_prefix", "vault_path",
+                     "vault_address", "vault_kv_mount_name", "vault_kv_version", "omit_extensions"), _ANY),
+    "recreation_rule": _RULE,
+}
+_INDENT = {"indent": _ANY}
+SCHEMA = {
+    "creation_rules": [_RULE],
+    "destination_rules": [_DESTINATION],
+    "stores": {"yaml": _INDENT, "json": _INDENT, "json_binary": _INDENT, "dotenv": {}, "ini": {}},
+}
+
+
+def unknown_keys(doc: Mapping[str, object], limit: int = 10) -> tuple[str, ...]:
+    """One warning per key sops would ignore, with the closest valid name (the first ``limit``)."""
+    from itertools import islice
+
+    from kvsops import _schema
+
+    found = [f"{f.message()} (sops ignores it)" for f in islice(_schema.findings(doc, SCHEMA), limit + 1)]
+    if len(found) > limit:
+        found[limit:] = ["more unknown keys follow (only the first ones are listed)"]
+    return tuple(found)
 
 
 # ----------------------------------------------------------------------------- pure parsing
@@ -266,7 +310,7 @@ def parse_config(data: bytes, path: str = CONFIG_NAME) -> Config:
         )
     except ConfigError as exc:
         raise exc.with_where(path) from None
-    return Config(path=path, rules=rules, stores=settings)
+    return Config(path=path, rules=rules, stores=settings, warnings=unknown_keys(doc))
 
 
 def relative_to_config(config_dir: str, target_abs: str) -> str:

@@ -222,17 +222,12 @@ def parse_policy(text: str, source: str) -> Policy:
         raise errors.ConfigError(f"key policy {source} is not valid YAML or JSON") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("rules"), list):
         raise errors.ConfigError(f"key policy {source} must be a mapping with a 'rules' list")
-    unknown = set(raw) - {"rules", "version"}
-    if unknown:
-        raise errors.ConfigError(f"key policy {source}: unknown top-level field(s) {sorted(unknown)}")
+    _check_fields(raw, source)
     rules = []
     for i, item in enumerate(raw["rules"]):
         where = f"{source}: rule {i + 1}"
         if not isinstance(item, dict):
             raise errors.ConfigError(f"key policy {where} is not a mapping")
-        bad = set(item) - {"name", "projects", "repos", *_KINDS, *_SECRET_KINDS}
-        if bad:
-            raise errors.ConfigError(f"key policy {where}: unknown field(s) {sorted(bad)}")
         sel = {k: _patterns(item.get(k), f"{where}: {k}") for k in ("projects", "repos")}
         if not sel["projects"] and not sel["repos"]:
             raise errors.ConfigError(
@@ -241,6 +236,17 @@ def parse_policy(text: str, source: str) -> Policy:
             )
         rules.append(Rule(str(item.get("name") or f"rule {i + 1}"), sel["projects"], sel["repos"], Allowed.from_lists(item, where)))
     return Policy(tuple(rules), source)
+
+
+def _check_fields(raw: Mapping[str, object], source: str) -> None:
+    """Unknown fields fail the whole policy (fail closed): unlike .sops.yaml, whose unknown keys sops
+    ignores (kvsops warns), a misspelt field here could widen a rule (``project:`` would leave it
+    with no project selector) or narrow it, and either must not pass unnoticed."""
+    from kvsops import _schema
+
+    rule = dict.fromkeys(("name", "projects", "repos", *_KINDS, *_SECRET_KINDS))
+    for found in _schema.findings(raw, {"version": None, "rules": [rule]}):
+        raise errors.ConfigError(f"key policy {source}: {found.message()}", hint=found.fields_here())
 
 
 def _patterns(value: object, where: str) -> tuple[str, ...]:

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 from kvsops.errors import Interrupted, KvsopsError
 
 INTERNAL_EXIT = 70
+# Set by guarded(debug=True) (--debug, KVSOPS_DEBUG): lets optional layers speak, e.g. the Azure SDK's
+# own logs, which are silenced otherwise (kvsops.azure.common.sdk_logging).
+debug_mode = False
 
 
 def print_error(exc: KvsopsError, stream: TextIO | None = None) -> None:
@@ -24,6 +27,13 @@ def print_error(exc: KvsopsError, stream: TextIO | None = None) -> None:
     stream.write(f"kvsops: error: {exc.render()} [{exc.code}]\n")
     if exc.hint:
         stream.write(f"kvsops: hint: {exc.hint}\n")
+    stream.flush()
+
+
+def warn(message: str, stream: TextIO | None = None) -> None:
+    """One line, in kvsops' voice, for what is accepted but probably not what the author meant."""
+    stream = stream or sys.stderr
+    stream.write(f"kvsops: warning: {message}\n")
     stream.flush()
 
 
@@ -42,6 +52,8 @@ def env_debug(environ: Mapping[str, str]) -> bool:
 def guarded(work: Callable[[], int], *, debug: bool = False, stream: TextIO | None = None,
             debug_hint: str = DEBUG_BY_FLAG) -> int:
     """Run ``work``; turn every failure into a clean message and an exit code."""
+    global debug_mode
+    debug_mode = debug_mode or debug
     stream = stream or sys.stderr
     try:
         return work()

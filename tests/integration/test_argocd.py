@@ -813,3 +813,19 @@ def test_render_script_runs_every_example() -> None:
     assert proc.returncode == 0, proc.stderr.decode()
     out = proc.stdout.decode()
     assert "kind: Secret" in out and "ENC[" not in out
+
+
+def test_policy_unknown_field_fails_closed_with_the_closest_name() -> None:
+    """A misspelt selector would widen a rule (no `projects` left) and a misspelt key list would narrow
+    it: unlike .sops.yaml (warnings), an unknown field refuses the whole policy, and says which."""
+    from kvsops import errors
+    from kvsops import policy as pol
+
+    with pytest.raises(errors.ConfigError) as ei:
+        pol.parse_policy(json.dumps({"rules": [{"project": ["team-a"], "age": [DEMO_RECIPIENT]}]}), "p.yaml")
+    assert ei.value.message == "key policy p.yaml: unknown field `rules[0].project`; did you mean `projects`?"
+    assert ei.value.hint is not None and "projects, repos, age" in ei.value.hint
+    with pytest.raises(errors.ConfigError, match=r"unknown field `verison`; did you mean `version`\?"):
+        pol.parse_policy(json.dumps({"verison": 1, "rules": [{"projects": ["*"]}]}), "p.yaml")
+    with pytest.raises(errors.ConfigError, match=r"`rules\[1\]\.azure_secret`; did you mean `azure_secrets`\?"):
+        pol.parse_policy(json.dumps({"rules": [{"projects": ["*"]}, {"projects": ["*"], "azure_secret": []}]}), "p")

@@ -108,8 +108,11 @@ def test_hostile_generator_config_and_resource_list(tmp_path: Path, age: Age, en
     (legacy plugin) and in the ResourceList (KRM function), and a file over the 64 MiB cap."""
     root = tmp_path / "repo"
     root.mkdir()
-    (root / "bomb.yaml").write_text(_bomb(9) + "kind: ksops\napiVersion: viaduct.ai/v1\nmetadata: {name: g}\n"
-                                    "files: [big.enc.yaml]\n")
+    # the bomb sits where any value is accepted (the config's own annotations; unknown top-level
+    # fields are refused before anything is read), so the oversized file is reached too
+    bomb = "".join(f"    {line}\n" for line in _bomb(9).splitlines())
+    (root / "bomb.yaml").write_text("kind: ksops\napiVersion: viaduct.ai/v1\nmetadata:\n  name: g\n  annotations:\n"
+                                    + bomb + "files: [big.enc.yaml]\n")
     with open(root / "big.enc.yaml", "wb") as fh:
         fh.truncate(65 << 20)  # sparse: 65 MiB that cost nothing
     r = run([KVSOPS_KRM, "bomb.yaml"], env=env, cwd=root, limits=LIMITS, timeout=WALL + 5)

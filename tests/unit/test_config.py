@@ -211,3 +211,68 @@ def test_lookup_stops_after_100_levels(tmp_path) -> None:  # type: ignore[no-unt
     os.makedirs(deep)
     assert common.find_config(str(deep), {})[0] is None
     assert common.find_config(str(deep.parent), {})[0] == str(tmp_path / ".sops.yaml")
+
+
+# ----------------------------------------------------------------------------- unknown keys
+
+
+def test_unknown_keys_are_warnings_with_the_closest_name() -> None:
+    """sops ignores unknown keys, so a misspelt one silently changes what gets encrypted: kvsops
+    parses the file as sops does and reports each such key (the CLI prints them on stderr)."""
+    cfg = parse(
+        "creation_rules:\n"
+        "  - path_regx: ^secrets/\n"          # the rule would match every file
+        "    age: age1x\n"
+        "    encrypted_regexp: ^data$\n"      # every value would be encrypted
+        "    key_groups:\n"
+        "      - age: [age1y]\n"
+        "        azure_keyvault: [{vaultUrl: https://v.vault.azure.net, key: k, verison: '1'}]\n"
+        "        merge: [{pgpp: [FPR]}]\n"
+        "stores:\n  yaml: {indnet: 2}\n"
+        "destination_rules:\n  - {path_regex: x, s3_bucket: b, recreation_rule: {age: a, shamir: 2}}\n"
+        "createion_rules: []\n"
+    )
+    assert cfg.rules is not None and cfg.rules[0].path_regex == ""  # parsed exactly as sops parses it
+    assert cfg.warnings == (
+        "unknown field `creation_rules[0].path_regx`; did you mean `path_regex`? (sops ignores it)",
+        "unknown field `creation_rules[0].encrypted_regexp`; did you mean `encrypted_regex`? (sops ignores it)",
+        "unknown field `creation_rules[0].key_groups[0].azure_keyvault[0].verison`; did you mean `version`? "
+        "(sops ignores it)",
+        "unknown field `creation_rules[0].key_groups[0].merge[0].pgpp`; did you mean `pgp`? (sops ignores it)",
+        "unknown field `stores.yaml.indnet`; did you mean `indent`? (sops ignores it)",
+        "unknown field `destination_rules[0].recreation_rule.shamir`; did you mean `shamir_threshold`? "
+        "(sops ignores it)",
+        "unknown field `createion_rules`; did you mean `creation_rules`? (sops ignores it)",
+    )
+
+
+def test_every_key_sops_reads_is_known() -> None:
+    every = (
+        "creation_rules:\n"
+        "  - {path_regex: a, kms: k, aws_profile: p, age: a, pgp: p, gcp_kms: g, hckms: [h], azure_keyvault: z,\n"
+        "     hc_vault_transit_uri: v, shamir_threshold: 1, unencrypted_suffix: _u, mac_only_encrypted: true,\n"
+        "     key_groups: [{merge: [{age: [a]}], kms: [{arn: a, role: r, context: {k: v}, aws_profile: p}],\n"
+        "                   gcp_kms: [{resource_id: r}], hckms: [{key_id: k}], hc_vault: [v], age: [a], pgp: [p],\n"
+        "                   azure_keyvault: [{vaultUrl: https://v.vault.azure.net, key: k, version: ''}]}]}\n"
+        "  - {encrypted_suffix: _e}\n  - {unencrypted_regex: u}\n  - {encrypted_regex: e}\n"
+        "  - {unencrypted_comment_regex: u}\n  - {encrypted_comment_regex: e}\n"
+        "destination_rules:\n"
+        "  - {path_regex: a, s3_bucket: b, s3_prefix: p, gcs_bucket: g, gcs_prefix: p, vault_path: v,\n"
+        "     vault_address: a, vault_kv_mount_name: m, vault_kv_version: 2, omit_extensions: true,\n"
+        "     recreation_rule: {age: a}}\n"
+        "stores: {yaml: {indent: 2}, json: {indent: 2}, json_binary: {indent: 2}, dotenv: {}, ini: {}}\n"
+    )
+    assert parse(every).warnings == ()
+
+
+def test_many_unknown_keys_are_capped() -> None:
+    cfg = parse("creation_rules:\n  - {" + ", ".join(f"k{i}: v" for i in range(50)) + "}\n")
+    assert len(cfg.warnings) == 11 and cfg.warnings[-1].startswith("more unknown keys follow")
+
+
+def test_the_cli_prints_each_warning_once(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / ".sops.yaml").write_text("creation_rules:\n  - path_regx: x\n    age: age1x\n")
+    cfg, warnings = common.load_config(str(tmp_path), {})
+    assert cfg is not None and len(warnings) == 1
+    assert warnings[0].endswith(".sops.yaml: unknown field `creation_rules[0].path_regx`; did you mean "
+                                "`path_regex`? (sops ignores it)")

@@ -6,6 +6,9 @@ A file fails when
     a selection rule can leave ``stringData`` plain);
   * it is encrypted and its keys differ from what its creation rule names (updatekeys is due).
 The config is the ``.sops.yaml`` nearest to each file (or ``--config``). Nothing is decrypted.
+When no checked file has a config, a tree walk (directories, or no argument) fails: the guard
+cannot say which files must be encrypted. A list of files (pre-commit passes the staged ones)
+only warns, since the config may cover other parts of the tree.
 """
 
 from __future__ import annotations
@@ -31,11 +34,19 @@ class _Configs:
     def __init__(self, explicit: str | None) -> None:
         self.explicit = explicit
         self._cache: dict[str, object] = {}
+        self._warned: set[str] = set()
+
+    def found_any(self) -> bool:
+        return any(cfg is not None for cfg in self._cache.values())
 
     def for_file(self, path: str):  # type: ignore[no-untyped-def]
         directory = os.path.dirname(path)
         if directory not in self._cache:
-            cfg, _warnings = common.load_config(directory, common.environ(), self.explicit)
+            cfg, warnings = common.load_config(directory, common.environ(), self.explicit)
+            for w in warnings:  # once per config file, however many directories it covers
+                if w not in self._warned:
+                    self._warned.add(w)
+                    common.warn(w)
             self._cache[directory] = cfg
         return self._cache[directory]
 
@@ -76,7 +87,7 @@ def _reasons(path: str, configs: _Configs) -> list[str]:
     rule = config.match_rule(cfg, path) if cfg is not None and _has_match(cfg, path) else None
     reasons = []
     if rule is not None and rule.path_regex and not encrypted:
-        reasons.append(f"not encrypted, but {cfg.path} says files matching {rule.path_regex!r} must be")
+        reasons.append(f"not encrypted, but {common.display(cfg.path)} says files matching {rule.path_regex} must be")
     if fmt in ("yaml", "json") and any(_secret_values_plain(d) for d in _docs(data, fmt, encrypted)):
         reasons.append("a Kubernetes Secret with plaintext data/stringData values")
     if encrypted and rule is not None and rule.key_groups:
@@ -109,7 +120,21 @@ def check(args: argparse.Namespace) -> int:
         for reason in _reasons(os.path.abspath(path), configs):
             report.print_error(CheckFailed(reason, where=common.display(path)))
             failed += 1
+    if not configs.found_any():
+        _no_config(paths)
     if failed:
         raise CheckFailed(f"{failed} problem(s) in {checked} file(s) checked",
                           hint="encrypt the files with 'kvsops encrypt -i FILE', or run 'kvsops updatekeys FILE'")
     return 0
+
+
+def _no_config(paths: list[str]) -> None:
+    where = f"no {common.CONFIG_NAME} found for {', '.join(common.display(os.path.abspath(p)) for p in paths)} or above"
+    if all(os.path.isfile(p) for p in paths):
+        common.warn(f"{where}: only Kubernetes Secrets were checked")
+        return
+    raise errors.ConfigError(
+        f"{where}: check needs its creation rules to know which files must be encrypted",
+        hint=f"run it inside the repository that holds {common.CONFIG_NAME} (see 'Team workflow' in the README), "
+             "or pass --config FILE",
+    )

@@ -25,8 +25,9 @@ SKIP_DIRS = frozenset({".git", ".hg", ".svn", ".venv", "venv", "node_modules", "
 
 
 def warn(message: str) -> None:
-    sys.stderr.write(f"kvsops: warning: {message}\n")
-    sys.stderr.flush()
+    from kvsops import report
+
+    report.warn(message)
 
 
 def info(message: str) -> None:
@@ -157,6 +158,21 @@ def _write_through(path: str, data: bytes) -> None:
         raise errors.OutputError(f"cannot write {display(path)} ({type(exc).__name__})") from None
 
 
+def make_private_parents(path: str) -> None:
+    """Create the missing parent directories of ``path`` with mode 0700 (``keygen -o
+    ~/.config/sops/age/keys.txt`` on a fresh home: only the owner may list a key directory)."""
+    missing = []
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(parent) and parent != os.path.dirname(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    for directory in reversed(missing):  # os.makedirs would give the intermediate ones the umask's mode
+        try:
+            os.mkdir(directory, 0o700)
+        except OSError as exc:
+            raise errors.OutputError(f"cannot create the directory {display(directory)} ({type(exc).__name__})") from None
+
+
 def write_new_private(path: str, data: bytes) -> None:
     """Create ``path`` with mode 0600; refuse to overwrite."""
     try:
@@ -271,7 +287,8 @@ def load_config(cwd: str, env: Mapping[str, str], explicit: str | None = None): 
     path, warnings = find_config(cwd, env, explicit)
     if path is None:
         return None, warnings
-    return config.parse_config(read_file(path, errors.ConfigError, "config file "), os.path.abspath(path)), warnings
+    cfg = config.parse_config(read_file(path, errors.ConfigError, "config file "), os.path.abspath(path))
+    return cfg, warnings + [f"{display(cfg.path)}: {w}" for w in cfg.warnings]
 
 
 def config_for(args: argparse.Namespace, env: Mapping[str, str], cwd: str | None = None):  # type: ignore[no-untyped-def]

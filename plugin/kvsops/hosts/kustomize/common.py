@@ -1,9 +1,9 @@
-"""Pieces every generator kind shares: config access, metadata maps, output hygiene."""
+"""Pieces every generator kind shares: strict field checks, config access, metadata maps, output hygiene."""
 
 from __future__ import annotations
 
 
-from kvsops import errors
+from kvsops import _schema, errors, report
 from kvsops.hosts.kustomize.sources import scalar_text
 from collections.abc import Mapping  # isinstance checks at run time
 
@@ -30,6 +30,37 @@ _DROP = {
     "kustomize.config.k8s.io/id",
 }
 _DROP_PREFIX = "internal.config.kubernetes.io/"
+
+
+# ----------------------------------------------------------------------------- field checks
+
+ANY, EACH, MOVED, IGNORED = _schema.ANY, _schema.EACH, _schema.MOVED, _schema.IGNORED
+
+# Kubernetes ObjectMeta: a generator config is a KRM object and its own metadata may carry any of
+# these (kubectl and other tools write e.g. creationTimestamp: null); labels and annotations are free.
+OBJECT_META: dict[str, Any] = dict.fromkeys(
+    ("name", "generateName", "namespace", "labels", "annotations", "uid", "resourceVersion", "generation",
+     "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences", "finalizers",
+     "managedFields", "selfLink", "clusterName"),
+    ANY,
+)
+
+
+def check_fields(cfg: Mapping[str, Any], schema: Mapping[str, Any], where: str) -> None:
+    """A misspelt field must never turn into a Secret that silently lacks keys: refuse every field
+    the kind's schema (kvsops._schema) does not know, naming its path and the closest valid name;
+    warn about the fields the peer tool accepts without effect."""
+    for found in _schema.findings(cfg, schema):
+        if found.ignored:
+            report.warn(f"{where}: {found.message()}")
+            continue
+        raise errors.GeneratorError(
+            found.message(), where=where,
+            hint=f"{found.fields_here()} (kvsops refuses unknown fields: a misspelt one would drop data silently)",
+        )
+
+
+# ----------------------------------------------------------------------------- config access
 
 
 def label_of(cfg: Mapping[str, Any]) -> str:

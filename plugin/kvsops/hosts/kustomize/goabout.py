@@ -21,6 +21,20 @@ if TYPE_CHECKING:
 API_VERSION = "goabout.com/v1beta1"
 KINDS = ("SopsSecretGenerator", "SopsSecret")
 
+# Every field any release reads (v1.0 to v1.6 have the same set). yaml.v3 is not strict there, so a
+# misspelt field silently drops data; kvsops refuses it. `options` (kustomize's generator field) is
+# accepted with a warning: the tool ignores it, so a config that has it works unchanged.
+_ANY = common.ANY
+_TOP_LEVEL = ("behavior", "disableNameSuffixHash", "type", "envs", "files")
+SCHEMA: dict[str, Any] = {
+    "apiVersion": _ANY, "kind": _ANY,
+    "metadata": {**common.OBJECT_META,
+                 common.MOVED: dict.fromkeys(_TOP_LEVEL, "at the top level, not under `metadata`")},  # goabout#17
+    **dict.fromkeys(_TOP_LEVEL, _ANY),
+    common.IGNORED: {"options": "kustomize-sopssecretgenerator reads disableNameSuffixHash and behavior at "
+                                "the top level, not under options"},
+}
+
 
 
 def _env_format(path: str, where: str) -> str:
@@ -37,6 +51,7 @@ def plan(cfg: Mapping[str, Any], src: Sources) -> Builder:
     label = common.label_of(cfg)
     if cfg.get("apiVersion") != API_VERSION or cfg.get("kind") not in KINDS:
         raise errors.GeneratorError(f"input must be apiVersion {API_VERSION}, kind SopsSecretGenerator", where=label)
+    common.check_fields(cfg, SCHEMA, label)
     meta = common.as_map(cfg, "metadata", label)
     name = common.as_str(meta, "name", label)
     if not name:

@@ -19,10 +19,34 @@ if TYPE_CHECKING:
 
     Builder = Callable[[Sources], list[dict[str, Any]]]
 
+# Every field any KSOPS release reads (v1-v2: files; v3.1: secretFrom with files, envs, metadata,
+# type; v4.3: binaryFiles). secretFrom[].metadata is kustomize's types.ObjectMeta: four fields.
+# KSOPS ignores everything else (sigs.k8s.io/yaml is not strict), so a misspelt field silently
+# drops data there; kvsops refuses it. `behavior` and `options` (kustomize's generator fields)
+# are accepted with a warning: KSOPS ignores them, so a config that has them works unchanged.
+_ANY = common.ANY
+_NO_EFFECT = {
+    "behavior": "KSOPS has no behavior field; annotate the Secret with kustomize.config.k8s.io/behavior",
+    "options": "KSOPS has no generator options; annotate the Secret with kustomize.config.k8s.io/needs-hash "
+               "or kustomize.config.k8s.io/behavior",
+}
+_META = dict.fromkeys(("name", "namespace", "labels", "annotations"), _ANY)
+_SECRET_FROM: dict[str, Any] = {
+    "metadata": _META, "type": _ANY, "files": _ANY, "binaryFiles": _ANY, "envs": _ANY,
+    common.IGNORED: _NO_EFFECT,
+    common.MOVED: {"name": "under `metadata`", "namespace": "under `metadata`", "labels": "under `metadata`",
+                   "annotations": "under `metadata`"},
+}
+SCHEMA: dict[str, Any] = {
+    "apiVersion": _ANY, "kind": _ANY, "metadata": common.OBJECT_META, "files": _ANY, "secretFrom": [_SECRET_FROM],
+    common.IGNORED: _NO_EFFECT,
+    common.MOVED: dict.fromkeys(("envs", "binaryFiles", "type"), "in a `secretFrom[]` entry"),
+}
 
 
 def plan(cfg: Mapping[str, Any], src: Sources) -> Builder:
     label = common.label_of(cfg)
+    common.check_fields(cfg, SCHEMA, label)
     files = common.as_list(cfg, "files", label)
     secret_from = common.as_list(cfg, "secretFrom", label)
     if not files and not secret_from:

@@ -23,6 +23,35 @@ API_VERSION = "kvsops/v1"
 KIND = "SopsGenerator"
 FORMATS = ("yaml", "json", "dotenv", "ini", "binary")
 
+# Every field of the kind (kustomize/README.md), for common.check_fields.
+_ANY = common.ANY
+_OPTIONS = dict.fromkeys(("disableNameSuffixHash", "behavior", "immutable", "labels", "annotations"), _ANY)
+_ENTRY = {"path": _ANY, "format": _ANY}
+_KEYED = {"key": _ANY, "path": _ANY, "format": _ANY}
+_TEMPLATE = {"key": _ANY, "template": _ANY, "inline": _ANY, "values": {common.EACH: _ENTRY}}
+_SECRET_FIELDS = ("name", "namespace", "type", "labels", "annotations", "format", "options", "references",
+                  "envs", "files", "binaryFiles", "literals", "templates", "template")
+_SECRET: dict[str, Any] = {
+    **dict.fromkeys(_SECRET_FIELDS, _ANY),
+    "options": _OPTIONS,
+    "envs": [_ENTRY], "files": [_KEYED], "binaryFiles": [_KEYED],
+    "literals": [{"key": _ANY, "path": _ANY, "pointer": _ANY, "format": _ANY}],
+    "templates": [_TEMPLATE], "template": _TEMPLATE,
+    common.MOVED: dict.fromkeys(("disableNameSuffixHash", "behavior", "immutable"),
+                                "under this entry's `options` (or the generator's `options`)"),
+}
+SCHEMA: dict[str, Any] = {
+    "apiVersion": _ANY, "kind": _ANY, "metadata": common.OBJECT_META, "format": _ANY, "references": _ANY,
+    "files": [_ENTRY], "options": _OPTIONS, "secrets": [_SECRET],
+    common.MOVED: {
+        **dict.fromkeys(("name", "namespace", "type", "envs", "binaryFiles", "literals", "templates", "template"),
+                        "in a `secrets[]` entry (one per Secret)"),
+        **dict.fromkeys(("labels", "annotations"),
+                        "under `options` (every Secret) or in a `secrets[]` entry (one Secret)"),
+        **dict.fromkeys(("disableNameSuffixHash", "behavior", "immutable"), "under `options`"),
+    },
+}
+
 
 
 def _fmt(value: Any, where: str) -> str | None:
@@ -59,7 +88,7 @@ def _options(base: Mapping[str, Any], over: Mapping[str, Any], where: str) -> di
             if v not in (None, "", *common.BEHAVIORS):
                 raise errors.GeneratorError("options.behavior must be create, merge or replace", where=where)
             out[k] = v or ""
-        else:
+        else:  # check_fields has named it already; kept so that no option is ever dropped
             raise errors.GeneratorError(f"unknown option {k!r}", where=where)
     return out
 
@@ -68,6 +97,7 @@ def plan(cfg: Mapping[str, Any], src: Sources) -> Builder:
     label = common.label_of(cfg)
     if cfg.get("apiVersion") != API_VERSION:
         raise errors.GeneratorError(f"apiVersion must be {API_VERSION}", where=label)
+    common.check_fields(cfg, SCHEMA, label)
     fmt = _fmt(cfg.get("format"), label)
     options = _options({}, common.as_map(cfg, "options", label), label)
     resolve = common.as_bool(cfg, "references", label)  # ref+ references (kvsops.refs.grammar) in every input
