@@ -180,7 +180,7 @@ def _group_part(group: Sequence[KeyEntry], session: Session, report: list[str]) 
         except NotMyKey as exc:
             report.append(f"{name}: {exc}")
         except KeyFailure as exc:
-            raise errors.NoKeyAvailable(f"{name}: {exc}") from None
+            raise errors.NoKeyAvailable(f"{name}: {exc}", hint=exc.hint) from None
     return None
 
 

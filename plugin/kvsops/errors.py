@@ -256,4 +256,9 @@ class NotMyKey(Exception):
 
 
 class KeyFailure(Exception):
-    """A real failure (permission, network, corrupt wrapped key). The message is public."""
+    """A real failure (permission, network, corrupt wrapped key). The message (and hint) are public."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+

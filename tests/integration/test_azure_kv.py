@@ -628,6 +628,61 @@ def test_cli_mixed_age_and_key_vault_group(h: Harness, emu: KeyVaultEmulator, tm
     assert "disabled" in err and "Traceback" not in err and "cli-secret" not in err
 
 
+def test_cli_without_a_credential_says_it_in_one_line_and_one_hint(h: Harness, emu: KeyVaultEmulator,
+                                                                   tmp_path: Path) -> None:
+    """No usable identity: azure-identity's chain report (dozens of log lines) stays out of stderr;
+    kvsops prints one error naming what each source lacked, uncut, and one hint. --debug shows the
+    SDK's own log again."""
+    emu.create_key("k", key_ops=("encrypt", "decrypt"))
+    env = dict(h.ctx().env)
+    plain = tmp_path / "s.yaml"
+    plain.write_text("a: b\n")
+    res = subprocess.run([sys.executable, "-m", "kvsops", "encrypt", "--azure-kv", emu.key_url("k"), str(plain)],
+                         env=env, capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stderr.decode()
+    enc = tmp_path / "s.enc.yaml"
+    enc.write_bytes(res.stdout)
+    bare = {k: v for k, v in env.items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_"))}
+    bare["HOME"] = str(tmp_path / "home")  # no az login, no shared token cache
+    for args in (["decrypt", str(enc)], ["decrypt", "--output-type", "json", str(enc)]):  # fast path and argparse
+        res = subprocess.run([sys.executable, "-m", "kvsops", *args], env=bare, capture_output=True, timeout=120)
+        assert res.returncode == 128 and res.stdout == b""
+        lines = res.stderr.decode().splitlines()
+        assert len(lines) == 2, lines
+        error, hint = lines
+        assert error.startswith("kvsops: error: ") and error.endswith(" [NO_KEY]"), error
+        assert "could not get a token with DefaultAzureCredential (tried environment (service principal): " in error
+        for source in ("workload identity: ", "managed identity: ", "Azure CLI: not installed"):
+            assert source in error, error
+        assert "troubleshoot" not in error and "..." not in error and "https://aka.ms" not in error
+        assert hint.startswith("kvsops: hint: ") and "AZURE_CLIENT_ID" in hint and "KVSOPS_AZURE_CREDENTIAL" in hint
+    res = subprocess.run([sys.executable, "-m", "kvsops", "--debug", "decrypt", "--output-type", "json", str(enc)],
+                         env=bare, capture_output=True, timeout=120)
+    err = res.stderr.decode()
+    assert res.returncode == 128 and "kvsops: debug: azure.identity" in err and err.count("kvsops: error: ") == 1
+
+
+def test_credential_summary_words() -> None:
+    from kvsops.azure.common import credential_summary, scrub
+
+    chain = ("DefaultAzureCredential failed to retrieve a token from the included credentials.\n"
+             "Attempted credentials:\n"
+             "\tEnvironmentCredential: EnvironmentCredential authentication unavailable. Environment variables "
+             "are not fully configured.\nVisit https://aka.ms/x to troubleshoot this issue.\n"
+             "\tManagedIdentityCredential: ManagedIdentityCredential authentication unavailable, no response from "
+             "the IMDS endpoint.\n"
+             "\tAzureCliCredential: Please run 'az login' to set up an account\n"
+             "\tSomeFutureCredential: whatever\n"
+             "To mitigate this issue, please refer to the troubleshooting guidelines here at https://aka.ms/y.")
+    assert credential_summary(chain) == (
+        "tried environment (service principal): AZURE_TENANT_ID, AZURE_CLIENT_ID and a secret or certificate "
+        "not set; managed identity: no endpoint answered (not on an Azure host?); Azure CLI: not logged in (az login)")
+    one = "WorkloadIdentityCredential: AADSTS700016: Application with identifier 'x' was not found. Trace ID: 1"
+    assert credential_summary(one) == "AADSTS700016: Application with identifier 'x' was not found"
+    long = "word " * 100
+    assert scrub(long).endswith("word (shortened)") and len(scrub(long)) < 320
+
+
 def test_cli_sops_yaml_rules_updatekeys_and_rotate(h: Harness, emu: KeyVaultEmulator, tmp_path: Path) -> None:
     """`.sops.yaml` azure_keyvault rules drive encrypt; updatekeys re-wraps for a rotated key version
     (values unchanged); rotate re-encrypts everything; old and new files decrypt through Key Vault."""

@@ -42,6 +42,12 @@ POOL_SIZE = 32
 
 CREDENTIAL_KINDS = ("default", "environment", "workload_identity", "managed_identity", "azure_cli")
 INSTALL_HINT = "pip install 'kvsops[azure]'"
+CREDENTIAL_HINT = (
+    "give the process an Azure identity: AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or "
+    "AZURE_CLIENT_CERTIFICATE_PATH) for a service principal, AZURE_FEDERATED_TOKEN_FILE too for workload "
+    "identity, or 'az login'; KVSOPS_AZURE_CREDENTIAL=environment|workload_identity|managed_identity|azure_cli "
+    "tries that one alone (docs/azure.md)"
+)
 
 _JWT_RE = re.compile(r"eyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]*")
 _STATE_KEY = "azure"
@@ -99,6 +105,30 @@ def import_sdk(client_module: str, message: str) -> None:
         importlib.import_module(client_module)
     except ImportError:
         raise errors.MissingDependency(message, hint=INSTALL_HINT) from None
+    sdk_logging()
+
+
+def sdk_logging() -> None:
+    """The SDKs log through ``logging``; with no handler configured, Python prints their warnings
+    (azure-identity's whole credential chain, twice) on stderr beside kvsops' one message. kvsops
+    says what failed itself (see explain), so their loggers get a NullHandler, or with --debug /
+    KVSOPS_DEBUG a stderr handler in kvsops' voice. Once per process; an application that
+    configured logging itself still receives the records (they propagate)."""
+    import logging
+
+    from kvsops import report
+
+    log = logging.getLogger("azure")
+    if any(h.get_name() == "kvsops" for h in log.handlers):
+        return
+    handler: logging.Handler
+    if report.debug_mode:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("kvsops: debug: %(name)s: %(message)s"))
+    else:
+        handler = logging.NullHandler()
+    handler.set_name("kvsops")
+    log.addHandler(handler)
 
 
 class DeadlineExceeded(Exception):
@@ -339,11 +369,68 @@ def call_kwargs(deadline: float) -> dict[str, Any]:
     }
 
 
-def scrub(text: str) -> str:
-    """One line of SDK/identity text, shortened, with anything token-shaped removed."""
+def scrub(text: str, limit: int = 300) -> str:
+    """One line of SDK/identity text, with anything token-shaped removed; a long text is shortened
+    at a word boundary (never mid-word) and says so."""
     text = _JWT_RE.sub("<redacted>", " ".join(str(text).split()))
     text = re.sub(r"(?i)(access_token|client_secret|client_assertion)[\"'=: ]+[^\s,&\"']+", r"\1=<redacted>", text)
-    return text[:300] + ("..." if len(text) > 300 else "")
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:") + " (shortened)"
+
+
+# DefaultAzureCredential's sources (azure-identity class names) in kvsops' words.
+_SOURCES = {
+    "EnvironmentCredential": "environment (service principal)",
+    "WorkloadIdentityCredential": "workload identity",
+    "ManagedIdentityCredential": "managed identity",
+    "SharedTokenCacheCredential": "shared token cache",
+    "VisualStudioCodeCredential": "VS Code",
+    "AzureCliCredential": "Azure CLI",
+    "AzurePowerShellCredential": "Azure PowerShell",
+    "AzureDeveloperCliCredential": "Azure Developer CLI",
+    "BrokerCredential": "broker",
+    "InteractiveBrowserCredential": "browser",
+}
+# Why a source was unavailable, from azure-identity's wording (first match, lower case) to ours.
+_REASONS = (
+    ("environment variables are not fully configured", "AZURE_TENANT_ID, AZURE_CLIENT_ID and a secret or certificate not set"),
+    ("missing required arguments", "AZURE_FEDERATED_TOKEN_FILE, AZURE_TENANT_ID and AZURE_CLIENT_ID not set"),
+    ("not fully configured", "not configured"),
+    ("no response from the imds endpoint", "no endpoint answered (not on an Azure host?)"),
+    ("imds", "no endpoint answered"),
+    ("no accounts were found", "no signed-in account"),
+    ("azure-identity-broker", "needs the azure-identity-broker package"),
+    ("not found on path", "not installed"),
+    ("not installed", "not installed"),
+    ("could not be found", "not installed"),
+    ("az login", "not logged in (az login)"),
+    ("azd auth login", "not logged in (azd auth login)"),
+    ("connect-azaccount", "not logged in (Connect-AzAccount)"),
+    ("timed out", "timed out"),
+)
+
+
+def credential_summary(text: str) -> str:
+    """What a failed credential tried and why each source failed, in kvsops' words: one short line
+    instead of azure-identity's multi-line chain report (which is logged, not printed)."""
+    tried = []
+    for line in str(text).splitlines():
+        name, sep, reason = line.strip().partition(": ")
+        if line.startswith(("\t", " ")) and sep and name in _SOURCES:
+            tried.append(f"{_SOURCES[name]}: {_reason(reason)}")
+    if tried:
+        return "tried " + "; ".join(tried)
+    return _reason(text)
+
+
+def _reason(text: str) -> str:
+    low = text.lower()
+    for needle, ours in _REASONS:
+        if needle in low:
+            return ours
+    first = re.sub(r"^\w*Credential:?\s*", "", scrub(text, 200))  # the SDK names the class first
+    return first.split(". ", 1)[0].rstrip(".") or "failed"
 
 
 def error_codes(exc: Any) -> tuple[str, str]:
@@ -359,7 +446,7 @@ def error_codes(exc: Any) -> tuple[str, str]:
 Specific = Callable[[int, str, str, str, BaseException], "Exception | None"]
 
 
-def explain(exc: BaseException, where: str, st: State, deadline: float, fail: Callable[[str], Exception],
+def explain(exc: BaseException, where: str, st: State, deadline: float, fail: Callable[..., Exception],
             specific: Specific, alias_hint: str = "a private DNS alias") -> Exception:
     """Turn an SDK exception into a public, precise error; never SDK stack text or secrets.
 
@@ -378,9 +465,9 @@ def explain(exc: BaseException, where: str, st: State, deadline: float, fail: Ca
     status = getattr(exc, "status_code", None)
     if isinstance(exc, ae.ClientAuthenticationError) and status is None:
         # Raised by the credential, before any vault answer: no token could be obtained.
-        msg = f"{where}: could not get a token with {who}: {scrub(getattr(exc, 'message', None) or str(exc))}"
+        msg = f"{where}: could not get a token with {who} ({credential_summary(getattr(exc, 'message', None) or str(exc))})"
         st.auth_failure = msg
-        return fail(msg)
+        return fail(msg, hint=CREDENTIAL_HINT)
     if isinstance(exc, ae.HttpResponseError) and status is not None:
         code, inner = error_codes(exc)
         detail = "/".join(c for c in (code, inner) if c)
@@ -408,7 +495,7 @@ def explain(exc: BaseException, where: str, st: State, deadline: float, fail: Ca
 
 def guarded(ctx: KeyContext, st: State, client_class: type, vault_url: str, resource: object,
             fn: Callable[[Vault, dict[str, Any]], T], on_error: Callable[[BaseException, float], Exception],
-            fail: Callable[[str], Exception]) -> T:
+            fail: Callable[..., Exception]) -> T:
     """Run one SDK call on the vault's ``client_class`` client within the deadline of ``ctx``; the
     first call per ``resource`` of a vault is serialized (see Vault.once_first). A remembered token
     failure fails at once; SDK errors go through ``on_error(exc, deadline)`` (see explain). A credential that
@@ -416,7 +503,7 @@ def guarded(ctx: KeyContext, st: State, client_class: type, vault_url: str, reso
     from azure.core.exceptions import AzureError
 
     if st.auth_failure:
-        raise fail(st.auth_failure)
+        raise fail(st.auth_failure, hint=CREDENTIAL_HINT)
     dl = deadline(ctx)
     try:
         vault = st.vault(client_class, vault_url)
