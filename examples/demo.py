@@ -75,7 +75,24 @@ def step_kustomize() -> None:
     if not overlay.is_dir() or not kustomize:
         return
     banner("3. kustomize build with kvsops as the KRM function (nothing decrypted on disk)")
-    print(run([kustomize, "build", "--enable-alpha-plugins", "--enable-exec", str(overlay)]))
+    out = run([kustomize, "build", "--enable-alpha-plugins", "--enable-exec", str(overlay)])
+    print(out)
+    print(decoded_example(out))
+
+
+def decoded_example(stream: str) -> str:
+    """One value of the rendered Secrets, base64-decoded, so a reader sees the plaintext arrived."""
+    import base64
+
+    import yaml
+
+    for obj in yaml.safe_load_all(stream):
+        if isinstance(obj, dict) and obj.get("kind") == "Secret" and obj.get("data"):
+            key = sorted(obj["data"])[0]
+            value = base64.b64decode(obj["data"][key]).decode("utf-8", "replace")
+            return (f"# Secret {obj['metadata']['name']}: data.{key} is base64; decoded, as the cluster will see it:\n"
+                    f"#   {value!r}")
+    raise SystemExit("demo: the kustomize output has no Secret with data")
 
 
 def step_helm() -> None:

@@ -214,7 +214,7 @@ def test_other_formats_and_output_type(cli: Cli, ws: Path) -> None:
 
 def test_stdin(cli: Cli, ws: Path) -> None:
     enc = encrypted(cli, ws).read_bytes()
-    fails(cli("decrypt", cwd=ws, stdin=enc, ok=None), 8, "--input-type")
+    fails(cli("decrypt", cwd=ws, stdin=enc, ok=None), 100, "no file given")
     assert cli("decrypt", "--input-type", "yaml", cwd=ws, stdin=enc).stdout.decode() == PLAIN
     assert cli("decrypt", "--filename-override", "x.yaml", "-", cwd=ws, stdin=enc).stdout.decode() == PLAIN
     fails(cli("encrypt", "--age", cli.age.recipient, cwd=ws, stdin=PLAIN.encode(), ok=None), 8, "--filename-override")
@@ -338,6 +338,10 @@ def test_config_lookup_rules_and_env_override(cli: Cli, ws: Path, age_key2) -> N
     assert cli.age.recipient in other and "unencrypted_suffix: _unencrypted" in other
     (ws / "x.json").write_text("{}")
     fails(cli("encrypt", "x.json", cwd=ws, ok=None), 1, "no matching creation rules")
+    # flags give the keys, but a .sops.yaml without a rule for the file is still an error, as in sops
+    fails(cli("encrypt", "--age", cli.age.recipient, "x.json", cwd=ws, ok=None), 1, "no matching creation rules")
+    sops = cli.sops("encrypt", "--age", cli.age.recipient, "x.json", cwd=ws, check=False)
+    assert sops.returncode != 0 and b"no matching creation rules" in sops.stderr
     env = dict(cli.env, SOPS_AGE_RECIPIENTS=cli.age.recipient)
     out = cli("encrypt", "db.yaml", cwd=sub, env=env).stdout.decode()
     assert cli.age.recipient in out and age_key2.recipient not in out  # keys from env override
@@ -587,6 +591,35 @@ def test_keygen(cli: Cli, ws: Path, tools) -> None:  # type: ignore[no-untyped-d
     assert age_keygen.stdout.strip() == public  # the real age agrees
 
 
+def test_keygen_into_a_fresh_home_creates_private_directories(cli: Cli, ws: Path) -> None:
+    """The README's first step on a new machine: ~/.config/sops/age does not exist yet."""
+    target = cli.home / ".config" / "sops" / "age" / "keys.txt"
+    assert not (cli.home / ".config").exists()
+    proc = cli("keygen", "-o", str(target), cwd=ws)
+    assert proc.stderr.startswith(b"Public key: age1")
+    for d in (cli.home / ".config", cli.home / ".config" / "sops", target.parent):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    (ws / "blocked").write_text("a file where a directory should be")
+    fails(cli("keygen", "-o", "blocked/keys.txt", cwd=ws, ok=None), 3, "blocked")
+
+
+def test_help_lists_every_command_and_krm_help_stands_alone(cli: Cli, ws: Path) -> None:
+    out = cli("--help", cwd=ws).stdout.decode()
+    for name in ("decrypt", "encrypt", "edit", "check", "keygen", "krm", "install-plugins", "helm", "argocd"):
+        assert re.search(rf"^\s+{re.escape(name)}\s", out, re.M), name
+    krm = cli("krm", "--help", cwd=ws).stdout.decode()
+    # an installed package has no kustomize/README.md: the help itself carries the essentials
+    for essential in ("kind: SopsGenerator", "config.kubernetes.io/function", "path: kvsops-krm",
+                      "kustomize build --enable-alpha-plugins --enable-exec", "SOPS_AGE_KEY_FILE"):
+        assert essential in krm, essential
+
+
+def test_decrypt_without_a_file(cli: Cli, ws: Path) -> None:
+    err = fails(cli("decrypt", cwd=ws, ok=None), 100, "no file given: kvsops decrypt FILE")
+    assert err.splitlines()[1] == "kvsops: hint: use - (with --input-type or --filename-override) to read stdin"
+
+
 # ----------------------------------------------------------------------------- check
 
 
@@ -647,6 +680,7 @@ def test_check_reports_each_problem(cli: Cli, ws: Path, age_key2) -> None:  # ty
     assert "secrets/leak.yaml: not encrypted" in err
     assert "k8s/secret.yaml: a Kubernetes Secret with plaintext" in err
     assert "secrets/stale.yaml: its keys differ from .sops.yaml" in err
+    assert "says files matching secrets/.*\\.yaml$ must be" in err  # the regex as written, not repr()'d
     assert "ok.yaml" not in err and "template.yaml" not in err and ".git" not in err and "node_modules" not in err
     assert "hunter2" not in err
     # pre-commit passes file names
@@ -664,3 +698,19 @@ def test_pre_commit_hook_file() -> None:
     hooks = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
     (hook,) = [h for h in hooks if h["id"] == "kvsops-check"]
     assert hook["entry"] == "kvsops check" and hook["language"] == "python"
+
+
+def test_check_without_a_sops_yaml_is_not_silent(cli: Cli, ws: Path) -> None:
+    """A tree walk cannot say which files must be encrypted without creation rules: it fails. A
+    list of files (pre-commit's staged files) may lie outside the config's tree: it warns."""
+    (ws / "k8s").mkdir()
+    (ws / "k8s" / "app.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
+    fails(cli("check", cwd=ws, ok=None), 1, "no .sops.yaml found for . or above: check needs its creation rules")
+    fails(cli("check", "k8s", cwd=ws, ok=None), 1, "no .sops.yaml found for k8s or above")
+    proc = cli("check", "k8s/app.yaml", cwd=ws)
+    assert proc.stderr.decode() == ("kvsops: warning: no .sops.yaml found for k8s/app.yaml or above: only Kubernetes "
+                                    "Secrets were checked\n")
+    (ws / ".sops.yaml").write_text(f"creation_rules:\n  - path_regx: ^secrets/\n    age: {cli.age.recipient}\n")
+    proc = cli("check", cwd=ws)  # a config with a typo: sops would ignore the key; kvsops says so, once
+    assert proc.stderr.decode() == ("kvsops: warning: .sops.yaml: unknown field `creation_rules[0].path_regx`; "
+                                    "did you mean `path_regex`? (sops ignores it)\n")

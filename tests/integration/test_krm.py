@@ -337,3 +337,33 @@ def test_string_values_stay_strings_in_yaml_12(tools, mode: str, tmp_path: Path,
         proc = build(tools, "kustomize56", tmp_path, env)
     (s,) = ok(proc)
     assert s["stringData"] == {**values, "G": "multi\\nline"}  # godotenv keeps an unquoted \n literal
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_misspelt_field_fails_the_build_and_names_it(tools, version: str, tmp_path: Path, key: AgeKey) -> None:  # type: ignore[no-untyped-def]
+    """`env:` for `envs:` used to build a Secret without those keys; now the build fails, and the
+    one error line says which field, where, and what was meant."""
+    key.write(tmp_path / "db.enc.env", "PASSWORD=typo-plaintext\n")
+    write_yaml(tmp_path / "gen.yaml", gen_config(secrets=[{"name": "db", "env": ["db.enc.env"]}]))
+    write_yaml(tmp_path / "kustomization.yaml", {"generators": ["gen.yaml"]})
+    proc = build(tools, version, tmp_path, key.env(tools.env()))
+    assert proc.returncode != 0 and proc.stdout == ""
+    ours = [ln for ln in proc.stderr.splitlines() if ln.startswith("kvsops: ")]
+    assert ours[0] == ("kvsops: error: SopsGenerator 'g': unknown field `secrets[0].env`; did you mean `envs`? "
+                       "[GENERATOR]"), proc.stderr
+    assert ours[1].startswith("kvsops: hint: the fields of `secrets[0]` are: name, ") and len(ours) == 2
+    assert "typo-plaintext" not in proc.stderr
+
+
+def test_a_relative_key_file_that_is_not_there_says_where_it_was_looked_for(tools, tmp_path: Path, key: AgeKey) -> None:  # type: ignore[no-untyped-def]
+    """kustomize runs the function in the kustomization root: a SOPS_AGE_KEY_FILE relative to the
+    shell's directory is looked up there, and the error says so."""
+    app = _mkdir(tmp_path / "app")
+    key.write(app / "db.enc.env", "A=1\n")
+    write_yaml(app / "gen.yaml", gen_config(secrets=[{"name": "db", "envs": ["db.enc.env"]}]))
+    write_yaml(app / "kustomization.yaml", {"generators": ["gen.yaml"]})
+    env = {**key.env(tools.env()), "SOPS_AGE_KEY_FILE": "keys/age-key.txt"}  # relative to tmp_path, not app
+    proc = build(tools, "kustomize58", app, env)
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert (f"SOPS_AGE_KEY_FILE: file keys/age-key.txt does not exist in {app} (a relative path is resolved from "
+            "the working directory, which under kustomize is the kustomization root: use an absolute path)") in proc.stderr

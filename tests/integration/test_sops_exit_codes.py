@@ -6,7 +6,7 @@ For every line: both exit with the same non-zero code, kvsops prints nothing on 
 
 Left out on purpose (sops' behaviour is not a refusal worth copying): an ``--extract``/``set`` index
 used on the wrong kind of node (sops 3.11 panics or picks a map item by position), ``set FILE '['``
-(a panic), ``decrypt`` without a file (kvsops asks for --input-type; sops reads stdin as JSON), and
+(a panic), ``decrypt`` without a file (kvsops says no file was given; sops reads stdin as JSON), and
 ``--indent`` after a subcommand (kvsops accepts it there; sops only as a global flag).
 """
 

@@ -20,10 +20,19 @@ if TYPE_CHECKING:
 # ----------------------------------------------------------------------------- decrypt
 
 
+def _need_file(args: argparse.Namespace) -> None:
+    """``kvsops decrypt`` alone: no file and nothing that says stdin is meant (sops would read stdin
+    as JSON). ``encrypt`` keeps sops' own refusal (exit 8, --filename-override)."""
+    if args.file is None and not (args.input_type or args.filename_override):
+        raise errors.NoFileSpecified("no file given: kvsops decrypt FILE",
+                                     hint="use - (with --input-type or --filename-override) to read stdin")
+
+
 def decrypt(args: argparse.Namespace) -> int:
     from kvsops import api
     from kvsops.sops import stores
 
+    _need_file(args)
     stdin = args.file in (None, "-")
     common.check_destination(args, stdin)
     path = None if stdin else common.existing_file(args.file)
@@ -240,6 +249,7 @@ def keygen(args: argparse.Namespace) -> int:
         created = created[:-6] + "Z"
     text = f"# created: {created}\n# public key: {public}\n{identity}\n".encode()
     if args.output:
+        common.make_private_parents(args.output)
         common.write_new_private(args.output, text)
     else:
         common.write_stdout(text)

@@ -166,6 +166,28 @@ def _misc(sub: Any) -> None:
     p.add_argument("paths", nargs="*", metavar="PATH", help="files or directories (default: .)")
 
 
+# The host entry points, dispatched by cli.main before argparse runs; listed here for --help only.
+_HOSTS = (
+    ("krm", "kustomize: the exec KRM function and legacy plugin (kvsops krm --help)"),
+    ("install-plugins", "kustomize: install the legacy plugin tree and the ksops shim into DIR"),
+    ("helm", "Helm: the downloader plugin and a wrapper that writes no decrypted file (kvsops helm --help)"),
+    ("argocd", "Argo CD: the config management plugin's init and generate (kvsops argocd --help)"),
+)
+
+
+def _hosts(sub: Any) -> None:
+    for name, text in _HOSTS:
+        p = sub.add_parser(name, help=text, description=text, add_help=False)
+        p.set_defaults(func=_dispatch(name))
+
+
+def _dispatch(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(_ns: argparse.Namespace) -> int:
+        raise UsageError(f"'{name}' takes its own arguments: run 'kvsops {name} --help'")
+
+    return run
+
+
 def build() -> argparse.ArgumentParser:
     parser = _Parser(prog="kvsops", description="SOPS-compatible secrets, decrypted in memory at render time.")
     parser.add_argument("--version", action="version", version=f"kvsops {__version__}")
@@ -174,7 +196,7 @@ def build() -> argparse.ArgumentParser:
     _indent(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for add in (_decrypt, _encrypt, _edit, _set_unset, _key_commands, _misc):
+    for add in (_decrypt, _encrypt, _edit, _set_unset, _key_commands, _misc, _hosts):
         add(sub)
     return parser
 

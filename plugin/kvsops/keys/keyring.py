@@ -66,7 +66,13 @@ def _read(path: str, origin: str, problems: list[str], required: bool) -> str | 
     try:
         return _read_bytes(path).decode("utf-8")
     except FileNotFoundError:
-        if required:
+        if required and not os.path.isabs(path):
+            # kustomize runs generators in the kustomization root, so a relative path set for the
+            # shell that started kustomize points somewhere else there.
+            problems.append(f"{origin}: file {path} does not exist in {os.getcwd()} (a relative path is resolved "
+                            "from the working directory, which under kustomize is the kustomization root: "
+                            "use an absolute path)")
+        elif required:
             problems.append(f"{origin}: file {path} does not exist")
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(f"{origin}: cannot read {path} ({type(exc).__name__})")

@@ -233,7 +233,8 @@ def _helm_engine(ctx: Context, values: list[tuple[str, bytes, bool]]) -> bytes:
         import helm_python as helm
     except ImportError:
         raise errors.MissingDependency(
-            "neither a helm binary nor Helm's engine (pip install helm-python-sdk) is available"
+            "neither a helm binary nor Helm's engine (helm-python-sdk) is available",
+            hint="put helm on PATH (or set KVSOPS_HELM_BIN), or install the kvsops[helm-engine] extra",
         ) from None
     encrypted = [(rel, data, _fmt(rel)) for rel, data, enc in values if enc]
     plain_of = dict(zip([r for r, _d, _f in encrypted], _decrypt_all(ctx, encrypted)))

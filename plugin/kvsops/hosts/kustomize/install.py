@@ -36,7 +36,8 @@ def krm_executable() -> str:
         return str(Path(found).resolve())
     from kvsops import errors
 
-    raise errors.ConfigError("kvsops-krm is not installed beside this Python", hint="pip install kvsops")
+    raise errors.ConfigError("kvsops-krm is not installed beside this Python",
+                             hint="install kvsops into this Python's environment (pip install ./kvsops from a clone)")
 
 
 def shim(target: str) -> str:

@@ -19,12 +19,36 @@ TYPE_CHECKING = False  # typing costs milliseconds of every kustomize generator'
 if TYPE_CHECKING:
     from typing import Any, BinaryIO, TextIO
 
+# The essentials (an installed package has no kustomize/README.md to point at).
 USAGE = """\
-usage: kvsops-krm              read a KRM ResourceList on stdin (kustomize exec function)
-       kvsops-krm CONFIG       legacy kustomize exec plugin (CONFIG is the generator YAML)
-       kvsops install-plugins DIR
-kinds: kvsops/v1 SopsGenerator, viaduct.ai/v1 ksops, goabout.com/v1beta1 SopsSecretGenerator
-see kustomize/README.md
+usage: kvsops-krm              KRM function: a ResourceList on stdin, the generated objects on stdout
+       kvsops-krm CONFIG       legacy exec plugin: CONFIG is the generator YAML, a YAML stream on stdout
+       kvsops krm [CONFIG]     the same (kustomize >= 5.7: exec: {path: kvsops, args: [krm]})
+       kvsops install-plugins DIR   the legacy plugin tree under DIR, and DIR/ksops for exec: {path: ksops}
+
+generator kinds: kvsops/v1 SopsGenerator, viaduct.ai/v1 ksops, goabout.com/v1beta1 SopsSecretGenerator
+(SopsSecret). A SopsGenerator, listed under `generators:` in kustomization.yaml:
+
+  apiVersion: kvsops/v1
+  kind: SopsGenerator
+  metadata:
+    name: app-secrets
+    annotations:
+      config.kubernetes.io/function: |
+        exec:
+          path: kvsops-krm
+  options: {disableNameSuffixHash: false, behavior: create}   # defaults for every Secret below
+  files: [manifests/pull-secret.enc.yaml]   # whole encrypted manifests, emitted decrypted
+  secrets:
+    - name: db                              # one Secret (type Opaque, base64 data, name hash)
+      envs: [db.enc.env]                    # every KEY=value of a dotenv or flat YAML/JSON map
+      files: [tls.crt=tls.enc.crt]          # data[key] = the decrypted file
+      literals: [password=app.enc.yaml#/db/password]   # one value, by JSON pointer
+
+Build with: kustomize build --enable-alpha-plugins --enable-exec DIR
+Paths are relative to the kustomization root and may not leave it. Keys are found as sops finds
+them (SOPS_AGE_KEY, SOPS_AGE_KEY_FILE as an absolute path, ~/.config/sops/age/keys.txt, GNUPGHOME,
+Azure credentials). Unknown fields are refused. Every field: kustomize/README.md in kvsops' sources.
 """
 
 
