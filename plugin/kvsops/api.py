@@ -40,8 +40,12 @@ def decryption_order(spec: str | None) -> tuple[str, ...]:
 
 class Session:
     """Per-process state: injected environment, one unwrapper per key type, and a cache of
-    unwrapped data keys keyed by the wrapped ciphertext (each distinct ciphertext is unwrapped
-    once, even when many files are decrypted concurrently)."""
+    unwrapped data keys keyed by the key and its wrapped ciphertext (each distinct one is unwrapped
+    once, even when many files are decrypted concurrently).
+
+    ``cache_binding`` (a :class:`kvsops.keycache.Binding`, built by :func:`kvsops.policy.binding`)
+    is the grant and policy the process-wide data-key cache binds entries to; a Session with
+    ``allowed_entry`` but no binding does not use that cache."""
 
     def __init__(
         self,
@@ -51,6 +55,7 @@ class Session:
         deadline_seconds: float | None = None,
         allowed_entry: Callable[[KeyEntry], str | None] | None = None,
         allowed_secret: Callable[[str, str, str], str | None] | None = None,
+        cache_binding: keycache.Binding | None = None,
     ) -> None:
         env = dict(os.environ if env is None else env)
         if deadline_seconds is None and env.get("KVSOPS_DEADLINE_SECONDS"):
@@ -73,9 +78,12 @@ class Session:
         self.allowed_secret = allowed_secret
         self._lock = allocate_lock()
         self._unwrappers: dict[str, object] = {}
-        self._parts: dict[tuple[str, str], _Once] = {}
-        # Data keys shared with later Sessions of this process (off unless KVSOPS_DATA_KEY_CACHE_TTL).
-        self._cache = keycache.from_env(env) if env.get(keycache.TTL_ENV) else None
+        self._parts: dict[tuple[str, str, str], _Once] = {}
+        # Data keys shared with later Sessions of this process (off unless KVSOPS_DATA_KEY_CACHE_TTL),
+        # bound to the key, the credentials, the grant and the policy (see kvsops.keycache). Under
+        # a key policy without a binding there is nothing to bind to: no cache.
+        bound = cache_binding if cache_binding is not None else None if allowed_entry else keycache.NO_POLICY
+        self._cache = keycache.from_env(env, bound) if env.get(keycache.TTL_ENV) and bound is not None else None
 
     def unwrapper(self, kind: str) -> object:
         with self._lock:
@@ -86,7 +94,7 @@ class Session:
             return u
 
     def unwrap(self, entry: KeyEntry) -> bytes:
-        key = (entry.kind, entry.enc)
+        key = (entry.kind, key_id(entry), entry.enc)
         with self._lock:
             once = self._parts.get(key)
             owner = once is None
@@ -96,7 +104,7 @@ class Session:
         if owner:
             try:
                 once.set(self._unwrap_uncached(entry) if self._cache is None
-                         else self._cache.unwrap(entry.kind, entry.enc, lambda: self._unwrap_uncached(entry)), None)
+                         else self._cache.unwrap(entry.kind, key[1], entry.enc, lambda: self._unwrap_uncached(entry)), None)
             except BaseException as exc:  # noqa: BLE001 - handed to every waiter
                 once.set(None, exc)
         return once.get()
@@ -109,6 +117,13 @@ class Session:
             return backend(kind).recipient(spec, self.ctx)
         except ValueError as exc:
             raise errors.UsageError(str(exc)) from None
+
+
+def key_id(entry: KeyEntry) -> str:
+    """A key entry's public identity: every field but the wrapped key and its date (the age
+    recipient, the PGP fingerprint, the Key Vault URL and version). A stanza relabelled to another
+    recipient is another key: it is never served what the first one unwrapped."""
+    return "\0".join(f"{k}={v}" for k, v in sorted(entry.fields, key=lambda kv: kv[0]) if k not in ("enc", "created_at"))
 
 
 class _Once:

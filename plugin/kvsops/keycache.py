@@ -9,18 +9,41 @@ Vault round trip, or a gpg run, each time. With the cache on, a data key unwrapp
   turns it on for that Session; ``KVSOPS_DATA_KEY_CACHE_MAX`` bounds the number of entries
   (default 1024; the oldest entry goes first).
 - In memory only: a dict in this process, never written anywhere, gone when the process ends.
-- Keyed by a SHA-256 digest of (key type, wrapped key, *scope*), never by the wrapped key itself.
-  The scope is a digest of the Session's whole environment, so a Session only ever sees data keys
-  that a Session with the very same credentials (identities, GNUPGHOME, Azure identity, Argo CD
-  app and grant) unwrapped: one tenant never gets another tenant's data key from the cache.
 - Only successful unwraps are cached; key policies (``allowed_entry``) are checked before any
   lookup, so a refused key stays refused.
+
+What an entry is bound to (its slot is a SHA-256 digest of all of it, never the wrapped key itself):
+
+- the **key**: its kind, its public identity (every field of the file's key entry except the
+  wrapped key and its date: the age recipient, the PGP fingerprint, the Key Vault URL and version)
+  and the wrapped data key. A stanza relabelled to another recipient is another slot: it is
+  unwrapped (and fails) with the key it now names, never served from the cache;
+- the **credentials**: a digest of the Session's whole environment (identities, GNUPGHOME, Azure
+  identity, Argo CD app), so one tenant never gets another tenant's data key;
+- the **grant**: the keys the Session may use under a key policy (:class:`Binding`), so a Session
+  granted key B never gets what a Session granted key A unwrapped;
+- the **policy** in force: when a Session brings a policy other than the one the cache last saw,
+  the cache is emptied first (a revocation, or any edit of the policy, drops every cached key).
+
+API (for callers that build Sessions, e.g. a resident agent)::
+
+    binding = keycache.Binding(grant="...", policy="...")   # kvsops.policy.binding(allowed) builds it
+    session = api.Session(env=env, allowed_entry=..., cache_binding=binding)
+
+    view = keycache.from_env(env, binding)      # None when the cache is off
+    key = view.unwrap(kind, key_id, wrapped, lambda: real_unwrap())
+
+A Session with a key policy (``allowed_entry``) but no ``cache_binding`` does not use the cache (it
+cannot be bound to a grant it does not know). ``shared()`` is the process-wide cache;
+``DataKeyCache`` can be built with an injected clock.
 """
 
 from __future__ import annotations
 
 import time
 from _thread import allocate_lock
+
+from kvsops._record import Record
 
 TTL_ENV = "KVSOPS_DATA_KEY_CACHE_TTL"
 MAX_ENV = "KVSOPS_DATA_KEY_CACHE_MAX"
@@ -31,16 +54,39 @@ if TYPE_CHECKING:
     from typing import Callable, Mapping
 
 
+class Binding(Record):
+    """The key policy in force for a Session: ``grant``, a canonical text of the keys it may use
+    ("" without a policy); ``policy``, an identifier of the policy document it came from ("" for
+    none). Both are public (key ids and digests), never secrets."""
+
+    __slots__ = _fields = ("grant", "policy")
+    _defaults = {"grant": "", "policy": ""}
+    grant: str
+    policy: str
+
+
+NO_POLICY = Binding()
+
+
 class DataKeyCache:
-    """Bounded, expiring map of digest -> data key. Thread-safe."""
+    """Bounded, expiring map of digest -> data key, emptied when the policy in force changes.
+    Thread-safe."""
 
     def __init__(self, max_entries: int = DEFAULT_MAX, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_entries = max_entries
         self._clock = clock
         self._lock = allocate_lock()
         self._entries: dict[str, tuple[float, bytes]] = {}  # insertion order = age
+        self._policy: str | None = None
         self.hits = 0
         self.misses = 0
+
+    def bind_policy(self, policy: str) -> None:
+        """Note the policy in force; a different one than last time empties the cache."""
+        with self._lock:
+            if self._policy is not None and policy != self._policy:
+                self._entries.clear()
+            self._policy = policy
 
     def get(self, slot: str) -> bytes | None:
         with self._lock:
@@ -89,31 +135,38 @@ def shared(max_entries: int = DEFAULT_MAX) -> DataKeyCache:
         return _shared
 
 
+def _field(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape") + b"\0"
+
+
 class Scoped:
-    """One Session's view of the cache: its TTL and the digest of its environment."""
+    """One Session's view of the cache: its TTL, and the digest of its environment and grant."""
 
     __slots__ = ("cache", "ttl", "_scope")
 
-    def __init__(self, cache: DataKeyCache, ttl: float, env: Mapping[str, str]) -> None:
+    def __init__(self, cache: DataKeyCache, ttl: float, env: Mapping[str, str], binding: Binding = NO_POLICY) -> None:
         import hashlib
 
         self.cache = cache
         self.ttl = ttl
-        h = hashlib.sha256(b"kvsops data-key cache scope\0")
+        h = hashlib.sha256(b"kvsops data-key cache scope v2\0")
         for name in sorted(env):
-            h.update(name.encode("utf-8", "surrogateescape") + b"\0")
-            h.update(str(env[name]).encode("utf-8", "surrogateescape") + b"\0")
+            h.update(_field(name) + _field(str(env[name])))
+        h.update(_field("grant") + _field(binding.grant))
         self._scope = h.digest()
+        cache.bind_policy(binding.policy)
 
-    def slot(self, kind: str, wrapped: str) -> str:
+    def slot(self, kind: str, key_id: str, wrapped: str) -> str:
         import hashlib
 
         h = hashlib.sha256(self._scope)
-        h.update(kind.encode() + b"\0" + wrapped.encode("utf-8", "surrogateescape"))
+        h.update(_field(kind) + _field(key_id) + _field(wrapped))
         return h.hexdigest()
 
-    def unwrap(self, kind: str, wrapped: str, unwrap: Callable[[], bytes]) -> bytes:
-        slot = self.slot(kind, wrapped)
+    def unwrap(self, kind: str, key_id: str, wrapped: str, unwrap: Callable[[], bytes]) -> bytes:
+        """The cached data key for (kind, key id, wrapped key) in this scope, else ``unwrap()``
+        (cached when it succeeds)."""
+        slot = self.slot(kind, key_id, wrapped)
         key = self.cache.get(slot)
         if key is None:
             key = unwrap()
@@ -121,8 +174,8 @@ class Scoped:
         return key
 
 
-def from_env(env: Mapping[str, str]) -> Scoped | None:
-    """The cache view for a Session with this environment, or None when the cache is off."""
+def from_env(env: Mapping[str, str], binding: Binding = NO_POLICY) -> Scoped | None:
+    """The cache view for a Session with this environment and binding, or None when it is off."""
     raw = (env.get(TTL_ENV) or "").strip()
     if not raw:
         return None
@@ -137,4 +190,4 @@ def from_env(env: Mapping[str, str]) -> Scoped | None:
         raise errors.ConfigError(f"{TTL_ENV} and {MAX_ENV} must not be negative")
     if ttl == 0 or size == 0:
         return None
-    return Scoped(shared(size), ttl, env)
+    return Scoped(shared(size), ttl, env, binding)

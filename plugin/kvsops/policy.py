@@ -46,6 +46,10 @@ ownership/mode checks reject files from a repo checkout (Argo CD writes those 06
 path ``/etc/kvsops/policy.yaml`` exists (the sidecar's mount), a child without a valid grant is
 refused: the environment alone cannot vouch for the project there.
 
+The data-key cache (kvsops.keycache) binds its entries to the grant and to the policy's fingerprint
+(:func:`binding`; a grant file carries the fingerprint of the policy it was cut from), so a Session
+never gets a data key another grant unwrapped, and a changed policy empties the cache.
+
 What the policy binds: Key Vault entries name the key that is called, so they are bound exactly.
 age entries are bound because kvsops only tries the identity (X25519 or post-quantum ``age1pq1...``)
 whose public key equals the entry's recipient (SSH-key identities are dropped under a policy unless an ssh recipient is allowed).
@@ -69,7 +73,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any, Callable, Mapping
 
-    from kvsops import api
+    from kvsops import api, keycache
 
 POLICY_ENV = "KVSOPS_POLICY"
 POLICY_FILE_ENV = "KVSOPS_POLICY_FILE"
@@ -119,18 +123,23 @@ def _fp(text: str) -> str:
 
 
 class Allowed(Record):
-    """The keys one render may use."""
+    """The keys one render may use (``policy``: the fingerprint of the policy they come from)."""
 
-    __slots__ = _fields = ("age", "pgp", "azure_kv", "azure_secrets")
-    _defaults = dict.fromkeys(_fields, frozenset())
+    __slots__ = _fields = ("age", "pgp", "azure_kv", "azure_secrets", "policy")
+    _defaults = {**dict.fromkeys(_fields, frozenset()), "policy": ""}
     age: frozenset[str]
     pgp: frozenset[str]
     azure_kv: frozenset[tuple[str, str, str]]  # (vault, name or "*", version or "")
     azure_secrets: frozenset[tuple[str, str, str]]  # the same shape, for secrets
+    policy: str
 
     def union(self, other: "Allowed") -> "Allowed":
         return Allowed(self.age | other.age, self.pgp | other.pgp, self.azure_kv | other.azure_kv,
-                       self.azure_secrets | other.azure_secrets)
+                       self.azure_secrets | other.azure_secrets, self.policy or other.policy)
+
+    def canonical(self) -> str:
+        """The allowance as one stable text (what the data-key cache binds its entries to)."""
+        return "\n".join(f"{kind} {item}" for kind, items in self.to_json().items() for item in items)
 
     def secret_refusal(self, vault_url: str, name: str, version: str) -> str | None:
         """For ``ref+azurekeyvault://`` references (Session ``allowed_secret`` hook)."""
@@ -201,12 +210,14 @@ def _repo(url: str) -> str:
 
 
 class Policy(Record):
-    __slots__ = _fields = ("rules", "source")
+    __slots__ = _fields = ("rules", "source", "fingerprint")
+    _defaults = {"fingerprint": ""}
     rules: tuple[Rule, ...]
     source: str
+    fingerprint: str  # a digest of the policy's text: a change of policy empties the data-key cache
 
     def allowed_for(self, project: str, repo: str) -> Allowed:
-        out = Allowed()
+        out = Allowed(policy=self.fingerprint)
         for rule in self.rules:
             if rule.matches(project, _repo(repo)):
                 out = out.union(rule.allowed)
@@ -235,7 +246,9 @@ def parse_policy(text: str, source: str) -> Policy:
                 hint="to match every project write projects: ['*']",
             )
         rules.append(Rule(str(item.get("name") or f"rule {i + 1}"), sel["projects"], sel["repos"], Allowed.from_lists(item, where)))
-    return Policy(tuple(rules), source)
+    import hashlib
+
+    return Policy(tuple(rules), source, hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32])
 
 
 def _check_fields(raw: Mapping[str, object], source: str) -> None:
@@ -306,7 +319,8 @@ def write_grant(directory: Path, allowed: Allowed, project: str, repo: str) -> P
     import json
 
     path = directory / "grant.json"
-    body = json.dumps({"v": 1, "project": project, "repo": repo, "allowed": allowed.to_json()}).encode()
+    body = json.dumps({"v": 1, "project": project, "repo": repo, "allowed": allowed.to_json(),
+                       "policy": allowed.policy}).encode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(body)
@@ -341,7 +355,7 @@ def read_grant(path_text: str) -> Allowed:
         os.close(fd)
     try:
         raw = json.loads(data)
-        return Allowed.from_lists(raw["allowed"], "grant")
+        return Allowed.from_lists(raw["allowed"], "grant")._replace(policy=str(raw.get("policy") or ""))  # type: ignore[return-value]
     except (ValueError, KeyError, TypeError, errors.ConfigError):
         raise bad from None
 
@@ -383,15 +397,29 @@ def child_allowance(env: Mapping[str, str], *, default_file: str = DEFAULT_POLIC
     return resolve(env, default_file="")
 
 
+def binding(allowed: Allowed | None) -> keycache.Binding:
+    """What the data-key cache binds a Session's entries to: its grant and its policy."""
+    from kvsops import keycache
+
+    if allowed is None:
+        return keycache.NO_POLICY
+    return keycache.Binding(grant=allowed.canonical(), policy=allowed.policy)
+
+
+def session_for(env: Mapping[str, str], allowed: Allowed | None, **kwargs: Any) -> api.Session:
+    """A Session for ``env`` under ``allowed`` (None: no policy): the policy hooks, the restricted
+    environment and the data-key cache binding, in one place."""
+    from kvsops.api import Session
+
+    if allowed is None:
+        return Session(env=dict(env), cache_binding=binding(None), **kwargs)
+    return Session(env=restrict_env(env, allowed), allowed_entry=checker_for(allowed),
+                   allowed_secret=allowed.secret_refusal, cache_binding=binding(allowed), **kwargs)
+
+
 def session_from_env(env: Mapping[str, str] | None = None, *, default_file: str = DEFAULT_POLICY_FILE,
                      **kwargs: Any) -> api.Session:
     """An :class:`kvsops.api.Session` with the key policy applied (see the module docstring)."""
-    from kvsops.api import Session
-
     env = dict(os.environ if env is None else env)
-    allowed = child_allowance(env, default_file=default_file)
-    if allowed is None:
-        return Session(env=env, **kwargs)
-    return Session(env=restrict_env(env, allowed), allowed_entry=checker_for(allowed),
-                   allowed_secret=allowed.secret_refusal, **kwargs)
+    return session_for(env, child_allowance(env, default_file=default_file), **kwargs)
 

@@ -1,5 +1,6 @@
 """The optional in-memory data-key cache (kvsops.keycache): off by default, env-enabled, keyed by a
-digest, scoped to the Session's environment, bounded, expiring, successes only, policy first."""
+digest, scoped to the Session's environment, bounded, expiring, successes only, policy first; and bound
+to the key's recipient, the grant and the policy in force (relabel, cross-grant, revocation)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kvsops import api, errors, keycache
+from kvsops import api, errors, keycache, policy
 from kvsops.keys.base import KeyFailure
 from kvsops.sops.metadata import KeyEntry, Metadata
 
@@ -139,3 +140,131 @@ def test_never_written_to_disk(fake: FakeBackend, tmp_path: Path, monkeypatch: p
     monkeypatch.chdir(tmp_path)
     api.recover_data_key(_md(), api.Session(env=_env(HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path))))
     assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- bound to the key and the grant
+# Real age keys and real policy grants: what the renderer sees under an Argo CD key policy.
+
+
+class Keys:
+    def __init__(self, tmp_path: Path) -> None:
+        import pyrage
+
+        ids = [pyrage.x25519.Identity.generate() for _ in range(2)]
+        (self.a_id, self.a), (self.b_id, self.b) = ((str(i), str(i.to_public())) for i in ids)
+        self.tmp = tmp_path
+        # one sidecar holding both tenants' identities, the cache on
+        self.env = {"HOME": "/nonexistent", "SOPS_AGE_KEY": f"{self.a_id}\n{self.b_id}",
+                    "KVSOPS_DATA_KEY_CACHE_TTL": "60"}
+
+    def encrypt(self, recipient: str, text: bytes = b"secret: v\n") -> bytes:
+        sess = api.Session(env={"HOME": "/nonexistent"})
+        return api.encrypt_bytes(text, "yaml", [[sess.recipient("age", recipient)]])
+
+    def grant(self, name: str, *recipients: str, policy_id: str = "p1") -> dict[str, str]:
+        d = self.tmp / name
+        d.mkdir(mode=0o700)
+        path = policy.write_grant(d, policy.Allowed(age=frozenset(recipients), policy=policy_id), "proj", "repo")
+        return {**self.env, "KVSOPS_POLICY_GRANT": str(path)}
+
+    def session(self, env: dict[str, str]) -> api.Session:
+        return policy.session_from_env(env, default_file="")
+
+
+@pytest.fixture
+def keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Keys:
+    monkeypatch.setattr(keycache, "_shared", None)
+    return Keys(tmp_path)
+
+
+def test_relabelled_stanza_is_not_served_from_the_cache(keys: Keys) -> None:
+    """Granted A, a Session decrypts a file for A; granted only B, another Session gets a copy whose
+    stanza says B: the cache must not hand it A's data key (the B identity cannot unwrap it)."""
+    data = keys.encrypt(keys.a)
+    assert api.decrypt_bytes(data, "yaml", session=keys.session(keys.grant("ga", keys.a))) == b"secret: v\n"
+    relabelled = data.replace(keys.a.encode(), keys.b.encode())
+    assert relabelled != data
+    with pytest.raises(errors.NoKeyAvailable):
+        api.decrypt_bytes(relabelled, "yaml", session=keys.session(keys.grant("gb", keys.b)))
+    # the same within one grant that allows both: the entry is bound to the recipient it names
+    both = keys.grant("gab", keys.a, keys.b)
+    assert api.decrypt_bytes(data, "yaml", session=keys.session(both)) == b"secret: v\n"
+    with pytest.raises(errors.NoKeyAvailable):
+        api.decrypt_bytes(relabelled, "yaml", session=keys.session(both))
+
+
+def test_relabel_within_one_session(keys: Keys) -> None:
+    """The in-Session dedupe is keyed by recipient too: one render decrypting both copies."""
+    data = keys.encrypt(keys.a)
+    relabelled = data.replace(keys.a.encode(), keys.b.encode())
+    sess = keys.session(keys.grant("gab", keys.a, keys.b))
+    api.decrypt_bytes(data, "yaml", session=sess)
+    with pytest.raises(errors.NoKeyAvailable):
+        api.decrypt_bytes(relabelled, "yaml", session=sess)
+
+
+def test_grants_do_not_share_entries(keys: Keys) -> None:
+    data = keys.encrypt(keys.a)
+    g1, g2 = keys.grant("g1", keys.a), keys.grant("g2", keys.a, keys.b)
+    cache = keycache.shared()
+    api.decrypt_bytes(data, "yaml", session=keys.session(g1))
+    api.decrypt_bytes(data, "yaml", session=keys.session(g2))  # allowed too, but its own entry
+    assert (cache.hits, cache.misses, len(cache)) == (0, 2, 2)
+    api.decrypt_bytes(data, "yaml", session=keys.session(g1))
+    assert cache.hits == 1
+    with pytest.raises(errors.PolicyRefused):  # granted B only: refused before any lookup
+        api.decrypt_bytes(data, "yaml", session=keys.session(keys.grant("gb", keys.b)))
+    assert cache.hits == 1
+
+
+def _policy(*rules: tuple[str, str]) -> str:
+    return "rules:\n" + "".join(f"  - projects: [{p}]\n    age: [{r}]\n" for p, r in rules)
+
+
+def test_a_changed_policy_empties_the_cache(keys: Keys) -> None:
+    """Revocation: the policy stops granting A to the project; every cached key is dropped at once."""
+    data = keys.encrypt(keys.a)
+    cache = keycache.shared()
+    first = {**keys.env, "KVSOPS_POLICY": _policy(("team", keys.a)), "ARGOCD_APP_PROJECT_NAME": "team"}
+    api.decrypt_bytes(data, "yaml", session=keys.session(first))
+    api.decrypt_bytes(data, "yaml", session=keys.session(first))
+    assert (cache.hits, len(cache)) == (1, 1)
+    revoked = {**first, "KVSOPS_POLICY": _policy(("team", keys.b), ("other", keys.a))}
+    sess = keys.session(revoked)
+    assert len(cache) == 0  # emptied when a Session brought the new policy, before any decrypt
+    with pytest.raises(errors.PolicyRefused):
+        api.decrypt_bytes(data, "yaml", session=sess)
+    # and back: a fresh unwrap, not an entry that survived
+    api.decrypt_bytes(data, "yaml", session=keys.session(first))
+    assert (cache.hits, len(cache)) == (1, 1)
+
+
+def test_grant_carries_its_policy(keys: Keys) -> None:
+    data = keys.encrypt(keys.a)
+    api.decrypt_bytes(data, "yaml", session=keys.session(keys.grant("g1", keys.a, policy_id="p1")))
+    assert len(keycache.shared()) == 1
+    keys.session(keys.grant("g2", keys.a, policy_id="p2"))
+    assert len(keycache.shared()) == 0
+
+
+def test_ttl_expiry_with_real_keys(keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(keycache, "_shared", keycache.DataKeyCache(clock=lambda: now[0]))
+    data = keys.encrypt(keys.a)
+    env = {**keys.grant("g", keys.a), "KVSOPS_DATA_KEY_CACHE_TTL": "5"}
+    cache = keycache.shared()
+    api.decrypt_bytes(data, "yaml", session=keys.session(env))
+    now[0] += 4.9
+    api.decrypt_bytes(data, "yaml", session=keys.session(env))
+    assert (cache.hits, cache.misses) == (1, 1)
+    now[0] += 0.2
+    api.decrypt_bytes(data, "yaml", session=keys.session(env))
+    assert (cache.hits, cache.misses) == (1, 2)
+
+
+def test_a_policy_without_a_binding_gets_no_cache(keys: Keys) -> None:
+    """A caller that hands a Session a policy hook but no binding cannot be served across grants."""
+    data = keys.encrypt(keys.a)
+    for _ in range(2):
+        api.decrypt_bytes(data, "yaml", session=api.Session(env=keys.env, allowed_entry=lambda e: None))
+    assert keycache._shared is None or len(keycache.shared()) == 0

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from kvsops import api, errors, fs
 from kvsops.hosts.argocd.output import objects
 from kvsops.hosts.argocd.settings import Settings
-from kvsops.policy import GRANT_ENV, Allowed, checker_for, restrict_env
+from kvsops.policy import GRANT_ENV, Allowed, session_for
 from kvsops.sops import stores
 
 STDERR_TAIL = 8192
@@ -51,15 +51,7 @@ class Context:
     def session(self) -> api.Session:
         """One Session per render: Key Vault clients, credentials and data keys are shared."""
         if self._session is None:
-            if self.allowed is None:
-                self._session = api.Session(env=self.env, deadline_seconds=self.remaining())
-            else:
-                self._session = api.Session(
-                    env=restrict_env(self.env, self.allowed),
-                    deadline_seconds=self.remaining(),
-                    allowed_entry=checker_for(self.allowed),
-                    allowed_secret=self.allowed.secret_refusal,
-                )
+            self._session = session_for(self.env, self.allowed, deadline_seconds=self.remaining())
         return self._session
 
 
