@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -119,17 +117,6 @@ def test_template_strict_and_sandboxed(root: Path, key: AgeKey) -> None:
             gen([cfg], root, key)
         assert expect in str(exc.value) or "template error" in str(exc.value)
         assert "s3cret" not in str(exc.value)
-
-
-def test_jinja2_is_imported_only_for_templates(root: Path, key: AgeKey) -> None:
-    key.write(root / "a.enc.env", "A=1\n")
-    code = (
-        "import sys, json\nfrom kvsops.hosts.kustomize.generate import generate\n"
-        "generate([json.loads(sys.argv[1])], root=sys.argv[2])\n"
-        "assert 'jinja2' not in sys.modules, 'jinja2 imported'\n"
-    )
-    cfg = json.dumps(ours(secrets=[{"name": "s", "envs": ["a.enc.env"]}]))
-    subprocess.run([sys.executable, "-c", code, cfg, str(root)], env=key.env(), check=True)
 
 
 def test_unknown_kind_and_bad_options(root: Path, key: AgeKey) -> None:
