@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.integration.interop_helpers import make_age_key
+from tests.keys import AgeKey
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -106,7 +106,7 @@ def snapshot(directory: Path) -> dict[str, bytes]:
 
 
 def build_workspace(tools, root: Path) -> Workspace:  # type: ignore[no-untyped-def]
-    key, other = make_age_key(), make_age_key()  # files for `other` cannot be decrypted (no identity)
+    key, other = AgeKey(), AgeKey()  # files for `other` cannot be decrypted (no identity)
     keys = root / "keys"
     keys.mkdir()
     (keys / "age.txt").write_text(key.identity + "\n")

@@ -16,35 +16,24 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.integration.interop_helpers import CORPUS, run_sops
+from tests.keys import AgeKey
 
 STORES = {"yaml": "types.yaml", "json": "data.json", "dotenv": "app.env", "ini": "app.ini", "binary": "blob.bin"}
 SETS = {"x25519": ("x",), "pq": ("pq",), "mixed": ("x", "pq")}
 STANZA = {"x": "X25519", "pq": "mlkem768x25519"}
 
 
-@dataclass
-class Key:
-    file: Path
-    identity: str
-    recipient: str
-
-
-def age_keygen(keygen: str, out: Path, *flags: str) -> Key:
-    proc = subprocess.run([keygen, *flags, "-o", str(out)], capture_output=True, text=True, timeout=60, check=True)
-    text = out.read_text()
-    recipient = re.search(r"^# public key: (\S+)$", text, re.M).group(1)  # type: ignore[union-attr]
-    assert proc.stderr.strip() == f"Public key: {recipient}"
-    return Key(out, text.strip().splitlines()[-1], recipient)
+def age_keygen(keygen: str, out: Path, *flags: str) -> AgeKey:
+    return AgeKey.from_age_keygen(keygen, out, *flags)
 
 
 @pytest.fixture(scope="module")
-def keys(tools, tmp_path_factory) -> dict[str, Key]:
+def keys(tools, tmp_path_factory) -> dict[str, AgeKey]:
     d = tmp_path_factory.mktemp("age-keys")
     return {"x": age_keygen(tools.age_keygen13, d / "x.txt"), "pq": age_keygen(tools.age_keygen13, d / "pq.txt", "-pq")}
 
@@ -63,7 +52,7 @@ def kvsops(args: list[str], env: dict[str, str], cwd: Path) -> bytes:
     return proc.stdout
 
 
-def with_key(env: dict[str, str], key: Key) -> dict[str, str]:
+def with_key(env: dict[str, str], key: AgeKey) -> dict[str, str]:
     return dict(env, SOPS_AGE_KEY_FILE=str(key.file))
 
 
@@ -234,7 +223,7 @@ def test_policy_binds_post_quantum_recipients(tmp_path, base_env, keys, tools):
     allowed = policy.Allowed.from_lists({"age": [keys["pq"].recipient]}, "test")
     (tmp_path / "s.yaml").write_text("password: hunter2\n")
 
-    def enc_for(key: Key) -> bytes:
+    def enc_for(key: AgeKey) -> bytes:
         return run_sops(tools.sops, ["encrypt", "--age", key.recipient, "s.yaml"], base_env, tmp_path).stdout
 
     def decrypt(data: bytes) -> bytes:

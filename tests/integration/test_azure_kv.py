@@ -36,6 +36,7 @@ from kvsops.azure import common as azure_common  # noqa: E402
 from kvsops.keys import azure_kv  # noqa: E402
 from kvsops.keys.base import KeyContext, KeyFailure  # noqa: E402
 from tests.azure_emulator import KeyVaultEmulator  # noqa: E402
+from tests.keys import AgeKey  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _SCRUB_PREFIXES = ("AZURE_", "IDENTITY_", "MSI_", "IMDS_", "KVSOPS_AZURE_", "KVSOPS_DEADLINE")
@@ -594,8 +595,7 @@ def test_emulator_runs_as_a_script() -> None:
 
 
 def test_cli_mixed_age_and_key_vault_group(h: Harness, emu: KeyVaultEmulator, tmp_path: Path) -> None:
-    pyrage = pytest.importorskip("pyrage")
-    identity = pyrage.x25519.Identity.generate()
+    key = AgeKey()
     emu.create_key("sops-key", key_ops=("encrypt", "decrypt"))
     env = dict(h.ctx().env)
     plain = tmp_path / "secret.yaml"
@@ -605,14 +605,14 @@ def test_cli_mixed_age_and_key_vault_group(h: Harness, emu: KeyVaultEmulator, tm
         return subprocess.run([sys.executable, "-m", "kvsops", *args], env={**env, **(extra or {})},
                               capture_output=True, timeout=60)
 
-    res = kvsops("encrypt", "--azure-kv", emu.key_url("sops-key"), "--age", str(identity.to_public()), str(plain))
+    res = kvsops("encrypt", "--azure-kv", emu.key_url("sops-key"), "--age", key.recipient, str(plain))
     assert res.returncode == 0, res.stderr.decode()
     enc = tmp_path / "secret.enc.yaml"
     enc.write_bytes(res.stdout)
     assert b"azure_kv:" in res.stdout and b"age:" in res.stdout and emu.counts["encrypt"] == 0
 
     emu.reset_counters()
-    res = kvsops("decrypt", str(enc), extra={"SOPS_AGE_KEY": str(identity)})
+    res = kvsops("decrypt", str(enc), extra={"SOPS_AGE_KEY": key.identity})
     assert res.returncode == 0 and yaml.safe_load(res.stdout) == {"db": {"password": "cli-secret"}}
     assert emu.counts["decrypt"] == 0  # the local age key is tried first
 
@@ -686,8 +686,7 @@ def test_credential_summary_words() -> None:
 def test_cli_sops_yaml_rules_updatekeys_and_rotate(h: Harness, emu: KeyVaultEmulator, tmp_path: Path) -> None:
     """`.sops.yaml` azure_keyvault rules drive encrypt; updatekeys re-wraps for a rotated key version
     (values unchanged); rotate re-encrypts everything; old and new files decrypt through Key Vault."""
-    pyrage = pytest.importorskip("pyrage")
-    identity = pyrage.x25519.Identity.generate()
+    key = AgeKey()
     v1 = emu.create_key("team-key", key_ops=("encrypt", "decrypt"))
     env = dict(h.ctx().env)
     vault = emu.vault_url()
@@ -699,7 +698,7 @@ def test_cli_sops_yaml_rules_updatekeys_and_rotate(h: Harness, emu: KeyVaultEmul
             "    key_groups:\n"
             f"      - azure_keyvault:\n          - vaultUrl: {vault}\n            key: team-key\n"
             f"            version: '{version}'\n"
-            f"        age: ['{identity.to_public()}']\n"
+            f"        age: ['{key.recipient}']\n"
         )
 
     def kvsops(*args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -733,7 +732,7 @@ def test_cli_sops_yaml_rules_updatekeys_and_rotate(h: Harness, emu: KeyVaultEmul
     rotated = yaml.safe_load(target.read_bytes())
     assert rotated["db"]["password"] != after["db"]["password"]
     assert rotated["sops"]["azure_kv"][0]["enc"] != after["sops"]["azure_kv"][0]["enc"]
-    res = kvsops("decrypt", str(target), extra={"SOPS_AGE_KEY": str(identity)})
+    res = kvsops("decrypt", str(target), extra={"SOPS_AGE_KEY": key.identity})
     assert res.returncode == 0 and yaml.safe_load(res.stdout) == {"db": {"password": "rotate-me"}}
     res = kvsops("decrypt", str(target))
     assert res.returncode == 0 and yaml.safe_load(res.stdout) == {"db": {"password": "rotate-me"}}

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.interop_helpers import make_age_key, make_pgp_key, run_sops
+from tests.integration.interop_helpers import run_sops
+from tests.keys import AgeKey, PgpKey
 from tests.processes import stop_gpg
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,17 +54,17 @@ elif mode == "fail":
 
 @pytest.fixture(scope="module")
 def age_key():  # type: ignore[no-untyped-def]
-    return make_age_key()
+    return AgeKey()
 
 
 @pytest.fixture(scope="module")
 def age_key2():  # type: ignore[no-untyped-def]
-    return make_age_key()
+    return AgeKey()
 
 
 @pytest.fixture(scope="module")
 def pgp_key(tools, tmp_path_factory):  # type: ignore[no-untyped-def]
-    key = make_pgp_key(tools.gpg, tmp_path_factory.mktemp("gpg") / "h")
+    key = PgpKey(tools.gpg, tmp_path_factory.mktemp("gpg") / "h")
     yield key
     stop_gpg(key.home, tools.gpg)
 

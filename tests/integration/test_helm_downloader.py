@@ -11,7 +11,8 @@ from typing import Iterator
 import pytest
 
 from tests import helm_harness as hh
-from tests.integration.interop_helpers import make_age_key, make_pgp_key, run_sops
+from tests.integration.interop_helpers import run_sops
+from tests.keys import AgeKey, PgpKey
 from tests.processes import leftovers, stop_gpg, wait_gone
 
 # (Helm major, plugin dir): the legacy getter everywhere, the v1 getter on Helm 4.
@@ -31,10 +32,10 @@ class World:
         self.home.mkdir()
         self.keys = root / "keys"
         self.keys.mkdir()
-        self.a, self.b = make_age_key(), make_age_key()
+        self.a, self.b = AgeKey(), AgeKey()
         self.age_file = self.keys / "age.txt"
         self.age_file.write_text(f"# test\n{self.a.identity}\n{self.b.identity}\n")
-        self.pgp = make_pgp_key(self.gpg, root / "gnupg")
+        self.pgp = PgpKey(self.gpg, root / "gnupg")
         self.work = root / "wörk dir"  # Helm's cwd: unicode and a space
         self.work.mkdir()
         self.plugins = root / "helm plugins"
@@ -299,7 +300,7 @@ def test_vals_reference_literal_passes_through(world: World, literal: str) -> No
 
 def test_wrong_key_names_file_and_keys_tried(world: World, tmp_path: Path) -> None:
     other = tmp_path / "other.txt"
-    other.write_text(make_age_key().identity + "\n")
+    other.write_text(AgeKey().identity + "\n")
     res = world.run("secrets://secrets.age.yaml", COMBOS[3],
                     {"SOPS_AGE_KEY_FILE": str(other), "GNUPGHOME": str(tmp_path)})
     assert res.returncode != 0 and res.stdout == b""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests import helm_harness as hh
-from tests.integration.interop_helpers import make_age_key
+from tests.keys import AgeKey
 
 FAKE_HELM = """#!{python}
 import json, os, sys
@@ -30,7 +30,7 @@ with open({out!r}, "w") as fh:
 def setup(tmp_path: Path) -> dict[str, object]:
     from kvsops import api
 
-    key = make_age_key()
+    key = AgeKey()
     work = tmp_path / "repo" / "app dir"
     (work / "chart").mkdir(parents=True)
     shared = tmp_path / "repo" / "shared"

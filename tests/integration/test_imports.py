@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kvsops.keys import age_pq
-from tests.krm_support import AgeKey
+from tests.keys import AgeKey
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN_ENV = {"PYTHONPATH": str(REPO / "plugin"), "PATH": "/usr/bin:/bin"}

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.interop_helpers import make_age_key, run_sops
+from tests.integration.interop_helpers import run_sops
+from tests.keys import AgeKey
 
 REPO = Path(__file__).resolve().parents[2]
 YAML = """# head comment
@@ -52,7 +53,7 @@ JSON = """{"a": 1, "list": [{"x": 1, "y": [1, 2], "deep": [["n", "s"], {"k": "v"
 
 @pytest.fixture(scope="module")
 def keys():  # type: ignore[no-untyped-def]
-    return make_age_key(), make_age_key()
+    return AgeKey(), AgeKey()
 
 
 @pytest.fixture

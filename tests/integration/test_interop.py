@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.integration.interop_helpers import CORPUS, as_sops_311_comments, copy_corpus, mask_encrypted, run_sops
+from tests.keys import AgeKey, PgpKey
 from tests.processes import stop_gpg
-
-from tests.integration.interop_helpers import (
-    CORPUS, as_sops_311_comments, copy_corpus, make_age_key, make_pgp_key, mask_encrypted, run_sops,
-)
 
 FILES = ["types.yaml", "comments.yaml", "multidoc.yaml", "data.json", "numbers.json", "app.env", "app.ini", "blob.bin",
          "secret.yaml"]
@@ -39,12 +37,12 @@ def fmt_of(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def age_key():
-    return make_age_key()
+    return AgeKey()
 
 
 @pytest.fixture(scope="module")
 def pgp_key(tools, tmp_path_factory):
-    key = make_pgp_key(tools.gpg, tmp_path_factory.mktemp("gnupg") / "home")
+    key = PgpKey(tools.gpg, tmp_path_factory.mktemp("gnupg") / "home")
     yield key
     stop_gpg(key.home, tools.gpg)
 
@@ -159,7 +157,7 @@ def test_age_and_pgp_in_one_group(tools, env, age_key, pgp_key, tmp_path):
 def test_key_groups_shamir_both_ways(tools, env, age_key, pgp_key, tmp_path):
     from kvsops import api
 
-    age2 = make_age_key()
+    age2 = AgeKey()
     (tmp_path / ".sops.yaml").write_text(
         "creation_rules:\n"
         "  - shamir_threshold: 2\n"
@@ -194,7 +192,7 @@ def test_one_group_is_not_enough(tools, env, age_key, pgp_key, tmp_path):
     from kvsops import api, errors
 
     s = session(env)
-    age2 = make_age_key()
+    age2 = AgeKey()
     ours = api.encrypt_bytes(
         (CORPUS / "types.yaml").read_bytes(), "yaml",
         [[s.recipient("age", age_key.recipient)], [s.recipient("age", age2.recipient)]], threshold=2,

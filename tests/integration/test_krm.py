@@ -15,7 +15,8 @@ import yaml
 
 from kvsops.hosts.kustomize.hashing import name_hash
 from tests.conftest import REPO_ROOT
-from tests.krm_support import VENV_BIN, AgeKey, b64d, docs
+from tests.keys import AgeKey
+from tests.krm_support import VENV_BIN, b64d, docs
 
 VERSIONS = ["kustomize56", "kustomize58"]
 KRM_FN = {"config.kubernetes.io/function": "exec:\n  path: kvsops-krm\n"}

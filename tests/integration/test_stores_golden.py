@@ -19,6 +19,7 @@ import pytest
 
 from kvsops.sops.stores import get
 from kvsops.sops.tree import Branch, Comment
+from tests.keys import AgeKey
 
 CORPUS = Path(__file__).resolve().parent / "stores_corpus"
 FORMATS = {".yaml": "yaml", ".json": "json", ".env": "dotenv", ".ini": "ini", ".bin": "binary"}
@@ -35,21 +36,10 @@ def _no_inline(v: object) -> object:
 
 @pytest.fixture(scope="module")
 def sops_env(tools, tmp_path_factory):  # type: ignore[no-untyped-def]
-    sops = tools.sops
-    try:
-        from tests.integration.interop_helpers import make_age_key
-
-        key = make_age_key()
-        identity, recipient = key.identity, key.recipient
-    except ImportError:  # no pyrage in this interpreter: use the age CLI
-        out = subprocess.run([tools.age_keygen], capture_output=True, text=True, check=True).stdout
-        identity = next(ln for ln in out.splitlines() if ln.startswith("AGE-SECRET-KEY-"))
-        recipient = subprocess.run(
-            [tools.age_keygen, "-y"], input=identity + "\n", capture_output=True, text=True, check=True
-        ).stdout.strip()
-    env = tools.env(SOPS_AGE_KEY=identity)
+    key = AgeKey()
+    env = tools.env(SOPS_AGE_KEY=key.identity)
     env.pop("SOPS_AGE_KEY_FILE", None)
-    return sops, env, recipient, tmp_path_factory.mktemp("stores")
+    return tools.sops, env, key.recipient, tmp_path_factory.mktemp("stores")
 
 
 def _sops(sops: str, env: dict[str, str], args: list[str]) -> bytes:

@@ -9,7 +9,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.security.support import REPO, Age, clean_env, strace_path
+from tests.keys import AgeKey
+from tests.security.support import REPO, clean_env, strace_path
 
 
 @pytest.fixture(scope="session")
@@ -20,12 +21,12 @@ def precompiled() -> None:
 
 
 @pytest.fixture
-def age(tmp_path: Path) -> Age:
-    return Age(tmp_path / "keys")
+def age(tmp_path: Path) -> AgeKey:
+    return AgeKey(tmp_path / "keys")
 
 
 @pytest.fixture
-def env(tmp_path: Path, age: Age) -> dict[str, str]:
+def env(tmp_path: Path, age: AgeKey) -> dict[str, str]:
     return clean_env(tmp_path / "home", age=age)
 
 

@@ -1,4 +1,4 @@
-"""Shared helpers of the security suite: keys, clean environments, entry-point runners, strace.
+"""Shared helpers of the security suite: clean environments, entry-point runners, strace (keys: tests/keys.py).
 
 Nothing here imports kvsops at module level (a broken package must not stop collection).
 """
@@ -14,7 +14,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
+
+from tests.keys import AgeKey
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -24,47 +26,10 @@ KVSOPS_KRM = str(VENV_BIN / "kvsops-krm")
 _DROP_PREFIXES = ("KVSOPS_", "SOPS_", "ARGOCD_", "AZURE_", "HELM_", "GNUPG", "XDG_", "KSOPS_")
 
 
-# ----------------------------------------------------------------------------------- keys
+# ----------------------------------------------------------------------------------- environment
 
 
-class Age:
-    """A throwaway X25519 identity (never the demo key), with its key file under ``directory``."""
-
-    def __init__(self, directory: Path) -> None:
-        import pyrage
-
-        ident = pyrage.x25519.Identity.generate()
-        self.identity = str(ident)
-        self.public = str(ident.to_public())
-        directory.mkdir(parents=True, exist_ok=True)
-        self.file = directory / f"age-{self.public[-8:]}.txt"
-        self.file.write_text(f"# security-suite test key\n{self.identity}\n")
-
-    def session(self, **kw: Any) -> Any:
-        from kvsops import api
-
-        return api.Session(env={"SOPS_AGE_KEY": self.identity, "HOME": "/nonexistent"}, **kw)
-
-    def recipient(self) -> Any:
-        from kvsops import api
-
-        return api.Session(env={"HOME": "/nonexistent"}).recipient("age", self.public)
-
-    def encrypt(self, plain: bytes, fmt: str, **kw: Any) -> bytes:
-        from kvsops import api
-
-        return api.encrypt_bytes(plain, fmt, [[self.recipient()]], **kw)
-
-    def write(self, path: Path, plain: bytes | str, fmt: str | None = None) -> Path:
-        from kvsops.sops import stores
-
-        data = plain.encode() if isinstance(plain, str) else plain
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.encrypt(data, fmt or stores.detect(str(path))))
-        return path
-
-
-def clean_env(home: Path, *, age: Age | None = None, **extra: str) -> dict[str, str]:
+def clean_env(home: Path, *, age: AgeKey | None = None, **extra: str) -> dict[str, str]:
     """os.environ minus kvsops/sops/host settings, plus an empty HOME, no bytecode writes, tools on PATH."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_DROP_PREFIXES)}
     home.mkdir(parents=True, exist_ok=True)

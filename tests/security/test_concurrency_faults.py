@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from tests.security.plugin import record
-from tests.security.support import KVSOPS, KVSOPS_KRM, Age, canary, clean_env, leaks, run
+from tests.keys import AgeKey
+from tests.security.support import KVSOPS, KVSOPS_KRM, canary, clean_env, leaks, run
 
 pytestmark = pytest.mark.security
 CAT = "concurrency + faults"
@@ -38,7 +39,7 @@ def _shm(d: Path) -> set[str]:
 
 
 @pytest.fixture
-def tree(tmp_path: Path, age: Age) -> dict[str, Any]:
+def tree(tmp_path: Path, age: AgeKey) -> dict[str, Any]:
     root = tmp_path / "repo"
     secret = canary("par")
     for i in range(4):
@@ -81,7 +82,7 @@ def test_32_parallel_renders_identical_and_clean(tree: dict[str, Any], env: dict
 # ----------------------------------------------------------------------------------- Key Vault faults
 
 
-def _kv_tree(emu: Any, env: dict[str, str], age: Age, root: Path, secret: str) -> bytes:
+def _kv_tree(emu: Any, env: dict[str, str], age: AgeKey, root: Path, secret: str) -> bytes:
     """A generator over two files: one age (fine) and one Key Vault (faulted): all or nothing."""
     from kvsops import api
 
@@ -105,7 +106,7 @@ FAULTS = {
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_key_vault_faults_bounded_precise_no_partial(kv: Any, tmp_path: Path, age: Age, fault: str) -> None:
+def test_key_vault_faults_bounded_precise_no_partial(kv: Any, tmp_path: Path, age: AgeKey, fault: str) -> None:
     emu, kenv = kv
     secret = canary("kvf")
     root = tmp_path / "repo"
@@ -126,7 +127,7 @@ def test_key_vault_faults_bounded_precise_no_partial(kv: Any, tmp_path: Path, ag
     assert not leaks(r.text, [secret])
 
 
-def test_sigterm_mid_render_leaves_nothing(kv: Any, tmp_path: Path, age: Age, shm_dir: Path) -> None:
+def test_sigterm_mid_render_leaves_nothing(kv: Any, tmp_path: Path, age: AgeKey, shm_dir: Path) -> None:
     """SIGTERM while the KRM function waits on a hung Key Vault: it exits at once, no items, no files."""
     emu, kenv = kv
     secret = canary("term")

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from tests.security.plugin import record
-from tests.security.support import KVSOPS, KVSOPS_KRM, Age, Limits, run
+from tests.keys import AgeKey
+from tests.security.support import KVSOPS, KVSOPS_KRM, Limits, run
 
 pytestmark = pytest.mark.security
 CAT = "hostile input"
@@ -26,7 +27,7 @@ LIMITS = Limits(address_space=1 << 30, cpu_seconds=20)
 WALL = 15.0  # seconds; every case here finishes in well under 2 s when healthy
 
 
-def _sops_block(age: Age) -> str:
+def _sops_block(age: AgeKey) -> str:
     """A real metadata block (so the input gets past 'not encrypted' to the part under test)."""
     enc = age.encrypt(b"x: y\n", "yaml").decode()
     return enc[enc.index("sops:"):]
@@ -56,7 +57,7 @@ def _bomb(levels: int = 10) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cases(age: Age, tmp: Path) -> dict[str, tuple[str, bytes, set[str]]]:
+def _cases(age: AgeKey, tmp: Path) -> dict[str, tuple[str, bytes, set[str]]]:
     sops = _sops_block(age)
     many = "sops:\n    age:\n" + "".join(
         f"        - recipient: age1{'q' * 58}\n          enc: x{i}\n" for i in range(5000)) + \
@@ -90,7 +91,7 @@ CASE_NAMES = ["alias-bomb", "deep-yaml", "deep-json", "non-utf8", "nul-bytes", "
 
 
 @pytest.mark.parametrize("case", CASE_NAMES)
-def test_cli_decrypt_hostile_file(tmp_path: Path, age: Age, env: dict[str, str], case: str) -> None:
+def test_cli_decrypt_hostile_file(tmp_path: Path, age: AgeKey, env: dict[str, str], case: str) -> None:
     name, data, codes = _cases(age, tmp_path)[case]
     f = tmp_path / "in" / name
     f.parent.mkdir()
@@ -103,7 +104,7 @@ def test_cli_decrypt_hostile_file(tmp_path: Path, age: Age, env: dict[str, str],
     assert not (tmp_path / "PWNED").exists()
 
 
-def test_hostile_generator_config_and_resource_list(tmp_path: Path, age: Age, env: dict[str, str]) -> None:
+def test_hostile_generator_config_and_resource_list(tmp_path: Path, age: AgeKey, env: dict[str, str]) -> None:
     """The kustomize entry parses repo-controlled YAML too: an alias bomb as the generator config
     (legacy plugin) and in the ResourceList (KRM function), and a file over the 64 MiB cap."""
     root = tmp_path / "repo"
@@ -137,11 +138,11 @@ def test_helm_downloader_fifo_and_oversized(tmp_path: Path, env: dict[str, str])
         _check(r, codes, f"helm: {target}")
 
 
-def test_catastrophic_regex_in_sops_yaml(tmp_path: Path, age: Age, env: dict[str, str]) -> None:
+def test_catastrophic_regex_in_sops_yaml(tmp_path: Path, age: AgeKey, env: dict[str, str]) -> None:
     """`.sops.yaml` path_regex and selection rules are run by RE2: linear time on a 100 kB name."""
     work = tmp_path / "w"
     work.mkdir()
-    (work / ".sops.yaml").write_text(f"creation_rules:\n  - path_regex: '^(a+)+$'\n    age: {age.public}\n"
+    (work / ".sops.yaml").write_text(f"creation_rules:\n  - path_regex: '^(a+)+$'\n    age: {age.recipient}\n"
                                      f"    encrypted_regex: '^(x+x+)+y$'\n")
     name = "a" * 200 + "!.yaml"
     (work / name).write_text("x" * 1000 + ": v\n")  # YAML caps simple keys at 1024 characters
@@ -150,7 +151,7 @@ def test_catastrophic_regex_in_sops_yaml(tmp_path: Path, age: Age, env: dict[str
     record(CAT, cases=1)
     assert time.monotonic() - t0 < 10
     assert r.rc != 0 and b"[CONFIG]" in r.stderr and r.stdout == b""  # no rule matches that name
-    (work / ".sops.yaml").write_text(f"creation_rules:\n  - age: {age.public}\n    encrypted_regex: '^(x+x+)+y$'\n")
+    (work / ".sops.yaml").write_text(f"creation_rules:\n  - age: {age.recipient}\n    encrypted_regex: '^(x+x+)+y$'\n")
     r = run([KVSOPS, "encrypt", name], env=env, cwd=work, limits=LIMITS, timeout=WALL + 5)
     record(CAT, cases=1)
     assert r.rc == 0 and r.seconds < 10, r.stderr

@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from tests.security.plugin import record
-from tests.security.support import KVSOPS, KVSOPS_KRM, Age, canary, clean_env, leaks, run
+from tests.keys import AgeKey
+from tests.security.support import KVSOPS, KVSOPS_KRM, canary, clean_env, leaks, run
 
 pytestmark = pytest.mark.security
 CAT = "leak fuzzing"
@@ -57,7 +58,7 @@ FILE_SCENARIOS: dict[str, tuple[Callable[[list[str]], str], Callable[[bytes], by
 }
 
 
-def _setup(tmp: Path, age: Age, other: Age, scenario: str, secrets: list[str]) -> Path:
+def _setup(tmp: Path, age: AgeKey, other: AgeKey, scenario: str, secrets: list[str]) -> Path:
     root = tmp / "repo"
     make, breaker, _ = FILE_SCENARIOS[scenario]
     key = other if scenario == "wrong-key" else age
@@ -111,7 +112,7 @@ def _assert_clean(r: Any, secrets: list[str], what: str) -> None:
 @pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
 @pytest.mark.parametrize("scenario", sorted(FILE_SCENARIOS))
 def test_file_failures_leak_nothing(tmp_path: Path, scenario: str, debug: bool) -> None:
-    age, other = Age(tmp_path / "k1"), Age(tmp_path / "k2")
+    age, other = AgeKey(tmp_path / "k1"), AgeKey(tmp_path / "k2")
     secrets = [canary(str(i)) for i in range(3)]
     env = clean_env(tmp_path / "home", age=age)
     fails_for = FILE_SCENARIOS[scenario][2]
@@ -137,7 +138,7 @@ TEMPLATES = {
 
 @pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
 def test_generator_content_and_template_errors_leak_nothing(tmp_path: Path, debug: bool) -> None:
-    age = Age(tmp_path / "k")
+    age = AgeKey(tmp_path / "k")
     secrets = [canary("t")]
     root = tmp_path / "repo"
     age.write(root / "app.enc.yaml", f"db:\n    password: {secrets[0]}\n")
@@ -164,7 +165,7 @@ def test_generator_content_and_template_errors_leak_nothing(tmp_path: Path, debu
 @pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
 def test_path_refusals_leak_nothing(tmp_path: Path, debug: bool) -> None:
     """A file outside the root is never read: its canary cannot show up, and the refusal is clean."""
-    age = Age(tmp_path / "k")
+    age = AgeKey(tmp_path / "k")
     secrets = [canary("p")]
     other = tmp_path / "other-tenant"
     age.write(other / "s.enc.yaml", f"apiVersion: v1\nkind: Secret\nmetadata:\n    name: x\nstringData:\n    a: {secrets[0]}\n")

@@ -29,7 +29,8 @@ import pytest
 import yaml
 
 from tests.security.plugin import record, tally
-from tests.security.support import KVSOPS, KVSOPS_KRM, Age, canary, clean_env, run
+from tests.keys import AgeKey
+from tests.security.support import KVSOPS, KVSOPS_KRM, canary, clean_env, run
 
 pytestmark = pytest.mark.security
 CAT = "swap race"
@@ -122,7 +123,7 @@ def _secret(value: str) -> str:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    age = Age(tmp_path / "keys")
+    age = AgeKey(tmp_path / "keys")
     w = World(tmp_path / "repo", clean_env(tmp_path / "home", age=age), canary("in"), canary("out"))
     for name in FILES:
         age.write(w.root / name, _secret(w.in_canary))

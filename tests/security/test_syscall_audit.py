@@ -27,7 +27,8 @@ import pytest
 import yaml
 
 from tests.security.plugin import record
-from tests.security.support import STRACE_OPTS, KVSOPS, KVSOPS_KRM, Age, Run, Trace, canary, leaks, run, strace_path
+from tests.keys import AgeKey
+from tests.security.support import STRACE_OPTS, KVSOPS, KVSOPS_KRM, Run, Trace, canary, leaks, run, strace_path
 
 pytestmark = [pytest.mark.security, pytest.mark.usefixtures("precompiled", "strace")]
 CAT = "syscall audit"
@@ -52,7 +53,7 @@ def _tamper(data: bytes) -> bytes:
 
 
 @pytest.fixture
-def tree(tmp_path: Path, age: Age) -> dict[str, object]:
+def tree(tmp_path: Path, age: AgeKey) -> dict[str, object]:
     """A kustomization root with a SopsGenerator, its encrypted inputs, and a Helm values file."""
     root = tmp_path / "repo"
     secret = canary("audit")
@@ -162,7 +163,7 @@ def _tamper_mac(data: bytes) -> bytes:
 
 @pytest.mark.parametrize("case", list(HELM_CASES))
 @pytest.mark.parametrize("major", ["helm3", "helm4"])
-def test_helm_cli_template(tmp_path: Path, age: Age, env: dict, tools: object, major: str, case: str) -> None:
+def test_helm_cli_template(tmp_path: Path, age: AgeKey, env: dict, tools: object, major: str, case: str) -> None:
     """`helm template -f secrets://...` with the real Helm 3 and Helm 4 and the legacy getter: on
     success and on each refusal, our processes write nothing at all, Helm makes only directories
     of its own (Helm 4: an empty temp dir around each getter call, removed after, and its Wasm
@@ -177,7 +178,7 @@ def test_helm_cli_template(tmp_path: Path, age: Age, env: dict, tools: object, m
     age.write(work / "values.enc.yaml", body)
     age.write(root / "outside" / "secret.enc.yaml", body)
     (work / "link.enc.yaml").symlink_to("../outside/secret.enc.yaml")
-    Age(tmp_path / "other").write(work / "other-key.enc.yaml", body)
+    AgeKey(tmp_path / "other").write(work / "other-key.enc.yaml", body)
     (work / "chart" / "templates").mkdir(parents=True)
     (work / "chart" / "Chart.yaml").write_text("apiVersion: v2\nname: audit\nversion: 0.1.0\n")
     (work / "chart" / "templates" / "cm.yaml").write_text(
@@ -227,7 +228,7 @@ def _argocd_env(env: dict, tmp_path: Path, **extra: str) -> dict:
 
 
 @pytest.mark.parametrize("broken", [False, True], ids=["ok", "tampered"])
-def test_argocd_generate_plain(tmp_path: Path, age: Age, env: dict, broken: bool) -> None:
+def test_argocd_generate_plain(tmp_path: Path, age: AgeKey, env: dict, broken: bool) -> None:
     app = tmp_path / "app"
     secret = canary("argo")
     age.write(app / "secret.enc.yaml", f"apiVersion: v1\nkind: Secret\nmetadata:\n    name: s\nstringData:\n    pw: {secret}\n")
@@ -241,11 +242,11 @@ def test_argocd_generate_plain(tmp_path: Path, age: Age, env: dict, broken: bool
     assert not leaks(r.stderr, [secret])
 
 
-def test_argocd_generate_kustomize_with_policy(tree: dict, env: dict, tmp_path: Path, age: Age, tools: object) -> None:
+def test_argocd_generate_kustomize_with_policy(tree: dict, env: dict, tmp_path: Path, age: AgeKey, tools: object) -> None:
     """kustomize mode under a key policy: argocd writes only its private grant dir (removed after);
     kustomize and kvsops-krm are the only programs run."""
     root = tree["root"]
-    policy = json.dumps({"rules": [{"projects": ["team-a"], "age": [age.public]}]})
+    policy = json.dumps({"rules": [{"projects": ["team-a"], "age": [age.recipient]}]})
     kdir = Path(tools.kustomize58).parent  # type: ignore[attr-defined]
     e = _argocd_env(env, tmp_path, KVSOPS_POLICY=policy, ARGOCD_APP_PROJECT_NAME="team-a",
                     KVSOPS_KUSTOMIZE_BIN=str(kdir / "kustomize-5.8"))
@@ -292,7 +293,7 @@ def _private_dir(tmp_path: Path) -> str:
 
 
 @pytest.mark.parametrize("mode", ["ok", "fail"])
-def test_edit_writes_only_its_private_file_and_the_target(tmp_path: Path, age: Age, env: dict, mode: str) -> None:
+def test_edit_writes_only_its_private_file_and_the_target(tmp_path: Path, age: AgeKey, env: dict, mode: str) -> None:
     work = tmp_path / "work"
     target = age.write(work / "s.enc.yaml", "a: 1\n")
     before = target.read_bytes()
@@ -312,7 +313,7 @@ def test_edit_writes_only_its_private_file_and_the_target(tmp_path: Path, age: A
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_edit_signal_removes_private_file(tmp_path: Path, age: Age, env: dict, sig: int) -> None:
+def test_edit_signal_removes_private_file(tmp_path: Path, age: AgeKey, env: dict, sig: int) -> None:
     work = tmp_path / "work"
     target = age.write(work / "s.enc.yaml", "a: 1\n")
     before = target.read_bytes()

@@ -29,7 +29,8 @@ from kvsops.sops import stores, values
 from kvsops.sops.rules import SelectionRule
 from kvsops.sops.tree import Branch
 from tests.security.plugin import record
-from tests.security.support import KVSOPS, Age, canary, clean_env, leaks
+from tests.keys import AgeKey
+from tests.security.support import KVSOPS, canary, clean_env, leaks
 
 pytestmark = pytest.mark.security
 CAT = "tamper fuzzing"
@@ -82,10 +83,10 @@ class Keyring:
     """One identity and one wrapped data key for a whole fuzz run (wrapping is the slow part)."""
 
     def __init__(self, tmp: Path) -> None:
-        self.age = Age(tmp)
-        self.other = Age(tmp / "other")
+        self.age = AgeKey(tmp)
+        self.other = AgeKey(tmp / "other")
         self.data_key = os.urandom(32)
-        self.groups, _ = api.wrap_data_key(self.data_key, [[self.age.recipient()]])
+        self.groups, _ = api.wrap_data_key(self.data_key, [[self.age.master_key()]])
 
     def encrypt(self, docs: list[Branch], fmt: str) -> bytes:
         rule = None if fmt == "binary" else SelectionRule()
@@ -371,7 +372,7 @@ def _tamper(keyring: Keyring, fmt: str, docs: list[Branch], name: str, rnd: rand
     enc_docs, md = stores.get(fmt).load_encrypted(data)
     mutate = MUTATIONS[name]
     if name == "recipient":
-        expected = m_recipient(enc_docs, md, rnd, other=keyring.other.public)
+        expected = m_recipient(enc_docs, md, rnd, other=keyring.other.recipient)
     else:
         expected = mutate(enc_docs, md, rnd)
     if expected is None:

@@ -18,7 +18,8 @@ from kvsops.hosts.kustomize import krm
 from kvsops.hosts.kustomize import common, dotenv
 from kvsops.hosts.kustomize.generate import generate
 from kvsops.hosts.kustomize.paths import Root
-from tests.krm_support import AgeKey, b64d, by_name
+from tests.keys import AgeKey
+from tests.krm_support import b64d, by_name
 
 
 @pytest.fixture()

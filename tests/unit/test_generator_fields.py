@@ -11,7 +11,7 @@ import pytest
 
 from kvsops import errors
 from kvsops.hosts.kustomize.generate import generate
-from tests.krm_support import AgeKey
+from tests.keys import AgeKey
 
 
 @pytest.fixture()

@@ -3,14 +3,13 @@
 import stat
 import sys
 
-import pyrage
-
 from kvsops.keys import keyring
+from tests.keys import AgeKey
 
 
 def ident():
-    i = pyrage.x25519.Identity.generate()
-    return str(i), str(i.to_public())
+    key = AgeKey()
+    return key.identity, key.recipient
 
 
 def test_all_sources_are_collected(tmp_path):
