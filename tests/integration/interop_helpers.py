@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-CORPUS = Path(__file__).resolve().parent / "corpus"
+CORPUS = Path(__file__).resolve().parents[1] / "vectors" / "plain"  # see tests/vectors/README.md
 
 
 def run_sops(sops: str, args: list[str], env: dict[str, str], cwd: Path, stdin: bytes | None = None,

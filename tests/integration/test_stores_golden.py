@@ -1,6 +1,6 @@
 """Golden tests of the stores against the real sops binary (generated at test time).
 
-For every plain input in ``stores_corpus/``: ``sops -e`` then ``sops -d`` gives the bytes that
+For every plain input in ``tests/vectors/plain/``: ``sops -e`` then ``sops -d`` gives the bytes that
 ``emit_plain(load_plain(input))`` must reproduce, and ``emit_encrypted(load_encrypted(enc))`` must
 reproduce sops' encrypted bytes.
 
@@ -19,9 +19,9 @@ import pytest
 
 from kvsops.sops.stores import get
 from kvsops.sops.tree import Branch, Comment
+from tests.integration.interop_helpers import CORPUS
 from tests.keys import AgeKey
 
-CORPUS = Path(__file__).resolve().parent / "stores_corpus"
 FORMATS = {".yaml": "yaml", ".json": "json", ".env": "dotenv", ".ini": "ini", ".bin": "binary"}
 CASES = sorted(p for p in CORPUS.iterdir() if p.suffix in FORMATS)
 

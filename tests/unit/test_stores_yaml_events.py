@@ -13,7 +13,7 @@ from kvsops.sops.stores import yaml_load
 from kvsops.sops.stores import yaml_store as y
 
 HERE = Path(__file__).resolve().parent.parent
-CORPORA = [p for d in ("integration/corpus", "integration/stores_corpus", "vectors")
+CORPORA = [p for d in ("vectors",)
            for p in sorted((HERE / d).rglob("*.y*ml")) if p.is_file()]
 
 SNIPPETS = [

@@ -20,8 +20,7 @@ from kvsops.sops.tree import Branch
 
 HERE = Path(__file__).resolve().parent.parent
 EXAMPLES = HERE.parent / "examples"  # sops-encrypted files (demo key), written by the real sops
-FILES = [p for d in (HERE / "integration/corpus", HERE / "integration/stores_corpus", HERE / "vectors",
-                     HERE / "integration/helm_chart", EXAMPLES)
+FILES = [p for d in (HERE / "vectors", HERE / "integration/helm_chart", EXAMPLES)
          for p in sorted(d.rglob("*.y*ml")) if p.is_file()]
 
 
