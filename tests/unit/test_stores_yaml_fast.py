@@ -71,8 +71,14 @@ def test_files(path: Path) -> None:
     _check(path.read_text("utf-8"))
 
 
+def _fast_layout(text: str) -> bool:
+    """Comment-free, one document, no sequence item that is itself a sequence: what the fast reader
+    takes (the others are left to PyYAML on purpose: correct, only slower)."""
+    return "#" not in text and "\n---" not in text and "- - " not in text
+
+
 def test_sops_files_take_the_fast_path() -> None:
-    enc = [p for p in FILES if "ENC[AES256_GCM" in p.read_text("utf-8") and "#" not in p.read_text("utf-8")]
+    enc = [p for p in FILES if "ENC[AES256_GCM" in p.read_text("utf-8") and _fast_layout(p.read_text("utf-8"))]
     assert enc, "no comment-free encrypted YAML in the test corpora"
     assert all(_check(p.read_text("utf-8")) for p in enc), [p.name for p in enc if not _fast(p.read_text("utf-8"))]
 
