@@ -84,6 +84,9 @@ class Session:
         # a key policy without a binding there is nothing to bind to: no cache.
         bound = cache_binding if cache_binding is not None else None if allowed_entry else keycache.NO_POLICY
         self._cache = keycache.from_env(env, bound) if env.get(keycache.TTL_ENV) and bound is not None else None
+        # Set by kvsops.agent.session: recovers data keys (and Key Vault secrets) in the agent,
+        # which applies this Session's policy, order and deadline there.
+        self.remote: object = None
 
     def unwrapper(self, kind: str) -> object:
         with self._lock:
@@ -201,6 +204,8 @@ def _group_part(group: Sequence[KeyEntry], session: Session, report: list[str]) 
 
 def recover_data_key(md: Metadata, session: Session) -> bytes:
     """Unwrap the data key: first success per group; Shamir-combine when there are several."""
+    if session.remote is not None:
+        return session.remote.recover_data_key(md)  # type: ignore[attr-defined, no-any-return]
     report: list[str] = []
     parts: list[bytes] = []
     groups = md.key_groups
@@ -420,7 +425,8 @@ def decrypt_many(
     # Only files before the first failure can change the outcome: no unwraps (no vault calls) after it.
     first_bad = next((i for i in range(n) if failed[i] is not None), n)
     todo = list(range(first_bad))
-    waits = any(e.kind not in _IN_PROCESS_KINDS for i in todo for e in loaded[i][1].entries())  # type: ignore[index]
+    waits = session.remote is not None or any(
+        e.kind not in _IN_PROCESS_KINDS for i in todo for e in loaded[i][1].entries())  # type: ignore[index]
     if waits and workers > 1 and len(todo) > 1:
         from concurrent.futures import ThreadPoolExecutor
 

@@ -216,6 +216,14 @@ class PolicyRefused(KvsopsError):
     exit_code = 11
 
 
+class AgentError(KvsopsError):
+    """The kvsops agent was required (``KVSOPS_AGENT=required``) but did not serve the request, or
+    ``kvsops agent`` itself could not start, stop or reach an agent."""
+
+    code = "AGENT"
+    exit_code = 12
+
+
 class GeneratorError(KvsopsError):
     """A generator configuration (kustomize, Argo CD, Helm URL) is invalid."""
 

@@ -86,6 +86,17 @@ def one_file_process() -> None:
     gc.disable()
 
 
+def full_site() -> None:
+    """Load ``site`` now if the process started without it. The Helm shims start Python with
+    ``-S`` when an agent may answer (``site`` costs 3-4 ms of every values file, and the agent's
+    client needs only the kvsops package, found beside it); work done in-process needs the venv's
+    site-packages and ``.pth`` files, which ``site.main()`` adds as a normal start would."""
+    if sys.flags.no_site and "site" not in sys.modules:
+        import site
+
+        site.main()
+
+
 def finish(code: int) -> int:
     """End a process that has written its whole answer: flush stdout and stderr, then leave with
     ``os._exit``. Interpreter teardown (freeing every module and object) costs more than decrypting

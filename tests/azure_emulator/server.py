@@ -142,6 +142,8 @@ class KeyVaultEmulator(SecretsMixin):
     ``max_in_flight``         the most vault operations served at the same time since the last
                               ``reset_counters()`` (evidence of concurrency that no timing can give
                               on a loaded machine).
+    ``arrivals``              the monotonic arrival time of every vault request (challenges and
+                              throttled ones included) since ``reset_counters()``.
     ``set_secret`` / ``set_secret_enabled`` / ``secret_url`` / ``secret_gets``   the secrets API
                               (secrets_api.py; counted as ``secret_get``, ``secret_set``, ...).
     """
@@ -177,6 +179,9 @@ class KeyVaultEmulator(SecretsMixin):
         self.counts: collections.Counter[str] = collections.Counter()
         self.token_requests: collections.Counter[str] = collections.Counter()
         self.log: collections.deque[tuple[str, str, int, str | None]] = collections.deque(maxlen=2000)
+        # Vault requests (keys and secrets, challenges included) as they arrive: what a client-side
+        # rate bound must keep low.
+        self.arrivals: list[float] = []
         self._release = threading.Event()
         self._servers: list[ThreadingHTTPServer] = []
         self._threads: list[threading.Thread] = []
@@ -338,6 +343,7 @@ class KeyVaultEmulator(SecretsMixin):
             self.counts.clear()
             self.token_requests.clear()
             self.log.clear()
+            self.arrivals.clear()
             self.max_in_flight = self.in_flight
 
     def decrypt_locally(self, name: str, version: str, ciphertext: bytes, alg: str = "RSA-OAEP-256") -> bytes:
@@ -686,6 +692,8 @@ class _Handler(BaseHTTPRequestHandler):
             if not path.startswith(("/keys", "/secrets")):
                 raise _kv_error(404, "NotFound", "Not found.")
             counted = KeyVaultEmulator._route_op(method, path.split("/")[1:])
+            with emu.lock:
+                emu.arrivals.append(time.monotonic())
             op, reply = emu.handle_vault(method, path, self.headers, body, base)
             counted = op
             raise reply

@@ -691,7 +691,8 @@ def test_dockerfile_lint() -> None:
     assert froms and all(f.startswith("python:${PYTHON_VERSION}-slim") for f in froms)
     final = ins[max(i for i, (op, _) in enumerate(ins) if op == "FROM"):]
     assert ("USER", "999:999") in final
-    assert final[-1][0] == "ENTRYPOINT" and json.loads(final[-1][1]) == ["/var/run/argocd/argocd-cmp-server"]
+    assert final[-1][0] == "ENTRYPOINT"
+    assert json.loads(final[-1][1]) == ["/usr/local/bin/kvsops", "agent", "--", "/var/run/argocd/argocd-cmp-server"]
     runs = " ".join(rest for op, rest in ins if op == "RUN")
     assert "sha256sum -c" in runs and "kustomize" in runs and "helm" in runs and "kvsops" in runs
     for op, rest in ins:
@@ -771,7 +772,7 @@ def test_repo_server_patch_applies_with_kustomize(tools: Any, tmp_path: Path) ->
     assert set(containers) == {"argocd-repo-server", "kvsops"}
     assert "kvsops" not in skip and {"argocd-repo-server", "copyutil"} <= set(skip)
     side = containers["kvsops"]
-    assert side["command"] == ["/var/run/argocd/argocd-cmp-server"]
+    assert side["command"] == ["/usr/local/bin/kvsops", "agent", "--", "/var/run/argocd/argocd-cmp-server"]
     sc = side["securityContext"]
     assert sc["runAsUser"] == 999 and sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"]
     assert sc["capabilities"]["drop"] == ["ALL"] and sc["allowPrivilegeEscalation"] is False

@@ -260,6 +260,39 @@ def test_argocd_generate_kustomize_with_policy(tree: dict, env: dict, tmp_path: 
     assert not list((tmp_path / "tmpdir").iterdir()), "the grant dir was left behind"
 
 
+# ----------------------------------------------------------------------------------- the agent
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["ok", "tampered"])
+def test_agent_writes_only_its_socket(tree: dict, env: dict, tmp_path: Path, broken: bool,
+                                      request: pytest.FixtureRequest) -> None:
+    """`kvsops agent -- CMD` with clients served by it: the agent's private socket directory (made,
+    its socket chmod'ed, both removed at the end) is the only thing written, by anyone."""
+    root = tree["root"]
+    if broken:
+        _break(root, "app.enc.yaml")
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="kvsops-audit-", dir="/tmp"))  # short: a socket path has 107 bytes
+    request.addfinalizer(lambda: shutil.rmtree(tmp, ignore_errors=True))
+    script = (f"KVSOPS_AGENT=required {KVSOPS} decrypt app.enc.yaml && "
+              f"KVSOPS_AGENT=required {KVSOPS} helm downloader '' '' '' secrets://values.enc.yaml")
+    r = run([KVSOPS, "agent", "--", "sh", "-c", script], env={**env, "TMPDIR": str(tmp)}, cwd=root,
+            trace_to=tmp_path / "trace")
+    # uname: importing the Azure SDK (which the agent preloads) runs `uname -p` through Python's
+    # platform module, for its User-Agent string; an in-process Key Vault decrypt does the same
+    _audit(r, allowed_execs={"sh", "kvsops", "uname"}, documented=(str(tmp / "kvsops-agent-"),))
+    assert r.trace is not None and any("kvsops-agent-" in p for e in r.trace.writes for p in e.paths)
+    assert not list(tmp.iterdir()), "the socket directory was left behind"
+    assert (r.rc != 0) == broken and (r.stdout == b"") == broken
+    assert not leaks(r.stderr, [tree["secret"]])
+    if broken:
+        assert b"[DECRYPT_VALUE]" in r.stderr
+    else:
+        assert r.stdout.count(tree["secret"].encode()) == 2
+
+
 # ----------------------------------------------------------------------------------- edit
 
 EDITOR = """#!{python}

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -36,9 +37,18 @@ DEFAULT_DEADLINE_SECONDS = 60.0
 RETRY_TOTAL = 4
 RETRY_BACKOFF_FACTOR = 0.5
 RETRY_BACKOFF_MAX = 8.0
+# In the agent (a Limiter paces every caller of the vault), a 429 with Retry-After does not use the
+# retry budget above: it is retried until the deadline, at most this many times.
+THROTTLE_RETRIES = 30
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 30.0
 POOL_SIZE = 32
+# A long-running process (the agent) keeps clients for the vaults and keys files name: bounded,
+# since file metadata (repository content) chooses them. The oldest goes first.
+MAX_VAULTS = 64
+MAX_KEY_CLIENTS = 256
+# KeyContext.state key of a process-wide Limiter (set by the agent; in-process renders have none).
+LIMITER_KEY = "azure.limiter"
 
 CREDENTIAL_KINDS = ("default", "environment", "workload_identity", "managed_identity", "azure_cli")
 INSTALL_HINT = "pip install 'kvsops[azure]'"
@@ -143,6 +153,22 @@ def retry_policy_class() -> type:
         the caller's deadline: a wait that would end after it fails at once, and each try's read
         timeout is capped at what is left."""
 
+        def send(self, request: Any) -> Any:
+            # The Limiter's policy runs per try, after this one has taken the option: keep it.
+            request.context["kvsops_deadline"] = request.context.options.get("kvsops_deadline")
+            return super().send(request)
+
+        throttle_retries = 0
+
+        def increment(self, settings: dict[str, Any], response: Any = None, error: Any = None) -> bool:
+            http = getattr(response, "http_response", None)
+            if (error is None and http is not None and http.status_code == 429
+                    and settings.get("throttled", 0) < self.throttle_retries):
+                settings["throttled"] = settings.get("throttled", 0) + 1
+                settings["total"] += 1  # given back: only the deadline bounds waiting out throttling
+                settings["status"] += 1
+            return bool(super().increment(settings, response, error))
+
         def configure_retries(self, options: dict[str, Any]) -> dict[str, Any]:
             deadline = options.pop("kvsops_deadline", None)
             settings: dict[str, Any] = super().configure_retries(options)
@@ -165,9 +191,10 @@ def retry_policy_class() -> type:
     return DeadlineRetryPolicy
 
 
-def retry_policy() -> Any:
-    """The retry policy of a vault client: RETRY_TOTAL tries, bounded by the call's deadline."""
-    return retry_policy_class()(
+def retry_policy(throttle_retries: int = 0) -> Any:
+    """The retry policy of a vault client: RETRY_TOTAL tries, bounded by the call's deadline; plus
+    ``throttle_retries`` for 429 answers (see THROTTLE_RETRIES)."""
+    policy = retry_policy_class()(
         retry_total=RETRY_TOTAL,
         retry_connect=2,
         retry_read=2,
@@ -175,6 +202,8 @@ def retry_policy() -> Any:
         retry_backoff_factor=RETRY_BACKOFF_FACTOR,
         retry_backoff_max=RETRY_BACKOFF_MAX,
     )
+    policy.throttle_retries = throttle_retries
+    return policy
 
 
 def transport(settings: Settings) -> Any:
@@ -249,6 +278,107 @@ def make_credential(settings: Settings, env: Mapping[str, str]) -> Any:
     return ai.AzureCliCredential(tenant_id=tenant or "", process_timeout=10)
 
 
+# ----------------------------------------------------------------------------- call limits
+
+
+class Limiter:
+    """A bound on Key Vault requests for the whole process (every vault, key and secret client):
+    at most ``concurrency`` at once and ``rate`` started in any one-second window; after a 429 with
+    ``Retry-After``, every request to that vault waits until it has passed (not only the one that
+    was refused). Waits end at the request's deadline (DeadlineExceeded). Key Vault allows 4,000
+    operations per 10 s per vault for RSA-2048 software keys (2,000 for HSM keys, fewer for larger
+    keys, see docs/azure.md); the default rate leaves room for everything else using the vault.
+
+    Requests to one vault go in arrival order: a request retried after a 429 queues behind those
+    that were already waiting, so no one request spends its retries while others get through."""
+
+    def __init__(self, rate: int, concurrency: int, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate < 1 or concurrency < 1:
+            raise errors.ConfigError("the Key Vault call rate and concurrency must be at least 1")
+        self.rate, self.concurrency = rate, concurrency
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._starts: deque[float] = deque()
+        self._active = 0
+        self._hold: dict[str, float] = {}
+        self._queues: dict[str, deque[object]] = {}
+        self.calls = self.throttled = 0
+        self.waited = 0.0
+
+    def acquire(self, vault: str, deadline: float | None) -> None:
+        ticket = object()
+        with self._cond:
+            queue = self._queues.setdefault(vault, deque())
+            queue.append(ticket)
+            try:
+                self._wait_turn(vault, queue, ticket, deadline)
+            finally:
+                queue.remove(ticket)
+                if not queue:
+                    del self._queues[vault]
+                self._cond.notify_all()
+
+    def _wait_turn(self, vault: str, queue: deque[object], ticket: object, deadline: float | None) -> None:
+        first = now = self._clock()
+        while True:
+            while self._starts and self._starts[0] <= now - 1.0:
+                self._starts.popleft()
+            ready = self._hold.get(vault, 0.0)
+            if len(self._starts) >= self.rate:
+                ready = max(ready, self._starts[0] + 1.0)
+            if ready <= now and self._active < self.concurrency and queue[0] is ticket:
+                break
+            if deadline is not None and max(ready, now) >= deadline:
+                raise DeadlineExceeded()
+            wake = ready if ready > now else deadline
+            self._cond.wait(None if wake is None else wake - now)
+            now = self._clock()
+        self._starts.append(now)
+        self._active += 1
+        self.calls += 1
+        self.waited += now - first
+
+    def release(self) -> None:
+        with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
+
+    def hold(self, vault: str, seconds: float) -> None:
+        with self._cond:
+            now = self._clock()
+            self.throttled += 1
+            if len(self._hold) > MAX_VAULTS:
+                self._hold = {v: t for v, t in self._hold.items() if t > now}
+            self._hold[vault] = max(self._hold.get(vault, 0.0), now + seconds)
+            self._cond.notify_all()
+
+    def stats(self) -> dict[str, object]:
+        with self._cond:
+            return {"rate": self.rate, "concurrency": self.concurrency, "calls": self.calls,
+                    "throttled": self.throttled, "waited_ms": int(self.waited * 1000)}
+
+
+def limit_policy(limiter: Limiter, vault_url: str) -> Any:
+    """A per-try pipeline policy (the client's ``custom_hook_policy`` slot, after retries and the
+    challenge) that runs every request to ``vault_url`` through ``limiter``."""
+    from azure.core.pipeline.policies import HTTPPolicy, RetryPolicy
+
+    retry_after = RetryPolicy(retry_total=0).get_retry_after
+
+    class LimitPolicy(HTTPPolicy):  # type: ignore[type-arg]
+        def send(self, request: Any) -> Any:
+            limiter.acquire(vault_url, request.context.get("kvsops_deadline"))
+            try:
+                response = self.next.send(request)
+            finally:
+                limiter.release()
+            if response.http_response.status_code == 429:
+                limiter.hold(vault_url, retry_after(response) or 1.0)
+            return response
+
+    return LimitPolicy()
+
+
 # ----------------------------------------------------------------------------- per-process state
 
 
@@ -261,14 +391,17 @@ class Vault:
         self.first_use = threading.Lock()
         self.warm: set[object] = set()
         self._lock = threading.Lock()
-        self._children: dict[object, Any] = {}
+        self._children: OrderedDict[object, Any] = OrderedDict()
 
     def child(self, key: object, make: Callable[[Any], Any]) -> Any:
-        """A sub-client made once per key from this vault's client."""
+        """A sub-client made once per key from this vault's client (the oldest of more than
+        MAX_KEY_CLIENTS goes)."""
         with self._lock:
             c = self._children.get(key)
             if c is None:
                 c = self._children[key] = make(self.client)
+                if len(self._children) > MAX_KEY_CLIENTS:
+                    self._children.popitem(last=False)
             return c
 
     def once_first(self, resource: object, fn: Callable[[], T]) -> T:
@@ -286,13 +419,14 @@ class Vault:
 class State:
     """Per-process, per-settings: the credential, the vault clients, and a sticky auth failure."""
 
-    def __init__(self, settings: Settings, env: Mapping[str, str]) -> None:
+    def __init__(self, settings: Settings, env: Mapping[str, str], limiter: Limiter | None = None) -> None:
         import_sdk("azure.core", "Azure Key Vault needs the Azure SDK, which is not installed")
         self.settings = settings
         self.env = env
+        self.limiter = limiter
         self._lock = threading.Lock()
         self._credential: Any = None
-        self._vaults: dict[tuple[type, str], Vault] = {}
+        self._vaults: OrderedDict[tuple[type, str], Vault] = OrderedDict()
         self.auth_failure: str | None = None
 
     @property
@@ -323,15 +457,23 @@ class State:
         with self._lock:
             v = self._vaults.get((client_class, vault_url))
             if v is None:
+                extra = {} if self.limiter is None else {"custom_hook_policy": limit_policy(self.limiter, vault_url)}
                 client = client_class(
                     vault_url,
                     cred,
                     verify_challenge_resource=self.settings.verify_challenge_resource,
                     transport=transport(self.settings),
-                    retry_policy=retry_policy(),
+                    retry_policy=retry_policy(0 if self.limiter is None else THROTTLE_RETRIES),
+                    **extra,
                 )
                 v = self._vaults[(client_class, vault_url)] = Vault(client)
+                if len(self._vaults) > MAX_VAULTS:
+                    self._vaults.popitem(last=False)
             return v
+
+    def client_count(self) -> int:
+        with self._lock:
+            return len(self._vaults)
 
 
 _STATE_LOCK = threading.Lock()
@@ -345,8 +487,15 @@ def state(ctx: KeyContext) -> State:
         assert isinstance(bucket, dict)
         st = bucket.get(settings)
         if st is None:
-            st = bucket[settings] = State(settings, ctx.env)
+            limiter = ctx.state.get(LIMITER_KEY)
+            st = bucket[settings] = State(settings, ctx.env, limiter if isinstance(limiter, Limiter) else None)
         return st
+
+
+def client_count(shared: Mapping[str, object]) -> int:
+    """Vault clients held in a KeyContext state (for the agent's status)."""
+    bucket = shared.get(_STATE_KEY)
+    return sum(st.client_count() for st in bucket.values()) if isinstance(bucket, dict) else 0
 
 
 # ----------------------------------------------------------------------------- calls and faults
@@ -481,7 +630,8 @@ def explain(exc: BaseException, where: str, st: State, deadline: float, fail: Ca
         if own is not None:
             return own
         if status == 429:
-            return fail(f"{where}: still throttled after {RETRY_TOTAL} retries (HTTP 429{detail})")
+            retries = RETRY_TOTAL + (0 if st.limiter is None else THROTTLE_RETRIES)
+            return fail(f"{where}: still throttled after {retries} retries (HTTP 429{detail})")
         return fail(f"{where}: the vault answered HTTP {status}{detail} after retries")
     if isinstance(exc, (ae.ServiceRequestError, ae.ServiceResponseError)):
         return fail(f"{where}: could not reach the vault ({type(exc).__name__})")

@@ -43,7 +43,7 @@ def decrypt(args: argparse.Namespace) -> int:
     extract = treepath.parse(args.extract) if args.extract else None
     data = common.read_stdin() if stdin else common.read_file(path)  # type: ignore[arg-type]
     where = common.display(path)
-    dec = api.decrypt(data, fmt_in, session=common.session(args), ignore_mac=args.ignore_mac, where=where,
+    dec = api.decrypt(data, fmt_in, session=common.session(args, agent=getattr(args, "use_agent", True)), ignore_mac=args.ignore_mac, where=where,
                       keep_ivs=False)  # nothing is re-encrypted: no per-value IV map
     indent = common.output_indent(args, fmt_out)
     if extract is None:

@@ -219,11 +219,21 @@ def check_destination(args: argparse.Namespace, stdin: bool) -> None:
 # ----------------------------------------------------------------------------- sessions and keys
 
 
-def session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def session(args: argparse.Namespace, *, agent: bool = False):  # type: ignore[no-untyped-def]
+    """The command's Session; with ``agent``, served by the kvsops agent when one is configured
+    (``decrypt``: data keys come from it, see kvsops.agent.session)."""
     from kvsops import api
 
     order = getattr(args, "decryption_order", None)
-    return api.Session(order=api.decryption_order(order) if order else None)
+    order = api.decryption_order(order) if order else None
+    if agent:
+        from kvsops.agent import client
+
+        if client.from_env(os.environ) is not None:
+            from kvsops.agent.session import plain_session
+
+            return plain_session(order=order)
+    return api.Session(order=order)
 
 
 def recipient(sess, kind: str, spec: str) -> object:  # type: ignore[no-untyped-def]
@@ -305,18 +315,28 @@ def output_indent(args: argparse.Namespace, fmt: str) -> int | None:
     flag = getattr(args, "indent", None)
     if flag is not None:
         return flag  # type: ignore[no-any-return]
+    found = indent_config(fmt, getattr(args, "config", None))
+    if found is None:
+        return None
+    from kvsops import config
+
+    path, data, store = found
+    return getattr(config.parse_config(data, path).stores, store)  # type: ignore[no-any-return]
+
+
+def indent_config(fmt: str, explicit: str | None = None) -> tuple[str, bytes, str] | None:
+    """The config that may set ``fmt``'s output indent: (absolute path, its bytes, the
+    ``StoreSettings`` attribute), or None when no config mentions ``stores``."""
     store = _INDENT_STORES.get(fmt)
     if store is None:
         return None
-    path, _warnings = find_config(os.getcwd(), environ(), getattr(args, "config", None))
+    path, _warnings = find_config(os.getcwd(), environ(), explicit)
     if path is None:
         return None
     data = read_file(path, errors.ConfigError, "config file ")
     if b"stores" not in data:
         return None
-    from kvsops import config
-
-    return getattr(config.parse_config(data, os.path.abspath(path)).stores, store)  # type: ignore[no-any-return]
+    return os.path.abspath(path), data, store
 
 
 def creation_rule(args: argparse.Namespace, env: Mapping[str, str], target: str):  # type: ignore[no-untyped-def]

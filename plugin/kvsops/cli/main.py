@@ -22,6 +22,7 @@ DISPATCH: dict[str, tuple[str, str] | None] = {
     "install-plugins": ("kvsops.hosts.kustomize.krm", "install_plugins_main"),
     "helm": ("kvsops.hosts.helm.main", "main"),
     "argocd": ("kvsops.hosts.argocd.main", "main"),
+    "agent": ("kvsops.agent.server", "main"),
 }
 
 
@@ -67,12 +68,23 @@ def _decrypt_file(path: str) -> int:
     """``kvsops decrypt FILE``, the form hosts run per file, without building the argparse tree
     (argparse and the parser definitions cost more start-up than the decryption of a small
     file). The namespace carries exactly what the parser gives for that command line."""
+    import os
+
+    from kvsops.agent import client
+
+    link = client.from_env(os.environ)
+    if link is not None:
+        from kvsops.cli import remote
+
+        if remote.decrypt_file(link, path):
+            return 0
     from kvsops.cli import commands
 
     ns = _Namespace(
         command="decrypt", file=path, debug=False, config=None, input_type=None, output_type=None,
         ignore_mac=False, decryption_order=None, extract=None, output=None, in_place=False,
         filename_override=None, indent=None,
+        use_agent=link is None,  # the agent declined this request: the rest works in-process
     )
     return int(commands.decrypt(ns) or 0)  # type: ignore[arg-type]
 

@@ -40,22 +40,34 @@ def _cache(session: Any) -> refs.Cache:
         return cache  # type: ignore[no-any-return]
 
 
-def _check(session: Any) -> refs.Check:
+def secret_refusal(session: Any, vault_url: str, name: str, version: str) -> str | None:
+    """Why the Session's key policy refuses a Key Vault secret, or None when it allows it."""
     secret_hook = getattr(session, "allowed_secret", None)
-    has_policy = getattr(session, "allowed_entry", None) is not None
+    if secret_hook is not None:
+        return secret_hook(vault_url, name, version)  # type: ignore[no-any-return]
+    return "secret not allowed for this Argo CD project" if getattr(session, "allowed_entry", None) is not None else None
+
+
+def _check(session: Any) -> refs.Check:
+    # A Session served by the agent (kvsops.agent.session) asks it: the agent applies the policy.
+    remote = getattr(session, "remote", None)
 
     def check(ref: refs.Ref) -> str | None:
         if ref.backend != "azurekeyvault":
             return None  # ref+sops: the file's keys go through the key policy when it is decrypted
-        if secret_hook is not None:
-            return secret_hook(ref.vault_url, ref.name, ref.version)  # type: ignore[no-any-return]
-        return "secret not allowed for this Argo CD project" if has_policy else None
+        if remote is not None:
+            return remote.secret_refusal(ref.vault_url, ref.name, ref.version)  # type: ignore[no-any-return]
+        return secret_refusal(session, ref.vault_url, ref.name, ref.version)
 
     return check
 
 
 def _azure(session: Any) -> refs.Fetcher:
+    remote = getattr(session, "remote", None)
+
     def fetch(ref: refs.Ref) -> refs.Fetched:
+        if remote is not None:
+            return refs.Fetched(remote.secret(ref.vault_url, ref.name, ref.version))
         from kvsops.azure import secrets as azure_secrets
 
         return refs.Fetched(azure_secrets.get_secret(session.ctx, ref.vault_url, ref.name, ref.version).value)

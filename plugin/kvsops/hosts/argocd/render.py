@@ -49,10 +49,29 @@ class Context:
 
     @property
     def session(self) -> api.Session:
-        """One Session per render: Key Vault clients, credentials and data keys are shared."""
+        """One Session per render: Key Vault clients, credentials and data keys are shared. With
+        an agent, data keys and secrets come from it; it checks the render's grant itself."""
         if self._session is None:
-            self._session = session_for(self.env, self.allowed, deadline_seconds=self.remaining())
+            self._session = self._agent_session() or self._local_session()
         return self._session
+
+    def _local_session(self) -> api.Session:
+        return session_for(self.env, self.allowed, deadline_seconds=self.remaining())
+
+    def _agent_session(self) -> api.Session | None:
+        from kvsops.agent import client
+
+        link = client.from_env(self.env)
+        if link is None:
+            return None
+        from kvsops.agent.session import AgentSession
+
+        env = dict(self.env)
+        env.pop(GRANT_ENV, None)
+        if self.grant is not None:  # the agent reads the grant as the children do (policy.child_allowance)
+            env[GRANT_ENV] = str(self.grant)
+        return AgentSession(link, env, apply_policy=True, fallback=self._local_session,
+                            deadline_seconds=self.remaining())
 
 
 def detect_mode(app_dir: Path) -> str:

@@ -45,14 +45,15 @@ def fetch(req: Request, pol: Policy, env: Mapping[str, str]) -> bytes:
         from kvsops.hosts.helm import refs as helmrefs
 
         return helmrefs.render(req.target, data, pol, key_env)
+    # The +import schemes bring their own key: the agent (which holds its own keys) is not asked.
     if req.kind == helmurl.AGE_IMPORT:
         key_env["SOPS_AGE_KEY_FILE"] = helmurl.resolve_key_path(pol, req.key_file)
-        return _decrypt_file(req.target, data, pol, key_env)
+        return _decrypt_file(req.target, data, pol, key_env, agent=False)
     if req.kind == helmurl.GPG_IMPORT:
         key = helmurl.resolve_key_path(pol, req.key_file)
         with private_gnupghome(key, req.key_file, key_env) as home:
             key_env["GNUPGHOME"] = home
-            return _decrypt_file(req.target, data, pol, key_env)
+            return _decrypt_file(req.target, data, pol, key_env, agent=False)
     return _decrypt_file(req.target, data, pol, key_env)
 
 
@@ -68,13 +69,10 @@ def read_values(pol: Policy, path: str, limit: int) -> bytes:
         return root.read(os.path.join(cwd, path) if cwd != "." else path, fs.show(path))
 
 
-def _decrypt_file(where: str, data: bytes, pol: Policy, env: Mapping[str, str]) -> bytes:
-    from kvsops import api
-    from kvsops.policy import session_from_env  # Argo CD key policy (grant from `kvsops argocd generate`)
-
+def _decrypt_file(where: str, data: bytes, pol: Policy, env: Mapping[str, str], *, agent: bool = True) -> bytes:
     fmt = helmurl.sniff_format(where, data)
     try:
-        return api.decrypt_bytes(data, fmt, session=session_from_env(env), where=where)
+        return _decrypt(data, fmt, where, env, agent=agent)
     except (MetadataNotFound, InputError) as exc:
         # helm-secrets decrypts only what looks like sops output and passes anything else through
         # (`.txt`/`.raw` files for --set-file, /etc/passwd): a file that does not even parse as its
@@ -107,11 +105,34 @@ def _literal(value: str, env: Mapping[str, str]) -> bytes:
                          "(kvsops resolves references in files, with kvsops+refs://FILE)\n")
         return value.encode()
     if "ENC[" in value and '"sops"' in value and '"mac"' in value:
-        from kvsops import api
-        from kvsops.policy import session_from_env
-
-        return api.decrypt_bytes(value.encode(), "json", session=session_from_env(env), where="secrets+literal")
+        return _decrypt(value.encode(), "json", "secrets+literal", env)
     return value.encode()
+
+
+def _decrypt(data: bytes, fmt: str, where: str, env: Mapping[str, str], *, agent: bool = True) -> bytes:
+    """The plaintext, by the agent when one is configured (it applies the Argo CD key policy, from
+    the grant of `kvsops argocd generate`), else in-process with the same policy."""
+    from kvsops.agent import client
+
+    link = client.from_env(env) if agent else None
+    if link is not None:
+        request = {"op": "decrypt", "data": data, "fmt": fmt, "out": fmt, "where": where, "indent": None,
+                   "config": None, "ignore_mac": False, "session": client.session_spec(env, policy=True)}
+        out = link.answer_bytes(request, client.wait_for(client.env_deadline_ms(env)))
+        if out is not None:
+            return out
+    from kvsops import report
+
+    report.full_site()  # the shim may have started Python without site (see report.full_site)
+    from kvsops import api
+    from kvsops.policy import session_from_env
+
+    return api.decrypt_bytes(data, fmt, session=session_from_env(env), where=where)
+
+
+def _tmp_base() -> str | None:
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
 
 
 def private_gnupghome(key_path: str, shown: str, env: Mapping[str, str]) -> AbstractContextManager[str]:

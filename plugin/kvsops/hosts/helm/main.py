@@ -63,8 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or not (wrapper or args[0] in HELM_COMMANDS):
         sys.stderr.write(USAGE)
         return 2
-    from kvsops.report import DEBUG_BY_ENV, guarded
+    from kvsops.report import DEBUG_BY_ENV, full_site, guarded
 
+    full_site()  # the wrapper works in-process (see report.full_site)
     return guarded(lambda: wrap(args), debug=debug, debug_hint=DEBUG_BY_ENV)
 
 

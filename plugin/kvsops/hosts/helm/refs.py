@@ -23,9 +23,12 @@ def _reader(pol: Policy, limit: int) -> Callable[[str], bytes]:
 
 
 def render(where: str, data: bytes, pol: Policy, env: Mapping[str, str]) -> bytes:
+    from kvsops import report
+
+    report.full_site()  # the shim may have started Python without site (see report.full_site)
     from kvsops import api
     from kvsops.refs import resolve as references
-    from kvsops.policy import session_from_env
+    from kvsops.agent.session import session_from_env
     from kvsops.sops import stores
 
     fmt = helmurl.sniff_format(where, data)

@@ -115,7 +115,8 @@ def _env() -> dict[str, str]:
 
 def _generate(configs: list[Any]) -> list[dict[str, Any]]:
     from kvsops.hosts.kustomize.generate import generate
-    from kvsops.policy import session_from_env  # Argo CD key policy: the grant from `kvsops argocd generate`
+    # Argo CD key policy (the grant from `kvsops argocd generate`); data keys from the agent when one runs
+    from kvsops.agent.session import session_from_env
 
     env = _env()
     return generate(configs, root=os.getcwd(), env=env, session=session_from_env(env))
