@@ -18,6 +18,7 @@ Cases (see issue 8):
      (``-f secrets://f.yaml``, the getter plugin installed) vs the same N files in plain text, per
      Helm major (the real helm3 and helm4): the added cost per encrypted file, against ``sops -d``
      of one such file (what helm-secrets pays per file at the least)
+  8-11  the agent (kvsops agent): see bench/agent_cases.py
   peak memory (ru_maxrss of each child, from os.wait4) is a column of every case
 
 Every child is timed whole (spawn to reap), kvsops and sops runs alternate so that load from
@@ -490,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes and few runs (CI smoke)")
     ap.add_argument("--runs", type=int, help="runs per contender for cases 1-2 (default 21, quick 3)")
-    ap.add_argument("--cases", default="1,2,3,4,5,6,7", help="comma list of cases (default all)")
+    ap.add_argument("--cases", default="1,2,3,4,5,6,7,8,9,10,11", help="comma list of cases (default all)")
     ap.add_argument("--helm-files", type=int, help="encrypted values files per helm run in case 7 (default 10, quick 3)")
     ap.add_argument("--large-values", type=int, help="values in case 4 (default 100000, quick 5000)")
     ap.add_argument("--azure-sample", type=int, default=20,
@@ -528,6 +529,9 @@ def main(argv: list[str] | None = None) -> int:
             case_pq(work, env, runs, table)
         if "7" in cases:
             case_helm(work, env, 2 if ns.quick else (ns.runs or 11), table, ns.helm_files or (3 if ns.quick else 10))
+        import agent_cases  # cases 8-11: the agent (bench/agent_cases.py)
+
+        agent_cases.run(sys.modules[__name__], cases, work, env, runs, ns.quick, table)
     missed = [r for r in table.rows if r["met"] is False or r["mem_met"] is False]
     print("-" * 126)
     print(f"{len(table.rows)} rows in {time.monotonic() - started:.0f} s; '!' marks a missed target "
