@@ -406,15 +406,18 @@ def binding(allowed: Allowed | None) -> keycache.Binding:
     return keycache.Binding(grant=allowed.canonical(), policy=allowed.policy)
 
 
-def session_for(env: Mapping[str, str], allowed: Allowed | None, **kwargs: Any) -> api.Session:
+def session_for(env: Mapping[str, str], allowed: Allowed | None, *,
+                session_class: Callable[..., api.Session] | None = None, **kwargs: Any) -> api.Session:
     """A Session for ``env`` under ``allowed`` (None: no policy): the policy hooks, the restricted
-    environment and the data-key cache binding, in one place."""
+    environment and the data-key cache binding, in one place. ``session_class``: a Session
+    subclass (or factory) to build instead (the agent's, kvsops.agent.service)."""
     from kvsops.api import Session
 
+    make = session_class or Session
     if allowed is None:
-        return Session(env=dict(env), cache_binding=binding(None), **kwargs)
-    return Session(env=restrict_env(env, allowed), allowed_entry=checker_for(allowed),
-                   allowed_secret=allowed.secret_refusal, cache_binding=binding(allowed), **kwargs)
+        return make(env=dict(env), cache_binding=binding(None), **kwargs)
+    return make(env=restrict_env(env, allowed), allowed_entry=checker_for(allowed),
+                allowed_secret=allowed.secret_refusal, cache_binding=binding(allowed), **kwargs)
 
 
 def session_from_env(env: Mapping[str, str] | None = None, *, default_file: str = DEFAULT_POLICY_FILE,

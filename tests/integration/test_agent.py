@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from kvsops.agent import client, protocol
 from tests.agent_support import KVSOPS, Agent, wait_until
 from tests.integration.test_argocd import (DEMO_KEY, DEMO_RECIPIENT, EXAMPLES, HELM_PARAMS, OTHER_RECIPIENT, Cmp,
                                            failed, helm_sidecar, objs, policy)
@@ -226,8 +227,6 @@ def _as_nobody(fn: Any) -> int:
 
 
 def _connect_and_ask(path: str) -> int:
-    from kvsops.agent import client
-
     try:
         client.Link(path).call({"op": "ping"}, 10)
     except client.Unavailable as exc:
@@ -242,8 +241,6 @@ def _connect_and_ask(path: str) -> int:
 
 def _refused_by_the_agent(path: str) -> int:
     """Connect and read the agent's answer without our own client's uid check."""
-    from kvsops.agent import protocol
-
     s = socket.socket(socket.AF_UNIX)
     try:
         s.connect(path)
@@ -257,17 +254,24 @@ def _refused_by_the_agent(path: str) -> int:
     return 21 if answer == {"unavailable": "this agent serves only its own user"} else 31
 
 
-def test_another_user_is_refused(agent: Agent) -> None:
+def test_another_user_is_refused(home: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root: a child that switches to another uid")
-    # the socket's permissions keep other users out...
-    assert _as_nobody(lambda: _connect_and_ask(agent.sock)) == 13
-    # ...and if they were loosened, the agent's peer check (SO_PEERCRED) still refuses them
-    os.chmod(os.path.dirname(agent.sock), 0o711)
-    os.chmod(agent.sock, 0o666)
-    assert _as_nobody(lambda: _refused_by_the_agent(agent.sock)) == 21
-    assert "refused a connection from uid 65534" in agent.stderr()
-    assert agent.status()["requests"] == {}
+    import tempfile
+
+    private = tempfile.mkdtemp(prefix="kvsops-test-", dir="/tmp")  # the suite's TMPDIR is closed to others
+    try:
+        with Agent(base_env(home), "--socket", f"{private}/agent.sock") as agent:
+            # the socket's permissions keep other users out...
+            assert _as_nobody(lambda: _connect_and_ask(agent.sock)) == 13
+            # ...and if they were loosened, the agent's peer check (SO_PEERCRED) still refuses them
+            os.chmod(private, 0o711)
+            os.chmod(agent.sock, 0o666)
+            assert _as_nobody(lambda: _refused_by_the_agent(agent.sock)) == 21
+            assert "refused a connection from uid 65534" in agent.stderr()
+            assert agent.status()["requests"] == {}
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def test_client_refuses_an_agent_of_another_user(home: Path, secret_file: Path, tmp_path: Path) -> None:
@@ -275,7 +279,9 @@ def test_client_refuses_an_agent_of_another_user(home: Path, secret_file: Path, 
         pytest.skip("needs root: a server that switches to another uid")
     import tempfile
 
-    outer = tempfile.mkdtemp(prefix="kvsops-test-")  # in /tmp: the pytest dirs are 0700
+    from kvsops.agent import protocol  # imported before the fork: nobody may not read the checkout
+
+    outer = tempfile.mkdtemp(prefix="kvsops-test-", dir="/tmp")  # the suite's TMPDIR is closed to others
     os.chmod(outer, 0o755)
     d = Path(outer) / "nobody"
     d.mkdir()
@@ -289,8 +295,6 @@ def test_client_refuses_an_agent_of_another_user(home: Path, secret_file: Path, 
             os.setgroups([])
             os.setgid(NOBODY)
             os.setuid(NOBODY)
-            from kvsops.agent import protocol
-
             srv = socket.socket(socket.AF_UNIX)
             srv.bind(path)
             os.chmod(path, 0o777)
@@ -323,8 +327,6 @@ def test_client_refuses_an_agent_of_another_user(home: Path, secret_file: Path, 
 
 
 def test_hostile_clients_are_bounded(home: Path) -> None:
-    from kvsops.agent import protocol
-
     with Agent(base_env(home), "--max-clients", "2") as a:
         def ask(raw: bytes) -> object:
             s = socket.socket(socket.AF_UNIX)
@@ -571,7 +573,6 @@ def test_argocd_policy_is_enforced_by_the_agent(cmp: Cmp, tmp_path: Path) -> Non
 
 def test_the_agent_checks_the_grant_itself(home: Path, secret_file: Path, tmp_path: Path) -> None:
     """A request that names no valid grant gets what the policy gives it, whatever the client claims."""
-    from kvsops.agent import client
     from kvsops.errors import PolicyRefused
 
     pol = policy({"projects": ["team-b"], "age": [OTHER_RECIPIENT]})
@@ -675,6 +676,29 @@ def test_key_vault_renders_share_one_token(cmp: Cmp, emu: Any, tmp_path: Path) -
     assert sum(emu.token_requests.values()) == 1 and emu.counts["challenge"] == 1
     assert emu.counts["decrypt"] == 12
     assert status["vault_clients"] == 1 and status["limiter"]["calls"] == sum(emu.counts.values())
+
+
+def test_data_key_cache_in_the_agent(cmp: Cmp, emu: Any, tmp_path: Path) -> None:
+    """Opt-in (--data-key-cache-ttl): later renders get the data keys from the agent's memory; the
+    cache stays bound to the grant (a render whose policy refuses the key gets nothing from it)."""
+    src = kv_app(emu, tmp_path, cmp.home, n=2)
+    side = kv_env(emu)
+    allow = policy({"projects": ["default"], "azure_kv": [emu.key_url("k")]})
+    deny = policy({"projects": ["default"], "azure_kv": [emu.key_url("other")]})
+    with cmp_agent(cmp, side, "--data-key-cache-ttl", "300") as agent:
+        env_side = {**side, "KVSOPS_AGENT_SOCK": agent.sock, "KVSOPS_AGENT": "required"}
+        calls = []
+        for extra in ({}, {}, {"KVSOPS_POLICY": allow}, {"KVSOPS_POLICY": allow}):
+            emu.reset_counters()
+            proc = cmp.run(src, "app", sidecar={**env_side, **extra})
+            assert proc.returncode == 0, proc.stderr.decode()
+            calls.append(emu.counts["decrypt"])
+        # without a policy, then with one (another binding: unwrapped again once, then cached)
+        assert calls == [2, 0, 2, 0]
+        emu.reset_counters()
+        failed(cmp.run(src, "app", sidecar={**env_side, "KVSOPS_POLICY": deny}), "POLICY_REFUSED")
+        assert sum(emu.counts.values()) == 0
+        assert agent.status()["data_keys_cached"] == 0  # another policy emptied the cache (revocation)
 
 
 def test_key_vault_key_refused_by_policy_is_never_called(cmp: Cmp, emu: Any, tmp_path: Path) -> None:

@@ -58,12 +58,9 @@ class Service:
             "order": [str(k) for k in order] if isinstance(order, list) and order else None,
             "deadline_seconds": deadline_ms / 1000 if isinstance(deadline_ms, int) and deadline_ms > 0 else None,
         }
-        if spec.get("policy"):  # what policy.session_from_env does in-process
-            allowed = policy.child_allowance(env)
-            if allowed is not None:
-                env = policy.restrict_env(env, allowed)
-                kwargs.update(allowed_entry=policy.checker_for(allowed), allowed_secret=allowed.secret_refusal)
-        return _Session(self, env, **kwargs)
+        # what policy.session_from_env does in-process (or api.Session for the CLI: no policy)
+        allowed = policy.child_allowance(env) if spec.get("policy") else None
+        return policy.session_for(env, allowed, session_class=lambda **kw: _Session(self, **kw), **kwargs)
 
     def _check_identity(self, theirs: object) -> None:
         if theirs == self.identity:
@@ -177,8 +174,8 @@ _OPS = {"decrypt": Service.decrypt, "recover": Service.recover, "secret": Servic
 class _Session(api.Session):
     """A request's Session: the agent's shared state and held age identities."""
 
-    def __init__(self, service: Service, env: Mapping[str, str], **kwargs: Any) -> None:
-        super().__init__(env, **kwargs)
+    def __init__(self, service: Service, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.ctx.state = service.state
         self._service = service
 
