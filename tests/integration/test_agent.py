@@ -27,7 +27,7 @@ from tests.integration.test_argocd import (DEMO_KEY, DEMO_RECIPIENT, EXAMPLES, H
                                            failed, helm_sidecar, objs, policy)
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO / "tests" / "integration" / "corpus"
+CORPUS = REPO / "tests" / "vectors" / "plain"
 NOBODY = 65534
 
 
