@@ -38,6 +38,23 @@ def decryption_order(spec: str | None) -> tuple[str, ...]:
     return kinds
 
 
+DEADLINE_ENV = "KVSOPS_DEADLINE_SECONDS"
+
+
+def deadline_from_env(env: Mapping[str, str], default: float | None = None) -> float | None:
+    """``KVSOPS_DEADLINE_SECONDS`` (seconds for the whole render), else ``default``."""
+    text = (env.get(DEADLINE_ENV) or "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise errors.ConfigError(f"{DEADLINE_ENV} must be a positive number of seconds")
+    return value
+
+
 class Session:
     """Per-process state: injected environment, one unwrapper per key type, and a cache of
     unwrapped data keys keyed by the key and its wrapped ciphertext (each distinct one is unwrapped
@@ -58,11 +75,8 @@ class Session:
         cache_binding: keycache.Binding | None = None,
     ) -> None:
         env = dict(os.environ if env is None else env)
-        if deadline_seconds is None and env.get("KVSOPS_DEADLINE_SECONDS"):
-            try:
-                deadline_seconds = float(env["KVSOPS_DEADLINE_SECONDS"])
-            except ValueError:
-                raise errors.ConfigError("KVSOPS_DEADLINE_SECONDS is not a number") from None
+        if deadline_seconds is None:
+            deadline_seconds = deadline_from_env(env)
         if deadline_seconds:
             import time
 

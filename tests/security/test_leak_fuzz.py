@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -19,8 +20,8 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from tests.security.plugin import record
 from tests.keys import AgeKey
+from tests.security.plugin import record, tally
 from tests.security.support import KVSOPS, KVSOPS_KRM, canary, clean_env, leaks, run
 
 pytestmark = pytest.mark.security
@@ -248,3 +249,105 @@ def test_key_vault_errors_leak_nothing(kv: Any, tmp_path: Path, fault: str, capl
     record(CAT, cases=1, leaked=len(found))
     assert r.rc != 0 and r.stdout == b"" and not found, r.text
     assert any(f"[{c}]" in r.stderr.decode() for c in codes), r.stderr
+
+
+# ----------------------------------------------------------------------------------- template errors
+
+# Secrets of every type in the context, and expressions over them (X), put where an error is bound
+# to happen (SITES). Jinja's own messages quote keys, indexes and values ("list object has no element
+# 987654"); a template error must say only where and what kind of error.
+EXPRS = ["d.s", "d.i", "d.f", "d.b", "d.l", "d.l[0]", "d.l[1]", "d.m.k", "d.s | upper", "d.s[1:]", "d.s[::-1]",
+         "d.i * 7", "d.i + 1", "d.f * 2", "d.s | list | map('ord') | join | int", "d.s | length", "d.i | string",
+         "d.l | first", "d.l | last", "d.m", "d.m.items() | list", "d.s ~ d.i", "d.s.split('A')", "(d.i, d.s)",
+         "d.f | round", "d.i // 3", "d.s | replace('C', 'c')", "d.l | join(',')", "d.i | hex if false else d.i"]
+SITES = ["{{ [][X] }}", "{{ {}[X] }}", "{{ d[X] }}", "{{ (X).nothere }}", "{{ X | int + 'a' }}", "{{ X / 0 }}",
+         "{% include X %}", "{{ X | attr(X) }}", "{{ range(X) }}", "{{ X() }}", "{{ '%d' % X }}",
+         "{{ X is divisibleby 0 }}", "{{ nothere ~ X }}", "{{ X.__class__ }}", "{% for a in X %}{{ a.b }}{% endfor %}",
+         "{{ X | batch(0) | list }}", "{{ (X | string)[X] }}", "{{ X | dictsort }}", "{{ (X | string).split(X)[999] }}",
+         "{% import X as m %}", "{{ X | selectattr(X) | list }}", "{{ X | min(attribute=X) }}", "{{ X | round(X) }}",
+         "{{ (X | string).format(X) }}", "{{ '{0[' ~ X ~ ']}'.format(d) }}", "{{ d.l[X] }}", "{{ X | sum }}",
+         "{{ X | float / 0 }}", "{{ X | int // 0 }}", "{% set y = X %}{{ y.z.w }}", "{{ X.mro() }}",
+         "{{ X | reject(X) | list }}", "{{ ((X | string) * 3000000) * 100 }}", "{{ (X | string).zfill(X) }}",
+         "{{ X | indent(X) }}", "{% extends X %}", "{{ X is sameas nothere.x }}", "{{ X | map(X) | list }}",
+         "{{ dict(X) }}", "{{ X[X] }}", "{{ X | xmlattr }}", "{{ X | groupby(X) }}"]
+
+
+def _secret_forms(secrets: dict[str, Any]) -> list[str]:
+    """Every secret as text, and the numbers a template can make of them (decimal, hex, octal,
+    the string packed into an integer of its code points, scaled)."""
+    forms: list[str] = []
+    for v in (secrets["s"], secrets["l"][0], secrets["m"]["k"]):
+        packed = int("".join(str(ord(c)) for c in v))
+        forms += [v, str(packed)[:24], hex(packed)[2:26]]
+    for n in (secrets["i"], secrets["l"][1]):
+        forms += [str(n), hex(n)[2:], oct(n)[2:], f"{n:,}", str(n * 7), str(n + 1), str(n // 3)]
+    forms += [repr(secrets["f"]), repr(secrets["f"] * 2), str(round(secrets["f"]))]
+    return forms
+
+
+def _random_template(rnd: Any) -> str:
+    parts = []
+    for _ in range(rnd.randint(1, 3)):
+        site = rnd.choice(SITES)
+        parts.append(site.replace("X", rnd.choice(EXPRS)))
+        parts.append(rnd.choice(["", "\n", "text\n", "\n\n  "]))
+    return "".join(parts)
+
+
+def _secrets(rnd: Any) -> dict[str, Any]:
+    return {"s": canary("s"), "i": rnd.randrange(10**11, 10**12), "f": rnd.randrange(10**11, 10**12) / 1000,
+            "b": rnd.choice([True, False]), "l": [canary("l"), rnd.randrange(10**11, 10**12)],
+            "m": {"k": canary("m")}}
+
+
+def test_template_errors_never_carry_a_value(tmp_path: Path) -> None:
+    """Random templates over secrets of every type (str, int, float, bool, list, map), rendered
+    in-process (KVSOPS_FUZZ_EXAMPLES of them, default 600): no error text holds a secret or a number
+    made from one. Then a sample through kvsops-krm with --debug-style output on."""
+    import random
+
+    from kvsops import errors
+    from kvsops.hosts.kustomize.template import render
+
+    seed = int(os.environ.get("KVSOPS_FUZZ_SEED", "1313"))
+    rnd = random.Random(seed)
+    n = int(os.environ.get("KVSOPS_FUZZ_EXAMPLES", "600"))
+    failed = leaked = 0
+    for i in range(n):
+        secrets = _secrets(rnd)
+        source = _random_template(rnd)
+        try:
+            render(source, {"d": secrets}, f"fuzz {i}")
+            continue
+        except errors.KvsopsError as exc:
+            text = f"{exc.render()}\n{exc.hint or ''}"
+        failed += 1
+        forms = _secret_forms(secrets)
+        found = [f for f in forms if f in text] + leaks(text, [secrets["s"], secrets["l"][0], secrets["m"]["k"]])
+        record(CAT, cases=1, leaked=len(found))
+        tally("template error leaks", len(found), 1)
+        leaked += len(found)
+        assert not found, f"seed {seed}, template {i}: {source!r} leaked {found}:\n{text}"
+    assert failed > n // 2, "the fuzz must mostly produce errors"
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
+def test_template_errors_through_kvsops_krm(tmp_path: Path, debug: bool) -> None:
+    """The issue's cases, end to end: a number and a string packed into a number, as indexes."""
+    age = AgeKey(tmp_path / "k")
+    pin, word = 987654, canary("w")
+    root = tmp_path / "repo"
+    age.write(root / "s.enc.yaml", f"stringData:\n    pin: {pin}\n    word: {word}\n    f: 1234.5678\n")
+    env = clean_env(tmp_path / "home", age=age)
+    packed = str(int("".join(str(ord(c)) for c in word)))
+    for source in ("{{ [][d.stringData.pin] }}", "{{ [][d.stringData.word | list | map('ord') | join | int] }}",
+                   "{{ {}[d.stringData.f] }}", "{{ d[d.stringData.pin * 3] }}", "line\n\n{{ d.stringData.pin.x.y }}"):
+        gen = {"apiVersion": "kvsops/v1", "kind": "SopsGenerator", "metadata": {"name": "g"},
+               "secrets": [{"name": "s", "templates": [{"key": "k", "inline": source, "values": {"d": "s.enc.yaml"}}]}]}
+        (root / "gen2.yaml").write_text(yaml.safe_dump(gen))
+        for entry in ("krm", "legacy"):
+            r = _invoke(entry, root, env, debug, config="gen2.yaml")
+            _assert_clean(r, [word], f"{source}/{entry}")
+            for form in (str(pin), str(pin * 3), packed[:20], "1234.5678"):
+                assert form not in r.text, f"{source}/{entry}: {form} in\n{r.text}"
+            assert re.search(r"template error at line \d+: ", r.stderr.decode()), r.stderr

@@ -12,6 +12,7 @@ import pytest
 from kvsops import api, errors, keycache, policy
 from kvsops.keys.base import KeyFailure
 from kvsops.sops.metadata import KeyEntry, Metadata
+from tests.keys import AgeKey
 
 DATA_KEY = bytes(range(32))
 
@@ -148,10 +149,8 @@ def test_never_written_to_disk(fake: FakeBackend, tmp_path: Path, monkeypatch: p
 
 class Keys:
     def __init__(self, tmp_path: Path) -> None:
-        import pyrage
-
-        ids = [pyrage.x25519.Identity.generate() for _ in range(2)]
-        (self.a_id, self.a), (self.b_id, self.b) = ((str(i), str(i.to_public())) for i in ids)
+        ka, kb = AgeKey(), AgeKey()
+        (self.a_id, self.a), (self.b_id, self.b) = (ka.identity, ka.recipient), (kb.identity, kb.recipient)
         self.tmp = tmp_path
         # one sidecar holding both tenants' identities, the cache on
         self.env = {"HOME": "/nonexistent", "SOPS_AGE_KEY": f"{self.a_id}\n{self.b_id}",

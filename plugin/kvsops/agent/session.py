@@ -109,14 +109,15 @@ def _wire(value: object) -> object:
 # ----------------------------------------------------------------------------- for the hosts
 
 
-def session_from_env(env: Mapping[str, str] | None = None) -> api.Session:
+def session_from_env(env: Mapping[str, str] | None = None, *, deadline_seconds: float | None = None) -> api.Session:
     """``policy.session_from_env`` (the key policy of a child of ``kvsops argocd generate``), served
     by the agent when ``KVSOPS_AGENT_SOCK`` names one."""
     env = dict(os.environ if env is None else env)
     link = client.from_env(env)
     if link is None:
-        return policy.session_from_env(env)
-    return AgentSession(link, env, apply_policy=True, fallback=lambda: policy.session_from_env(env))
+        return policy.session_from_env(env, deadline_seconds=deadline_seconds)
+    return AgentSession(link, env, apply_policy=True, deadline_seconds=deadline_seconds,
+                        fallback=lambda: policy.session_from_env(env, deadline_seconds=deadline_seconds))
 
 
 def plain_session(env: Mapping[str, str] | None = None, *, order: Any = None) -> api.Session:

@@ -109,17 +109,23 @@ def _parse(data: bytes, what: str) -> list[Any]:
         raise errors.InputError(f"{what} is not valid YAML{at}") from None
 
 
+DEFAULT_DEADLINE_SECONDS = 60.0  # KVSOPS_DEADLINE_SECONDS overrides it
+
+
 def _env() -> dict[str, str]:
     return dict(os.environ)
 
 
 def _generate(configs: list[Any]) -> list[dict[str, Any]]:
+    from kvsops.api import deadline_from_env
     from kvsops.hosts.kustomize.generate import generate
     # Argo CD key policy (the grant from `kvsops argocd generate`); data keys from the agent when one runs
     from kvsops.agent.session import session_from_env
 
     env = _env()
-    return generate(configs, root=os.getcwd(), env=env, session=session_from_env(env))
+    # One deadline for the whole run (Key Vault calls, templates): kustomize has none of its own.
+    deadline = deadline_from_env(env, DEFAULT_DEADLINE_SECONDS)
+    return generate(configs, root=os.getcwd(), env=env, session=session_from_env(env, deadline_seconds=deadline))
 
 
 def run_krm(stdin: BinaryIO, stdout: BinaryIO) -> int:

@@ -242,7 +242,7 @@ def _plan_template(raw: Any, src: Sources, where: str, fmt: str | None) -> Part:
             else:
                 docs = src.docs(ref)
                 ctx[name] = to_plain(docs[0]) if len(docs) == 1 else [to_plain(d) for d in docs]
-        text = render(source, ctx, f"{where} {key!r}")
+        text = render(source, ctx, f"{where} {key!r}", deadline=src.deadline)
         data[key] = base64.b64encode(text.encode("utf-8")).decode("ascii")
 
     return template

@@ -58,6 +58,7 @@ class Sources:
         self._plain: dict[Ref, bytes] = {}
         self._text: dict[str, str] = {}
         self._resolving = False
+        self.deadline: float | None = None  # the Session's (time.monotonic()), known after load()
 
     def references(self, on: bool) -> "_Resolving":
         """``with src.references(True):`` files wanted inside the block get their ``ref+``
@@ -93,6 +94,7 @@ class Sources:
             except errors.KvsopsError as exc:
                 raise exc.with_where(self._label[ref]) from None
         session = self._session or api.Session(env=dict(self.env))
+        self.deadline = session.ctx.deadline
         results = api.decrypt_many(items, session=session, workers=workers(self.env))
         for ref, dec in zip(refs, results):
             self._docs[ref] = dec.docs
