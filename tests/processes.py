@@ -41,6 +41,14 @@ def gpgconf(gpg: str | None = None) -> str:
     return shutil.which("gpgconf") or "gpgconf"
 
 
+def interactive_signals() -> None:
+    """preexec_fn for a child that a test interrupts as a terminal would: SIGINT at its default
+    disposition. A shell starts background jobs with SIGINT ignored, the ignore survives exec, and
+    Python then installs no KeyboardInterrupt handler, so a suite started that way (a background job,
+    some CI runners) would see Ctrl-C tests hang instead of testing kvsops."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def stop_gpg(home: str | os.PathLike[str], gpg: str | None = None) -> None:
     """Stop gpg-agent (and dirmngr, keyboxd, scdaemon) of the GnuPG home ``home``."""
     subprocess.run([gpgconf(gpg), "--homedir", str(home), "--kill", "all"], stdin=subprocess.DEVNULL,

@@ -16,7 +16,7 @@ import pytest
 
 from tests.integration.interop_helpers import run_sops
 from tests.keys import AgeKey, PgpKey
-from tests.processes import stop_gpg
+from tests.processes import interactive_signals, stop_gpg
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-Pa55w0rd-xyzzy"
@@ -444,7 +444,7 @@ def test_edit_signal_removes_the_plaintext(cli: Cli, ws: Path, editor: Path, sig
     before = enc.read_bytes()
     env = dict(cli.env, EDITOR_MODE="sleep")
     proc = subprocess.Popen([sys.executable, "-m", "kvsops", "edit", enc.name], cwd=ws, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=interactive_signals)
     ready = Path(str(editor) + ".ready")
     deadline = time.monotonic() + 60
     while not ready.exists() and time.monotonic() < deadline:

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.processes import interactive_signals
 from tests.security.plugin import record
 from tests.keys import AgeKey
 from tests.security.support import STRACE_OPTS, KVSOPS, KVSOPS_KRM, Run, Trace, canary, leaks, run, strace_path
@@ -354,7 +355,8 @@ def test_edit_signal_removes_private_file(tmp_path: Path, age: AgeKey, env: dict
     st = strace_path()
     proc = subprocess.Popen([st, *STRACE_OPTS, "-o", str(trace), "--",
                              KVSOPS, "edit", "s.enc.yaml"], env=_edit_env(env, tmp_path, "hang"), cwd=work,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=interactive_signals)
     log = tmp_path / "edit.log"
     deadline = time.monotonic() + 30
     while not (log.exists() and log.read_text().strip()) and time.monotonic() < deadline:
