@@ -127,6 +127,21 @@ class Service:
             indent = getattr(parsed.stores, _text(config, "attr"))
         return api.emit_plain(dec.docs, out, where=where, indent=indent if isinstance(indent, int) else None)
 
+    def decrypt_files(self, req: dict[str, object]) -> list[bytes | None]:
+        """The SOPS files among one render's files (Argo CD plain mode), decrypted together as
+        in-process (``api.is_encrypted`` tells them apart, ``api.decrypt_many`` decrypts them: the
+        first error in input order), each emitted as ``out``; None for the others."""
+        raw = req.get("items")
+        items = [_file_item(i) for i in raw] if isinstance(raw, list) else [_file_item(raw)]
+        out_fmt = _text(req, "out")
+        session = self.session(req.get("session"))
+        encrypted = [i for i, (_w, data, fmt) in enumerate(items) if api.is_encrypted(data, fmt)]
+        done = api.decrypt_many([items[i] for i in encrypted], session=session)
+        out: list[bytes | None] = [None] * len(items)
+        for i, dec in zip(encrypted, done):
+            out[i] = api.emit_plain(dec.docs, out_fmt, where=items[i][0])
+        return out
+
     def recover(self, req: dict[str, object]) -> bytes:
         """The data key of one file's key groups (policy, order and report as in-process)."""
         groups = req.get("groups")
@@ -167,8 +182,8 @@ class Service:
                 "data_keys_cached": len(cache) if cache is not None else 0, "limiter": self.limiter.stats()}
 
 
-_OPS = {"decrypt": Service.decrypt, "recover": Service.recover, "secret": Service.secret,
-        "check_secret": Service.check_secret}
+_OPS = {"decrypt": Service.decrypt, "decrypt_files": Service.decrypt_files, "recover": Service.recover,
+        "secret": Service.secret, "check_secret": Service.check_secret}
 
 
 class _Session(api.Session):
@@ -213,6 +228,14 @@ def _group(raw: object) -> tuple[KeyEntry, ...]:
         fields = tuple((str(k), v) for k, v in (f for f in item[1] if isinstance(f, list) and len(f) == 2))
         out.append(KeyEntry(item[0], fields))
     return tuple(out)
+
+
+def _file_item(raw: object) -> tuple[str, bytes, str]:
+    """``[where, data, fmt]``."""
+    if not (isinstance(raw, list) and len(raw) == 3 and isinstance(raw[0], str) and isinstance(raw[1], bytes)
+            and isinstance(raw[2], str)):
+        raise errors.UsageError("malformed agent request (items)")
+    return raw[0], raw[1], raw[2]
 
 
 def _bytes(req: Mapping[str, object], name: str) -> bytes:
