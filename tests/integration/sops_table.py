@@ -42,6 +42,7 @@ PLAIN = {
     "bad.env": b"novalue\n",
     "bad.ini": b"[s\n",
     "sops_key.yaml": b"sops: 1\na: b\n",
+    "yaml.txt": b"db:\n    user: admin\n    password: s3cr3t\n",
 }
 ENCRYPTED = ["plain.yaml", "plain.json", "plain.env", "plain.ini", "plain.bin"]
 
@@ -50,6 +51,8 @@ import os, sys
 path = sys.argv[-1]
 mode = os.environ.get("EDITOR_MODE", "noop")
 text = open(path).read()
+if os.environ.get("EDITOR_LOG"):
+    open(os.environ["EDITOR_LOG"], "w").write(text)
 if mode == "replace":
     open(path, "w").write(text.replace(os.environ["EDITOR_FROM"], os.environ["EDITOR_TO"]))
 elif mode == "write":
@@ -93,6 +96,13 @@ class Workspace:
 
     def files(self) -> dict[str, bytes]:
         return snapshot(self.template)
+
+    def sops_decrypt(self, data: bytes, fmt: str) -> bytes:
+        """The real sops' plaintext of an encrypted file's bytes."""
+        proc = subprocess.run([self.tools.sops, "decrypt", "--input-type", fmt, "--output-type", fmt,  # type: ignore[attr-defined]
+                               "/dev/stdin"], input=data, env=self.env, capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+        return proc.stdout
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
@@ -145,6 +155,9 @@ def build_workspace(tools, root: Path) -> Workspace:  # type: ignore[no-untyped-
     (tpl / "nomac.yaml").write_bytes(b"\n".join(ln for ln in enc.split(b"\n") if b"    mac:" not in ln))
     (tpl / "badvalue.yaml").write_bytes(enc.replace(b"data:", b"data:AAAA", 1))
     (tpl / "otherkey.yaml").write_bytes(sops_encrypt("plain.yaml", other.recipient))
+    (tpl / "macbad.yaml").write_bytes(enc.replace(b"public_unencrypted: visible", b"public_unencrypted: changed"))
+    (tpl / "enc_yaml.txt").write_bytes(enc)
+    (tpl / "enc2.yaml").write_bytes(sops_encrypt("plain.yaml", f"{key.recipient},{other.recipient}"))
     (tpl / "enc_uint.yaml").write_bytes(enc.replace(b"public_unencrypted: visible",
                                                     b"public_unencrypted: 9223372036854775808"))
     return Workspace(tools, root, tpl, env, key.recipient, other.recipient)

@@ -106,6 +106,7 @@ REFUSALS: list[tuple[list[str], dict[str, str], str]] = [
     # set / unset
     (["set", "enc.yaml", '["db"]', "not json"], {}, "."),
     (["set", "enc.yaml", "nope", "1"], {}, "."),
+    (["set", "enc.yaml", '["db"]', "[1, 2]"], {}, "."),  # sops 3.11 sets no array as a whole
     (["set", "enc.yaml", '["db"]'], {}, "."),
     (["set", "enc.yaml"], {}, "."),
     (["set"], {}, "."),

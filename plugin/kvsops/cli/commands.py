@@ -29,9 +29,6 @@ def _need_file(args: argparse.Namespace) -> None:
 
 
 def decrypt(args: argparse.Namespace) -> int:
-    from kvsops import api
-    from kvsops.sops import stores
-
     _need_file(args)
     stdin = args.file in (None, "-")
     common.check_destination(args, stdin)
@@ -39,19 +36,25 @@ def decrypt(args: argparse.Namespace) -> int:
     name = os.path.abspath(args.filename_override) if args.filename_override else path
     if stdin and not (args.input_type or name):
         raise errors.ConflictingParameters("reading from stdin needs --input-type or --filename-override")
+    common.deliver(decrypt_output(args, path, name), args, path, plaintext=True)
+    return 0
+
+
+def decrypt_output(args: argparse.Namespace, path: str | None, name: str | None) -> bytes:
+    """The plaintext of ``path`` (None: stdin) with ``--extract``; ``name`` picks the formats."""
+    from kvsops import api
+    from kvsops.sops import stores
+
     fmt_in, fmt_out = common.formats(args, name)
     extract = treepath.parse(args.extract) if args.extract else None
-    data = common.read_stdin() if stdin else common.read_file(path)  # type: ignore[arg-type]
+    data = common.read_stdin() if path is None else common.read_file(path)
     where = common.display(path)
     dec = api.decrypt(data, fmt_in, session=common.session(args, agent=getattr(args, "use_agent", True)), ignore_mac=args.ignore_mac, where=where,
                       keep_ivs=False)  # nothing is re-encrypted: no per-value IV map
     indent = common.output_indent(args, fmt_out)
     if extract is None:
-        out = api.emit_plain(dec.docs, fmt_out, where=where, indent=indent)
-    else:
-        out = _extract(dec.docs, extract, fmt_out, stores, indent)
-    common.deliver(out, args, path, plaintext=True)
-    return 0
+        return api.emit_plain(dec.docs, fmt_out, where=where, indent=indent)
+    return _extract(dec.docs, extract, fmt_out, stores, indent)
 
 
 def _extract(docs: list[Branch], path: list[str | int], fmt: str, stores, indent: int | None) -> bytes:  # type: ignore[no-untyped-def]
@@ -95,8 +98,6 @@ def encryption_settings(args: argparse.Namespace, target: str, sess):  # type: i
 
 
 def encrypt(args: argparse.Namespace) -> int:
-    from kvsops import api
-
     stdin = args.file in (None, "-")
     common.check_destination(args, stdin)
     if stdin and not args.filename_override:
@@ -104,38 +105,55 @@ def encrypt(args: argparse.Namespace) -> int:
     path = None if stdin else common.existing_file(args.file)
     name = os.path.abspath(args.filename_override) if args.filename_override else path
     assert name is not None
+    settings = encryption_settings(args, name, common.session(args))  # keys and config first, as sops
+    common.deliver(encrypt_output(args, path, name, settings), args, path, plaintext=False)
+    return 0
+
+
+def encrypt_output(args: argparse.Namespace, path: str | None, name: str, settings) -> bytes:  # type: ignore[no-untyped-def]
+    """``path`` (None: stdin) encrypted with ``settings`` (:func:`encryption_settings`); ``name``
+    picks the formats."""
+    from kvsops import api
+
     fmt_in, fmt_out = common.formats(args, name)
-    data = common.read_stdin() if stdin else common.read_file(path)  # type: ignore[arg-type]
-    groups, threshold, rule, mac_only = encryption_settings(args, name, common.session(args))
+    data = common.read_stdin() if path is None else common.read_file(path)
+    groups, threshold, rule, mac_only = settings
     try:
-        out = api.encrypt_bytes(data, fmt_in, groups, rule=rule, threshold=threshold,
-                                mac_only_encrypted=mac_only, output_fmt=fmt_out,
-                                indent=common.output_indent(args, fmt_out))
+        return api.encrypt_bytes(data, fmt_in, groups, rule=rule, threshold=threshold,
+                                 mac_only_encrypted=mac_only, output_fmt=fmt_out,
+                                 indent=common.output_indent(args, fmt_out))
     except errors.KvsopsError as exc:
         raise exc.with_where(common.display(path)) from None
-    common.deliver(out, args, path, plaintext=False)
-    return 0
 
 
 # ----------------------------------------------------------------------------- set / unset
 
 
 def json_value(text: str) -> object:
-    """sops' jsonValueToTreeInsertableValue: scalars as Go encoding/json decodes them into an
-    interface{} (every number a float64); objects and arrays keep integers as ints."""
+    """sops 3.11's jsonValueToTreeInsertableValue: a scalar as Go's encoding/json decodes it into an
+    interface{} (a number is a float64), an object through the JSON store (its numbers floats too),
+    and an array refused ("Invalid --set value format": the JSON store loads objects only)."""
     def bad_constant(_name: str) -> object:
         raise ValueError("not JSON")
 
     try:
         import json
 
-        value = json.loads(text, object_pairs_hook=Branch, parse_constant=bad_constant)
+        value = json.loads(text, object_pairs_hook=Branch, parse_int=float, parse_constant=bad_constant)
     except (ValueError, RecursionError):
         raise errors.InvalidSetFormat("the value is not valid JSON") from None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
     if isinstance(value, float) and value in (float("inf"), float("-inf")):
         raise errors.InvalidSetFormat("the value is a number out of range")
+    if isinstance(value, Branch):  # before list: a Branch is a list of pairs
+        from kvsops.sops.stores import json_store
+
+        try:
+            return json_store.load_plain(text.encode("utf-8", "surrogateescape"))[0]
+        except errors.KvsopsError:
+            raise errors.InvalidSetFormat("invalid value format") from None
+    if isinstance(value, list):
+        raise errors.InvalidSetFormat("invalid value format: a JSON array cannot be set as a whole (as in sops 3.11)",
+                                      hint="set its items one by one, e.g. '[\"key\"][0]'")
     return value
 
 
@@ -184,18 +202,28 @@ def _rewrite(args: argparse.Namespace, path: str, change: Callable[[Decrypted, s
 
 def set_value(args: argparse.Namespace) -> int:
     path, index, value = _set_inputs(args)
-    return _rewrite(args, path, lambda dec, where: _set(dec, where, index, value, args.idempotent))
+    out, changed = set_output(args, path, path, index, value)
+    if not changed and args.idempotent:
+        common.info(f"{common.display(path)}: value unchanged, file not written")
+        return 0
+    common.write_file(path, out)
+    return 0
 
 
-def _set(dec: Decrypted, where: str, index: list[str | int], value: object, idempotent: bool) -> bool:
+def set_output(args: argparse.Namespace, path: str, name: str, index: list[str | int],
+               value: object) -> tuple[bytes, bool]:
+    """``path`` re-encrypted with ``value`` at ``index`` (formats from ``name``), and whether
+    the value changed."""
+    from kvsops import api
+
+    fmt, fmt_out = common.formats(args, name)
+    dec = api.decrypt(common.read_file(path), fmt, session=common.session(args), ignore_mac=args.ignore_mac,
+                      where=common.display(path))
     docs = dec.docs or [Branch()]
     new, changed = treepath.set_value(docs[0], index, value)
     docs[0] = new  # type: ignore[call-overload]
     dec.docs = docs
-    if not changed and idempotent:
-        common.info(f"{where}: value unchanged, file not written")
-        return False
-    return True
+    return api.reencrypt(dec, fmt=fmt_out, indent=common.output_indent(args, fmt_out)), changed
 
 
 def unset_value(args: argparse.Namespace) -> int:

@@ -7,7 +7,6 @@ Ctrl-C, SIGTERM and SIGHUP.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import os
@@ -17,12 +16,15 @@ import signal
 import subprocess
 import sys
 import tempfile
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from kvsops import errors
 from kvsops._ramdir import ram_dir
 from kvsops.cli import common
 from kvsops.sops.tree import Branch
+
+if TYPE_CHECKING:  # argparse only for the annotations: sops' edit form (kvsops FILE) builds no parser
+    import argparse
 
 _EXAMPLES = {
     "yaml": b"hello: Welcome to SOPS! Edit this file as you please!\nexample_key: example_value\n"
@@ -114,21 +116,27 @@ def _write(path: str, data: bytes) -> None:
         fh.write(data)
 
 
-def _validate(data: bytes, fmt: str) -> list[Branch]:
+def _is_metadata(key: object, fmt: str) -> bool:
+    return isinstance(key, str) and (key.startswith("sops_") if fmt == "dotenv" else key == "sops")
+
+
+def _validate(data: bytes, fmt: str, shown_metadata: bool = False) -> list[Branch]:
+    """The edited documents. The top-level sops key is reserved; with ``shown_metadata`` (``-s``)
+    it is the block we showed, and is dropped: the file's metadata stays the file's."""
     from kvsops.sops import stores
 
     docs = stores.get(fmt).load_plain(data)
     if not docs:
         raise errors.NeedAtLeastOneDocument("the edited file has no documents")
     first = docs[0]
-    if (fmt == "dotenv" and any(isinstance(k, str) and k.startswith("sops_") for k, _ in first)) or (
-        fmt != "dotenv" and first.index_of("sops") >= 0
-    ):
-        raise errors.InputError("the edited file contains a top-level sops key, which is reserved")
+    if any(_is_metadata(k, fmt) for k, _ in first):
+        if not shown_metadata:
+            raise errors.InputError("the edited file contains a top-level sops key, which is reserved")
+        docs[0] = Branch((k, v) for k, v in first if not _is_metadata(k, fmt))
     return docs
 
 
-def edit_loop(path: str, fmt: str, plain: bytes, env: dict[str, str]) -> list[Branch]:
+def edit_loop(path: str, fmt: str, plain: bytes, env: dict[str, str], shown_metadata: bool = False) -> list[Branch]:
     """Run the editor until the result parses; returns the new documents."""
     argv = editor_argv(env)
     _write(path, plain)
@@ -139,7 +147,7 @@ def edit_loop(path: str, fmt: str, plain: bytes, env: dict[str, str]) -> list[Br
             raise errors.FileNotModified("file has not changed, exiting")
         try:
             with open(path, "rb") as fh:
-                return _validate(fh.read(), fmt)
+                return _validate(fh.read(), fmt, shown_metadata)
         except errors.KvsopsError as exc:
             if not (sys.stdin.isatty() and sys.stderr.isatty()):
                 raise errors.InputError(
@@ -162,32 +170,43 @@ def _newer(a: str, b: str) -> bool:
 
 
 def edit(args: argparse.Namespace) -> int:
-    from kvsops import api
-    from kvsops.sops import metadata
-
     if not args.file:
         raise errors.NoFileSpecified("no file specified")
     path = os.path.abspath(args.file)
     if os.path.isdir(path):
         raise errors.InputError(f"cannot read {args.file}: it is a directory")
     name = os.path.abspath(args.filename_override) if args.filename_override else path
+    common.write_file(path, edit_output(args, path, name))
+    return 0
+
+
+def edit_output(args: argparse.Namespace, path: str, name: str) -> bytes:
+    """The editor's work on ``path`` (an example for a new file), encrypted; ``name`` picks the
+    format. ``show_master_keys`` (sops' ``-s``) shows the file's sops metadata under the values."""
+    from kvsops import api
+    from kvsops.sops import metadata
+
     fmt = common.fmt_for(args.input_type, name)
     env = common.environ()
     sess = common.session(args)
     indent = common.output_indent(args, fmt)  # sops edits and writes through its output store
-    if os.path.exists(path):
-        dec = api.decrypt(common.read_file(path), fmt, session=sess, ignore_mac=args.ignore_mac,
-                          where=common.display(path))
-        with private_file(os.path.basename(path)) as tmp:
-            docs = edit_loop(tmp, fmt, api.emit_plain(dec.docs, fmt, indent=indent), env)
-        version = dec.metadata.version
-        if _newer(metadata.WRITER_VERSION, version):
-            version = metadata.WRITER_VERSION
-        out = api.reencrypt(dec, docs, version=version, indent=indent)
+    if not os.path.exists(path):
+        return _edit_new(args, path, name, fmt, env, sess, indent)
+    dec = api.decrypt(common.read_file(path), fmt, session=sess, ignore_mac=args.ignore_mac,
+                      where=common.display(path))
+    show = bool(getattr(args, "show_master_keys", False)) and fmt != "binary"
+    if show:
+        from kvsops.sops import stores
+
+        shown = stores.get(fmt).emit_encrypted(dec.docs, metadata.to_tree(dec.metadata), indent)
     else:
-        out = _edit_new(args, path, name, fmt, env, sess, indent)
-    common.write_file(path, out)
-    return 0
+        shown = api.emit_plain(dec.docs, fmt, indent=indent)
+    with private_file(os.path.basename(path)) as tmp:
+        docs = edit_loop(tmp, fmt, shown, env, show)
+    version = dec.metadata.version
+    if _newer(metadata.WRITER_VERSION, version):
+        version = metadata.WRITER_VERSION
+    return api.reencrypt(dec, docs, version=version, indent=indent)
 
 
 def _edit_new(args: argparse.Namespace, path: str, name: str, fmt: str, env: dict[str, str], sess,  # type: ignore[no-untyped-def]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 from kvsops import errors
 from kvsops.cli import common
+
+TYPE_CHECKING = False  # argparse only for the annotations: sops' -r form never builds a parser
+if TYPE_CHECKING:
+    import argparse
 
 
 def _targets(paths: list[str], missing: type[errors.KvsopsError] = errors.InputError) -> tuple[list[str], bool]:
@@ -121,20 +124,24 @@ def new_groups(md, adds, removes) -> list[list[tuple[str, str]]]:  # type: ignor
 
 
 def _rotate_one(path: str, args: argparse.Namespace, sess, walked: bool) -> None:  # type: ignore[no-untyped-def]
+    if walked and _load(path, common.formats(args, path)[0], walked) is None:
+        return
+    common.deliver(rotated(path, args, sess), args, path, plaintext=False)
+
+
+def rotated(path: str, args: argparse.Namespace, sess, name: str | None = None) -> bytes:  # type: ignore[no-untyped-def]
+    """``path`` under a new data key, with --add-*/--rm-* applied; ``name`` picks the formats."""
     from kvsops import api
 
-    fmt, fmt_out = common.formats(args, path)
-    if walked and _load(path, fmt, walked) is None:
-        return
+    fmt, fmt_out = common.formats(args, name or path)
     where = common.display(path)
     dec = api.decrypt(common.read_file(path), fmt, session=sess, ignore_mac=args.ignore_mac, where=where)
     adds, removes = _key_changes(args)
     groups = common.recipients(sess, new_groups(dec.metadata, adds, removes))
     data_key = os.urandom(api.DATA_KEY_SIZE)
     key_groups, _threshold = api.wrap_data_key(data_key, groups, dec.metadata.shamir_threshold)
-    out = api.reencrypt(dec, fmt=fmt_out, data_key=data_key, key_groups=key_groups,
-                        indent=common.output_indent(args, fmt_out))
-    common.deliver(out, args, path, plaintext=False)
+    return api.reencrypt(dec, fmt=fmt_out, data_key=data_key, key_groups=key_groups,
+                         indent=common.output_indent(args, fmt_out))
 
 
 def rotate(args: argparse.Namespace) -> int:

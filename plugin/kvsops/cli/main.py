@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = bool(args) and args[0] == "--debug"
     rest = args[1:] if debug else args
-    if len(args) == 2 and args[0] == "decrypt" and not args[1].startswith("-"):
+    if len(args) == 2 and args[0] in _DECRYPT and not args[1].startswith("-"):
         if argv is None:
             report.one_file_process()
         code = report.guarded(lambda: _decrypt_file(args[1]))
@@ -58,6 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return report.guarded(lambda: _raise(unavailable), debug=debug)
         return int(func(rest[1:]) or 0)
     return report.guarded(lambda: _own_command(args), debug="--debug" in args)
+
+
+# `kvsops decrypt FILE` and sops' `-d FILE`: the same work (a missing file 100, a directory 2,
+# plaintext on stdout), on the path that builds no parser.
+_DECRYPT = ("decrypt", "-d", "--decrypt")
 
 
 def _raise(exc: BaseException) -> int:
@@ -97,9 +102,15 @@ class _Namespace:
 
 
 def _own_command(args: list[str]) -> int:
+    """sops' flag-driven forms (kvsops.cli.legacy, no argparse), else the subcommands."""
+    from kvsops.cli import legacy
+
+    code = legacy.main(args)
+    if code is not None:
+        return code
     from kvsops.cli import parser
 
-    ns = parser.parse(args)
+    ns = parser.parse(legacy.for_argparse(args))
     if ns is None:  # --help or --version was printed
         return 0
     return int(ns.func(ns) or 0)
