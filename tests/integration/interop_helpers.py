@@ -57,3 +57,14 @@ def as_sops_311_comments(masked_yaml: bytes) -> bytes:
     line comment (``a: 1 # note``) where it was, as sops 3.13 does; sops 3.11 moves it above the
     entry as a head comment. Applied to masked kvsops YAML before comparing with sops 3.11's."""
     return _LINE_COMMENT.sub(rb"\1\3\n\1\2", masked_yaml)
+
+
+_COMMENT_LINE = re.compile(rb"(?m)^ *(?:- )?#?ENC\[data:x*,type:comment\]\n| #ENC\[data:x*,type:comment\](?=\n)")
+
+
+def without_comments(masked_yaml: bytes) -> tuple[bytes, int]:
+    """Masked YAML without its encrypted comments, and how many there were. Where a source has line
+    comments on list items or on keys whose value is a map, sops 3.11 and kvsops (as 3.13) place
+    them differently (a head comment, a list item); everything else must still be identical."""
+    stripped, count = _COMMENT_LINE.subn(b"", masked_yaml)
+    return stripped, count
