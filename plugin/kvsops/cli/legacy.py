@@ -90,8 +90,7 @@ FLAGS: dict[str, tuple[str, str]] = {name: (kind, dest) for names, kind, dest in
 # kvsops' subcommands (kvsops.cli.parser) and sops' help command: a first argument naming one of
 # them is a subcommand, as in sops. Kept here so that telling the forms apart needs no argparse.
 COMMANDS = frozenset({"decrypt", "encrypt", "edit", "set", "unset", "updatekeys", "rotate", "filestatus",
-                      "keygen", "check", "help", "h",
-                      "krm", "install-plugins", "helm", "argocd"})  # the hosts' (kvsops.cli.main.DISPATCH)
+                      "keygen", "check", "help", "h"})
 # Key types kvsops cannot wrap for or reach: their flags are accepted and refused when used.
 _FOREIGN_KEYS = ("kms", "gcp_kms", "hckms", "hc_vault_transit")
 _KEY_CHANGES = tuple(f"{op}_{kind}" for op in ("add", "rm") for kind in ("kms", "gcp_kms", "hckms", "azure_kv",
@@ -185,7 +184,9 @@ def is_legacy(ns: Namespace, rest: Sequence[str]) -> bool:
     """False when the command line is a subcommand's (or a request for help or the version)."""
     if ns.help or ns.version:
         return False
-    return not (rest and rest[0] in COMMANDS)
+    from kvsops.cli.main import DISPATCH  # the hosts' commands (loaded: main is what called us)
+
+    return not (rest and (rest[0] in COMMANDS or rest[0] in DISPATCH))
 
 
 def for_argparse(args: Sequence[str]) -> list[str]:
