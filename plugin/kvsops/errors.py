@@ -224,6 +224,14 @@ class AgentError(KvsopsError):
     exit_code = 12
 
 
+class PluginRefused(KvsopsError):
+    """A kustomize plugin or function that does not run here (in the Argo CD sidecar, only
+    kvsops' own generators do)."""
+
+    code = "PLUGIN_REFUSED"
+    exit_code = 13
+
+
 class GeneratorError(KvsopsError):
     """A generator configuration (kustomize, Argo CD, Helm URL) is invalid."""
 

@@ -11,11 +11,9 @@ with our getter plugin (KVSOPS_HELM_BIN) and plain mode.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
-import secrets
 import shutil
 import stat
 import subprocess
@@ -27,136 +25,17 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO / "examples"
-DEMO_KEY = EXAMPLES / "keys" / "demo-age-key.txt"
+from tests.cmp_harness import BIN, EXAMPLES, KVSOPS, REPO, Cmp, failed, objs, policy, secret_value
+
 DEMO_RECIPIENT = (EXAMPLES / "keys" / "demo-age-recipient.txt").read_text().strip()
-BIN = Path(sys.executable).parent
-KVSOPS = str(BIN / "kvsops")
 PLAIN_PASSWORD = "plain-demo-password-not-a-secret"
 HELM_PASSWORD = "helm-demo-password-not-a-secret"
 OTHER_RECIPIENT = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
 
 
-def _param_env(params: list[dict[str, Any]]) -> dict[str, str]:
-    """ARGOCD_APP_PARAMETERS plus PARAM_* exactly as types.go Environ() derives them."""
-    env = {"ARGOCD_APP_PARAMETERS": json.dumps(params)}
-    for p in params:
-        name = re.sub(r"[^A-Z0-9_]", "_", p["name"].upper())
-        if "string" in p:
-            env[f"PARAM_{name}"] = p["string"]
-        for i, v in enumerate(p.get("array") or []):
-            env[f"PARAM_{name}_{i}"] = v
-        for k, v in (p.get("map") or {}).items():
-            env[f"PARAM_{name}_{re.sub(r'[^A-Z0-9_]', '_', k.upper())}"] = v
-    return env
-
-
-class Cmp:
-    """One fake argocd-cmp-server: copies a repo per request and runs the plugin commands."""
-
-    def __init__(self, tmp: Path, tools: Any) -> None:
-        self.tmp = tmp
-        self.tools = tools
-        self.sidecar_tmp = tmp / "sidecar-tmp"  # the sidecar's own /tmp emptyDir
-        self.sidecar_tmp.mkdir()
-        self.home = tmp / "home"
-        self.home.mkdir()
-
-    def copy_repo(self, src: Path) -> Path:
-        root = self.sidecar_tmp / "_cmp_server" / secrets.token_hex(8)
-        root.parent.mkdir(exist_ok=True)
-        root.mkdir(mode=0o700)
-        shutil.copytree(src, root, dirs_exist_ok=True, symlinks=True,
-                        ignore=shutil.ignore_patterns(".git", "__pycache__"))
-        for dirpath, dirnames, filenames in os.walk(root):
-            for d in dirnames:
-                os.chmod(Path(dirpath) / d, 0o755)
-            for f in filenames:
-                p = Path(dirpath) / f
-                if p.is_symlink():
-                    target = os.path.realpath(p)
-                    if not target.startswith(str(root) + os.sep):
-                        p.unlink()  # tar.go: symlinks that leave the destination are skipped
-                    continue
-                os.chmod(p, 0o644)
-        return root
-
-    def env(self, *, app: str, project: str = "default", repo_url: str = "https://github.com/example/apps.git",
-            params: list[dict[str, Any]] | None = None, plugin_env: dict[str, str] | None = None,
-            sidecar: dict[str, str] | None = None) -> dict[str, str]:
-        rev = secrets.token_hex(20)
-        env = {
-            "PATH": os.pathsep.join([str(BIN), "/usr/local/bin", "/usr/bin", "/bin"]),
-            "HOME": str(self.home),
-            "TMPDIR": str(self.sidecar_tmp),
-            "LANG": "C.UTF-8",
-            "SOPS_AGE_KEY_FILE": str(DEMO_KEY),
-            "KVSOPS_KUSTOMIZE_BIN": self.tools.kustomize58,
-        }
-        env.update(sidecar or {})
-        env.update({
-            "ARGOCD_APP_NAME": "web",
-            "ARGOCD_APP_NAMESPACE": "demo",
-            "ARGOCD_APP_PROJECT_NAME": project,
-            "ARGOCD_APP_REVISION": rev,
-            "ARGOCD_APP_REVISION_SHORT": rev[:7],
-            "ARGOCD_APP_REVISION_SHORT_8": rev[:8],
-            "ARGOCD_APP_SOURCE_REPO_URL": repo_url,
-            "ARGOCD_APP_SOURCE_PATH": app,
-            "ARGOCD_APP_SOURCE_TARGET_REVISION": "HEAD",
-            "KUBE_VERSION": "1.31.2",
-            "KUBE_API_VERSIONS": "v1,apps/v1,batch/v1,networking.k8s.io/v1",
-        })
-        for k, v in (plugin_env or {}).items():
-            env[f"ARGOCD_ENV_{k}"] = v
-        if params is not None:
-            env.update(_param_env(params))
-        return env
-
-    def run(self, src: Path, app: str, *, timeout: float = 90, init: bool = True, copy: Path | None = None,
-            **kw: Any) -> subprocess.CompletedProcess[bytes]:
-        root = copy or self.copy_repo(src)
-        env = self.env(app=app, **kw)
-        cwd = root / app
-        if init:
-            first = subprocess.run([KVSOPS, "argocd", "init"], cwd=cwd, env=env, capture_output=True,
-                                   timeout=timeout, start_new_session=True)
-            if first.returncode != 0:
-                return first
-        return subprocess.run([KVSOPS, "argocd", "generate"], cwd=cwd, env=env, capture_output=True,
-                              timeout=timeout, start_new_session=True)
-
-
 @pytest.fixture
 def cmp(tmp_path: Path, tools: Any) -> Cmp:
     return Cmp(tmp_path, tools)
-
-
-def objs(out: bytes) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(out) if d]
-
-
-def secret_value(obj: dict[str, Any], key: str) -> str:
-    if key in (obj.get("stringData") or {}):
-        return str(obj["stringData"][key])
-    return base64.b64decode(obj["data"][key]).decode()
-
-
-def failed(proc: subprocess.CompletedProcess[bytes], code: str | None = None) -> str:
-    """A failure: non-zero exit, NOTHING on stdout, one-voice error; returns stderr."""
-    err = proc.stderr.decode()
-    assert proc.returncode != 0, err
-    assert proc.stdout == b"", "a failed render must leave stdout empty"
-    assert "kvsops: error:" in err
-    if code:
-        assert f"[{code}]" in err, err
-    assert "Traceback" not in err
-    return err
-
-
-def policy(*rules: dict[str, Any]) -> str:
-    return json.dumps({"rules": list(rules)})
 
 
 # ----------------------------------------------------------------------------- the three modes
@@ -330,7 +209,7 @@ def test_helm_binary_mode_policy_reaches_the_downloader(cmp: Cmp, tmp_path: Path
     grants = [c["grant"] for c in getter_calls(tmp_path)]
     assert len(grants) == 2 and all(g and os.path.isabs(g) for g in grants) and grants[0] != grants[1]
     assert not any(os.path.exists(g) for g in grants)
-    assert not [p for p in cmp.sidecar_tmp.iterdir() if p.name.startswith("kvsops-grant-")]
+    assert not [p for p in cmp.sidecar_tmp.iterdir() if p.name.startswith("kvsops-")]
 
 
 # ----------------------------------------------------------------------------- never an empty success
@@ -451,15 +330,16 @@ def test_policy_with_post_quantum_keys(cmp: Cmp, tmp_path: Path) -> None:
 
 
 def test_policy_inside_kustomize_cannot_be_dodged_through_function_env(cmp: Cmp, tmp_path: Path) -> None:
-    """A kustomization that rewrites the function's environment is refused before kustomize runs."""
+    """exec.envs naming another project changes nothing: kvsops' generators run as legacy plugins,
+    whose environment is kustomize's own (allow-listed by kvsops), and trust only the grant."""
     root = cmp.copy_repo(EXAMPLES)
     gen = root / "kustomize/base/secrets.yaml"
     gen.write_text(gen.read_text().replace(
         "        path: kvsops-krm\n", "        path: kvsops-krm\n        envs: [ARGOCD_APP_PROJECT_NAME=team-a]\n"))
-    pol = policy({"projects": ["team-a"], "age": [DEMO_RECIPIENT]})
+    pol = policy({"projects": ["team-a"], "age": [DEMO_RECIPIENT]}, {"projects": ["team-b"], "age": [OTHER_RECIPIENT]})
     err = failed(cmp.run(EXAMPLES, "kustomize/overlay", copy=root, project="team-b", sidecar={"KVSOPS_POLICY": pol}),
                  "GENERATOR")
-    assert "exec.envs may not set 'ARGOCD_APP_PROJECT_NAME'" in err
+    assert "refused by policy" in err and "prod-demo-password" not in err
 
 
 def test_exec_functions_other_than_kvsops_are_refused(cmp: Cmp, tmp_path: Path) -> None:
@@ -471,8 +351,8 @@ def test_exec_functions_other_than_kvsops_are_refused(cmp: Cmp, tmp_path: Path) 
         "apiVersion: x/v1\nkind: Evil\nmetadata:\n  name: e\n  annotations:\n"
         "    config.kubernetes.io/function: |\n      exec:\n        path: /bin/sh\n"
         f"        args: [-c, 'touch {marker}; cat $SOPS_AGE_KEY_FILE']\n")
-    err = failed(cmp.run(src, "app"), "GENERATOR")
-    assert "exec function '/bin/sh' is refused" in err
+    err = failed(cmp.run(src, "app"), "PLUGIN_REFUSED")
+    assert "exec function '/bin/sh'" in err and "app/gen.yaml" in err
     assert not marker.exists()
 
 
@@ -635,7 +515,7 @@ def test_no_file_written_and_no_plaintext_on_disk(cmp: Cmp, tools: Any) -> None:
         proc = cmp.run(EXAMPLES, app, copy=root, params=params, sidecar={"KVSOPS_POLICY": pol})
         assert proc.returncode == 0, proc.stderr.decode()
         assert _snapshot(cmp.tmp) == before, f"{app}: files were written"
-        assert not [p for p in cmp.sidecar_tmp.iterdir() if p.name.startswith("kvsops-grant-")]
+        assert not [p for p in cmp.sidecar_tmp.iterdir() if p.name.startswith("kvsops-")]
     for p in cmp.tmp.rglob("*"):
         if p.is_file() and not p.is_symlink():
             data = p.read_bytes()

@@ -9,6 +9,7 @@ compares stdout+stderr bytes; we also require stderr to be empty).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import SHARED_CONFORMANCE
+from tests.conftest import SHARED_CONFORMANCE, tool_dirs
 from tests.krm_support import VENV_BIN
 from tests.processes import stop_gpg
 
@@ -102,3 +103,23 @@ def test_legacy_case_xdg(case: str, version: str, tools, gnupg: Path, tmp_path: 
     proc = subprocess.run([tools[version], "build", "--enable-alpha-plugins", "."],
                           cwd=ksops_dir / "legacy" / case, env=env, capture_output=True, timeout=120)
     _check(proc, ksops_dir / "legacy" / case)
+
+
+# ----------------------------------------------------------------------------- under Argo CD
+
+
+@pytest.mark.parametrize("mode_case", [f"{m}/{c}" for m in ("krm", "legacy") for c in _cases(m)])
+@pytest.mark.parametrize("version", ["kustomize56", "kustomize58"])
+def test_case_under_argocd(mode_case: str, version: str, tools, gnupg: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                           ksops_dir: Path) -> None:
+    """The same case rendered by ``kvsops argocd generate`` as argocd-cmp-server runs it (a private
+    0644 copy, the sidecar's env): kustomize without --enable-exec, kvsops' configs served from its
+    plugin home. The output is what plain kustomize gives (want.yaml), byte for byte."""
+    from tests.cmp_harness import Cmp
+
+    cmp = Cmp(tmp_path, tools)
+    path = os.pathsep.join([str(VENV_BIN), *(str(d) for d in tool_dirs()), "/usr/local/bin", "/usr/bin", "/bin"])
+    proc = cmp.run(ksops_dir, mode_case, sidecar={"GNUPGHOME": str(gnupg), "KVSOPS_KUSTOMIZE_BIN": tools[version],
+                                                  "PATH": path, "SOPS_AGE_KEY_FILE": ""})
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == (ksops_dir / mode_case / "want.yaml").read_bytes()

@@ -22,6 +22,7 @@ CATEGORIES = {
     "test_concurrency_faults": "concurrency + faults",
     "test_swap_race": "swap race",
     "test_template_bounds": "template bounds",
+    "test_argocd_exec": "argocd exec",
 }
 FIELDS = ("cases", "leaked", "written")
 _KEY = "kvsops_security_counts"
@@ -110,7 +111,7 @@ def summary_lines() -> list[str]:
 
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return [fmt(head), sep, *(fmt(r) for r in rows), sep, fmt(total),
-            "* outside the files each entry point documents (edit's private temp file, Argo CD's grant)",
+            "* outside the files each entry point documents (edit's private temp file, Argo CD's private work dir)",
             *claim_lines()]
 
 

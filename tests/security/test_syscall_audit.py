@@ -3,10 +3,11 @@
 Asserted for each run, success and failure alike:
 - no file is created, opened for writing, renamed, linked, unlinked or chmod'ed, except what the
   entry point documents (``edit``: its private temp dir on /dev/shm and the atomic replace of the
-  target; ``argocd generate`` under a key policy: the private grant dir), and the documented ones
+  target; ``argocd generate``: its private work dir in TMPDIR), and the documented ones
   are gone afterwards;
-- no program is exec'd but the documented ones (kustomize runs kvsops-krm; argocd runs kustomize;
-  edit runs the editor; the real helm 3 and 4 run the getter's shim, which runs python);
+- no program is exec'd but the documented ones (kustomize runs kvsops-krm; argocd runs kustomize
+  localize and build, and kustomize runs kvsops' plugin shim from the plugin home, which runs
+  kvsops-krm; edit runs the editor; the real helm 3 and 4 run the getter's shim, which runs python);
 - a failure leaves stdout empty (or, for the KRM function, only a ResourceList with ``results``).
 
 Python's own bytecode writes are excluded by construction (pre-compiled package,
@@ -243,22 +244,75 @@ def test_argocd_generate_plain(tmp_path: Path, age: AgeKey, env: dict, broken: b
     assert not leaks(r.stderr, [secret])
 
 
-def test_argocd_generate_kustomize_with_policy(tree: dict, env: dict, tmp_path: Path, age: AgeKey, tools: object) -> None:
-    """kustomize mode under a key policy: argocd writes only its private grant dir (removed after);
-    kustomize and kvsops-krm are the only programs run."""
+KUSTOMIZE_CHAIN = ["kustomize-5.8", "kustomize-5.8", "SopsGenerator", "kvsops-krm"]  # localize, build, plugin
+
+
+def _exec_events(r: Run) -> list[tuple[str, str]]:
+    assert r.trace is not None
+    return [(e.exe, e.raw) for e in r.trace.execs[1:]]
+
+
+@pytest.mark.parametrize("home", ["private", "image"])
+@pytest.mark.parametrize("broken", [False, True], ids=["ok", "tampered"])
+def test_argocd_generate_kustomize_with_policy(tree: dict, env: dict, tmp_path: Path, age: AgeKey, tools: object,
+                                               broken: bool, home: str) -> None:
+    """kustomize mode under a key policy: argocd writes only its private work dir (grant, localized
+    copy, plugin home; removed after); the programs run are kustomize (localize, then build, never
+    with --enable-exec or --enable-helm), kvsops' plugin shim from the plugin home, and kvsops-krm."""
     root = tree["root"]
+    if broken:
+        _break(root, "db.enc.env")
     policy = json.dumps({"rules": [{"projects": ["team-a"], "age": [age.recipient]}]})
     kdir = Path(tools.kustomize58).parent  # type: ignore[attr-defined]
+    extra = {}
+    if home == "image":  # read-only, as the image's /usr/local/lib/kvsops/kustomize-plugins
+        from kvsops.plugin_home import install
+
+        plugins = tmp_path / "image-plugins"
+        install(plugins)
+        for dirpath, dirnames, filenames in os.walk(plugins):
+            for name in dirnames + filenames:
+                os.chmod(os.path.join(dirpath, name), 0o555)
+        extra["KVSOPS_KUSTOMIZE_PLUGIN_HOME"] = str(plugins)
     e = _argocd_env(env, tmp_path, KVSOPS_POLICY=policy, ARGOCD_APP_PROJECT_NAME="team-a",
-                    KVSOPS_KUSTOMIZE_BIN=str(kdir / "kustomize-5.8"))
+                    KVSOPS_KUSTOMIZE_BIN=str(kdir / "kustomize-5.8"), **extra)
     r = run([KVSOPS, "argocd", "generate"], env=e, cwd=root, trace_to=tmp_path / "trace")
-    grant_dir = str(tmp_path / "tmpdir" / "kvsops-grant-")
-    # TMPDIR: the grant dir, and the empty probe file Python's tempfile creates and unlinks at once
-    _audit(r, allowed_execs={"kustomize-5.8", "kvsops-krm"}, documented=(str(tmp_path / "tmpdir") + "/",))
-    assert r.rc == 0, r.stderr
+    work = str(tmp_path / "tmpdir" / "kvsops-render-")
+    # TMPDIR: the work dir, and the empty probe file Python's tempfile creates and unlinks at once
+    _audit(r, allowed_execs=set(KUSTOMIZE_CHAIN), documented=(str(tmp_path / "tmpdir") + "/",))
+    execs = _exec_events(r)
+    assert [os.path.basename(x) for x, _ in execs] == KUSTOMIZE_CHAIN
+    assert all("--enable-exec" not in raw and "--enable-helm" not in raw for _, raw in execs)
+    shim = execs[2][0]
+    assert shim.startswith(work if home == "private" else str(tmp_path / "image-plugins") + "/"), shim
+    assert (r.rc != 0) == broken and (r.stdout == b"") == broken
     assert tree["secret"].encode() not in r.stdout  # it is in a Secret's data, base64
-    assert any(grant_dir in p for e_ in r.trace.writes for p in e_.paths)  # type: ignore[union-attr]
-    assert not list((tmp_path / "tmpdir").iterdir()), "the grant dir was left behind"
+    assert not leaks(r.stderr, [tree["secret"]])
+    assert any(work in p for e_ in r.trace.writes for p in e_.paths)  # type: ignore[union-attr]
+    assert not list((tmp_path / "tmpdir").iterdir()), "the work dir was left behind"
+
+
+def test_argocd_generate_kustomize_hostile_runs_nothing(tree: dict, env: dict, tmp_path: Path, tools: object) -> None:
+    """A repository naming programs three ways (an exec function, kustomize's legacy plugin path
+    traversal, a transformer): only ``kustomize localize`` runs, then kvsops refuses the render."""
+    root = tree["root"]
+    marker = tmp_path / "ran"
+    (root / "exec.yaml").write_text(
+        "apiVersion: x/v1\nkind: Evil\nmetadata:\n  name: e\n  annotations:\n"
+        f"    config.kubernetes.io/function: |\n      exec:\n        path: /bin/sh\nrun: |\n  touch {marker}\n")
+    (root / "legacy.yaml").write_text(
+        f"apiVersion: g/{'../' * 12}bin/x\nkind: ../sh\nmetadata:\n  name: e\nrun: |\n  touch {marker}\n")
+    (root / "kustomization.yaml").write_text(
+        "generators: [secrets.yaml, exec.yaml, legacy.yaml]\ntransformers: [exec.yaml]\n")
+    kdir = Path(tools.kustomize58).parent  # type: ignore[attr-defined]
+    e = _argocd_env(env, tmp_path, KVSOPS_KUSTOMIZE_BIN=str(kdir / "kustomize-5.8"))
+    r = run([KVSOPS, "argocd", "generate"], env=e, cwd=root, trace_to=tmp_path / "trace")
+    _audit(r, allowed_execs={"kustomize-5.8"}, documented=(str(tmp_path / "tmpdir") + "/",))
+    assert r.rc != 0 and r.stdout == b"" and b"[PLUGIN_REFUSED]" in r.stderr
+    (only,) = _exec_events(r)
+    assert '"localize"' in only[1]
+    assert not marker.exists()
+    assert not list((tmp_path / "tmpdir").iterdir())
 
 
 # ----------------------------------------------------------------------------------- the agent

@@ -285,6 +285,42 @@ def test_legacy_mode(root: Path, key: AgeKey, monkeypatch: pytest.MonkeyPatch) -
     assert rc != 0 and out == b"" and "a.enc.env" in err
 
 
+def test_legacy_mode_maps_a_localized_copy_back_to_the_checkout(root: Path, tmp_path: Path, key: AgeKey,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under Argo CD kustomize runs in a private localized copy; the legacy plugin reads the files of
+    the checkout below the same relative directory, still confined to it. Not in KRM mode, whose
+    environment a config's exec.envs could set."""
+    from kvsops.plugin_home import COPY_ENV, SOURCE_ENV
+
+    key.write(root / "sub" / "a.enc.env", "A=1\n")
+    copy = tmp_path / "copy"
+    (copy / "sub").mkdir(parents=True)
+    (copy / "sub" / "cfg.yaml").write_text(yaml.safe_dump(ours(secrets=[{"name": "s", "envs": ["a.enc.env"]}])))
+    monkeypatch.setenv(COPY_ENV, str(copy))
+    monkeypatch.setenv(SOURCE_ENV, str(root))
+    rc, out, err = _run(["cfg.yaml"], b"", copy / "sub", key, monkeypatch)
+    assert rc == 0, err
+    assert yaml.safe_load(out)["data"] == {"A": "MQ=="}
+    bad = ours(secrets=[{"name": "s", "envs": ["../../outside.enc.env"]}])
+    (copy / "sub" / "cfg.yaml").write_text(yaml.safe_dump(bad))
+    rc, out, err = _run(["cfg.yaml"], b"", copy / "sub", key, monkeypatch)
+    assert rc != 0 and out == b"" and "PATH_REFUSED" in err
+    (copy / "remote").mkdir()  # a directory the checkout does not have (a fetched remote base)
+    (copy / "remote" / "cfg.yaml").write_text(yaml.safe_dump(ours(secrets=[{"name": "s", "envs": ["a.enc.env"]}])))
+    rc, out, err = _run(["cfg.yaml"], b"", copy / "remote", key, monkeypatch)
+    assert rc != 0 and out == b"" and "not part of the checkout" in err
+    rc, out, err = _run([], _rl(ours(secrets=[{"name": "s", "envs": ["a.enc.env"]}])), copy / "sub", key, monkeypatch)
+    assert rc != 0, "KRM mode must not follow the mapping"
+
+
+def test_served_kinds_are_the_generator_kinds() -> None:
+    from kvsops.hosts.kustomize.generate import KINDS
+    from kvsops.plugin_home import LAYOUT, SERVED
+
+    assert set(SERVED) == set(KINDS)
+    assert "kvsops/v1/sopsgenerator/SopsGenerator" in LAYOUT and "viaduct.ai/v1/ksops/ksops" in LAYOUT
+
+
 def test_krm_rejects_garbage_without_echoing_it(root: Path, key: AgeKey, monkeypatch: pytest.MonkeyPatch) -> None:
     rc, out, err = _run([], b"password: [s3cret", root, key, monkeypatch)
     assert rc != 0 and "s3cret" not in err and "s3cret" not in out.decode()

@@ -7,12 +7,9 @@ Any failure raises before the write, so stdout stays empty and the exit code is 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Mapping
 
 from kvsops import errors, policy
 from kvsops.hosts.argocd import output, render, settings
@@ -29,8 +26,22 @@ def _deadline(env: Mapping[str, str]) -> float:
     return time.monotonic() + max(seconds, 0.1)
 
 
+def _cmp_request_dir(app_dir: Path, env: Mapping[str, str]) -> Path | None:
+    """argocd-cmp-server unpacks each request into ``<ARGOCD_CMP_WORKDIR or TMPDIR>/_cmp_server/<random>``
+    (0700) and runs the commands in the app path below it: that random directory is the checkout."""
+    base = env.get("ARGOCD_CMP_WORKDIR", "").strip() or env.get("TMPDIR", "").strip() or "/tmp"
+    workdir = Path(os.path.realpath(os.path.join(base, "_cmp_server")))
+    if workdir in app_dir.parents:
+        return workdir / app_dir.relative_to(workdir).parts[0]
+    return None
+
+
 def repo_root(app_dir: Path, env: Mapping[str, str]) -> Path:
-    """The checkout root: the app dir minus ``ARGOCD_APP_SOURCE_PATH`` (the app dir when unknown)."""
+    """The checkout root: the cmp-server's request directory, else the app dir minus
+    ``ARGOCD_APP_SOURCE_PATH`` (the app dir when neither is known)."""
+    request = _cmp_request_dir(app_dir, env)
+    if request is not None:
+        return request
     rel = env.get("ARGOCD_APP_SOURCE_PATH", "").strip().strip("/")
     if not rel or rel == ".":
         return app_dir
@@ -48,21 +59,6 @@ def context(env: Mapping[str, str], cwd: str | None = None) -> render.Context:
     return render.Context(app_dir, repo_root(app_dir, env), env, s, allowed, _deadline(env))
 
 
-@contextmanager
-def _grant(ctx: render.Context) -> Iterator[None]:
-    """A private grant file for child processes, removed when the render ends."""
-    if ctx.allowed is None:
-        yield
-        return
-    tmp = Path(tempfile.mkdtemp(prefix="kvsops-grant-"))
-    try:
-        ctx.grant = policy.write_grant(tmp, ctx.allowed, ctx.settings.project, ctx.settings.repo_url)
-        yield
-    finally:
-        ctx.grant = None
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def mode_of(ctx: render.Context) -> str:
     return render.detect_mode(ctx.app_dir) if ctx.settings.mode == "auto" else ctx.settings.mode
 
@@ -71,24 +67,35 @@ def generate(env: Mapping[str, str], cwd: str | None = None) -> bytes:
     """The manifest stream for the app in ``cwd`` (validated; raises on any failure)."""
     ctx = context(env, cwd)
     mode = mode_of(ctx)
-    with _grant(ctx):
+    try:
         stream = render.MODES[mode](ctx)
         if ctx.settings.references:
             from kvsops.hosts.argocd.references import resolve_stream
 
             stream = resolve_stream(ctx, stream, f"{mode} render")
+    finally:
+        ctx.cleanup()  # the private work dir: grant, localized copy, plugin and Helm homes
     return output.finish(stream, allow_empty=ctx.settings.allow_empty, what=f"{mode} render")
 
 
 def init(env: Mapping[str, str], cwd: str | None = None) -> None:
-    """Fail early on bad parameters or a bad policy; fetch Helm dependencies when helm exists."""
+    """Fail early on bad parameters or a bad policy; fetch Helm dependencies when helm exists.
+
+    ``helm dependency build`` follows the chart's repository URLs, so it runs with no key variable,
+    no grant and an empty ``HELM_PLUGINS``: no getter plugin (kvsops' included) can be reached by a
+    ``repository:`` scheme, and Helm fetches over its built-in http(s)/oci getters only."""
+    from kvsops.hosts.argocd.children import helm_dependency_env, tool
+
     ctx = context(env, cwd)
     if mode_of(ctx) != "helm":
         return
-    helm = render._which(ctx.env, "KVSOPS_HELM_BIN", "helm")
+    helm = tool(ctx, "KVSOPS_HELM_BIN", "helm")
     try:
         chart = render.read_inside(ctx.app_dir, "Chart.yaml")
     except errors.FileMissing:
         chart = b""
     if helm and b"dependencies:" in chart and not (ctx.app_dir / "charts").exists():
-        render.run_tool(ctx, [helm, "dependency", "build"], render.child_env(ctx), "helm dependency build")
+        try:
+            render.run_tool(ctx, [helm, "dependency", "build"], helm_dependency_env(ctx), "helm dependency build")
+        finally:
+            ctx.cleanup()

@@ -1,10 +1,14 @@
-"""The three render modes. Each returns the manifest stream as bytes; nothing is written to disk.
+"""The three render modes. Each returns the manifest stream as bytes; nothing decrypted is written.
 
-* kustomize: ``kustomize build --enable-alpha-plugins --enable-exec .`` with kvsops first on PATH and
-  the key-policy grant in its environment (the KRM function enforces it, see kvsops.policy);
+* kustomize: ``kustomize localize`` into a private copy, kvsops' configs served as legacy plugins
+  from kvsops' own plugin home and every other plugin refused (kvsops.hosts.argocd.localize), then
+  ``kustomize build --enable-alpha-plugins`` of the copy; never ``--enable-exec`` or ``--enable-helm``;
 * helm: ``helm template`` with encrypted values files as ``kvsops://`` URLs (our downloader) when a
   helm binary exists, otherwise Helm's engine (helm-python-sdk) with values decrypted in-process;
 * plain: every ``*.yaml|*.yml|*.json`` of the directory, SOPS-encrypted ones decrypted in memory.
+
+Children (kustomize, helm) get an allow-listed environment (kvsops.hosts.argocd.children) and run
+from absolute paths; their temporary files go to the render's private work dir, removed after.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +28,7 @@ from typing import Any, Mapping
 from kvsops import api, errors, fs
 from kvsops.hosts.argocd.output import objects
 from kvsops.hosts.argocd.settings import Settings
-from kvsops.policy import GRANT_ENV, Allowed, session_for
+from kvsops.policy import Allowed, session_for, write_grant
 from kvsops.sops import stores
 
 STDERR_TAIL = 8192
@@ -38,8 +43,27 @@ class Context:
     settings: Settings
     allowed: Allowed | None
     deadline: float
+    work: Path | None = None
     grant: Path | None = None
     _session: api.Session | None = field(default=None, repr=False)
+
+    def workdir(self) -> Path:
+        """The render's private directory (0700, in TMPDIR), made on first use; see cleanup."""
+        if self.work is None:
+            tmp = self.env.get("TMPDIR", "")
+            self.work = Path(tempfile.mkdtemp(prefix="kvsops-render-", dir=tmp if os.path.isabs(tmp) else None))
+        return self.work
+
+    def grant_path(self) -> Path | None:
+        """The key-policy grant for children (0600 in the work dir), or None without a policy."""
+        if self.allowed is not None and self.grant is None:
+            self.grant = write_grant(self.workdir(), self.allowed, self.settings.project, self.settings.repo_url)
+        return self.grant
+
+    def cleanup(self) -> None:
+        if self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
+        self.work = self.grant = None
 
     def remaining(self) -> float:
         left = self.deadline - time.monotonic()
@@ -104,11 +128,13 @@ def _encrypted(data: bytes, fmt: str) -> bool:
 # ----------------------------------------------------------------------------- subprocesses
 
 
-def run_tool(ctx: Context, argv: list[str], env: Mapping[str, str], what: str) -> bytes:
-    """Run a tool without a shell in its own process group; kill the group at the deadline."""
+def run_tool(ctx: Context, argv: list[str], env: Mapping[str, str], what: str, *, cwd: Path | None = None,
+             quiet: bool = False) -> bytes:
+    """Run a tool without a shell in its own process group; kill the group at the deadline.
+    ``quiet``: its stderr is shown only when it fails."""
     try:
         proc = subprocess.Popen(
-            argv, cwd=ctx.app_dir, env=dict(env), stdin=subprocess.DEVNULL,
+            argv, cwd=cwd or ctx.app_dir, env=dict(env), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
         )
     except OSError as exc:
@@ -123,7 +149,7 @@ def run_tool(ctx: Context, argv: list[str], env: Mapping[str, str], what: str) -
         if tail:
             sys.stderr.write(f"{what} stderr (last lines):\n{tail}\n")
         raise errors.GeneratorError(f"{what} failed (exit status {proc.returncode})")
-    if err.strip():
+    if err.strip() and not quiet:
         sys.stderr.write(err[-STDERR_TAIL:].decode("utf-8", "replace"))
     return out
 
@@ -142,37 +168,23 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.communicate()
 
 
-def _which(env: Mapping[str, str], override: str, name: str) -> str | None:
-    if env.get(override, "").strip():
-        return env[override].strip()
-    return shutil.which(name, path=env.get("PATH", os.defpath))
-
-
-def child_env(ctx: Context) -> dict[str, str]:
-    """The environment of kustomize/helm: kvsops first on PATH, the grant, nothing stale."""
-    env = dict(ctx.env)
-    env.pop(GRANT_ENV, None)
-    bindir = str(Path(sys.executable).parent)
-    parts = [bindir] + [p for p in env.get("PATH", os.defpath).split(os.pathsep) if p and os.path.isabs(p)]
-    env["PATH"] = os.pathsep.join(dict.fromkeys(parts))
-    if ctx.grant is not None:
-        env[GRANT_ENV] = str(ctx.grant)
-    return env
-
-
 # ----------------------------------------------------------------------------- kustomize
 
 
 def render_kustomize(ctx: Context) -> bytes:
-    from kvsops.hosts.argocd.scan import scan_tree
+    from kvsops.hosts.argocd import children, localize
 
-    scan_tree(ctx.repo_root)
-    env = child_env(ctx)
-    kustomize = _which(env, "KVSOPS_KUSTOMIZE_BIN", "kustomize")
+    kustomize = children.tool(ctx, "KVSOPS_KUSTOMIZE_BIN", "kustomize")
     if not kustomize:
         raise errors.MissingDependency("kustomize was not found (set KVSOPS_KUSTOMIZE_BIN or PATH)")
-    argv = [kustomize, "build", "--enable-alpha-plugins", "--enable-exec", "."]
-    return run_tool(ctx, argv, env, "kustomize build")
+    copy = ctx.workdir() / "copy"
+    run_tool(ctx, localize.localize_command(kustomize, ctx.repo_root, ctx.app_dir, copy),
+             children.localize_env(ctx), "kustomize localize", cwd=ctx.workdir(), quiet=True)
+    localize.serve(copy)
+    mapping = {localize.COPY_ENV: str(copy), localize.SOURCE_ENV: str(ctx.repo_root)}
+    env = children.kustomize_env(ctx, localize.plugin_dir(ctx), mapping)
+    app = copy / ctx.app_dir.relative_to(ctx.repo_root)
+    return run_tool(ctx, localize.build_command(kustomize, ctx.workdir()), env, "kustomize build", cwd=app)
 
 
 # ----------------------------------------------------------------------------- helm
@@ -192,8 +204,10 @@ def load_values(ctx: Context) -> list[tuple[str, bytes, bool]]:
 
 
 def render_helm(ctx: Context) -> bytes:
+    from kvsops.hosts.argocd.children import tool
+
     values = load_values(ctx)
-    helm = _which(ctx.env, "KVSOPS_HELM_BIN", "helm")
+    helm = tool(ctx, "KVSOPS_HELM_BIN", "helm")
     if helm:
         return _helm_binary(ctx, helm, values)
     return _helm_engine(ctx, values)
@@ -216,7 +230,9 @@ def _helm_binary(ctx: Context, helm: str, values: list[tuple[str, bytes, bool]])
         argv += ["-f", f"kvsops://{rel}" if enc else rel]
     for key, value in s.set_values:
         argv += ["--set-string", f"{key}={_escape_set(value)}"]
-    return run_tool(ctx, argv, child_env(ctx), "helm template")
+    from kvsops.hosts.argocd.children import helm_env
+
+    return run_tool(ctx, argv, helm_env(ctx, needs_plugins=any(enc for _r, _d, enc in values)), "helm template")
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -1,65 +1,17 @@
 """``kvsops install-plugins DIR``: the legacy plugin tree and a ``ksops`` shim, so existing KSOPS
-and SopsSecretGenerator manifests run unchanged with kvsops.
-
-Each file is a two-line shell script that execs the installed ``kvsops-krm`` by absolute path
-(the one beside the running interpreter); kvsops-krm picks KRM or legacy mode from its argv, as
-KSOPS does.
+and SopsSecretGenerator manifests run unchanged with kvsops (the layout and the shims live in
+kvsops.plugin_home, shared with the Argo CD host).
 """
 
 from __future__ import annotations
 
-import os
-import shlex
-import shutil
 import sys
-import sysconfig
 from pathlib import Path
 
-MARKER = "# installed by kvsops install-plugins"
-LAYOUT = (
-    "kvsops/v1/sopsgenerator/SopsGenerator",
-    "viaduct.ai/v1/ksops/ksops",
-    "goabout.com/v1beta1/sopssecretgenerator/SopsSecretGenerator",
-    "goabout.com/v1beta1/sopssecret/SopsSecret",
-    "ksops",  # KRM functions: put DIR on PATH (``exec: {path: ksops}``)
-)
+from kvsops.plugin_home import LAYOUT, MARKER, install, krm_executable, shim
+
+__all__ = ["LAYOUT", "MARKER", "install", "krm_executable", "main", "shim"]
 USAGE = "usage: kvsops install-plugins [--force] DIR\n"
-
-
-def krm_executable() -> str:
-    for d in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
-        cand = Path(d) / "kvsops-krm"
-        if cand.is_file() and os.access(cand, os.X_OK):
-            return str(cand.resolve())
-    found = shutil.which("kvsops-krm")
-    if found:
-        return str(Path(found).resolve())
-    from kvsops import errors
-
-    raise errors.ConfigError("kvsops-krm is not installed beside this Python",
-                             hint="install kvsops into this Python's environment (pip install ./kvsops from a clone)")
-
-
-def shim(target: str) -> str:
-    return f"#!/bin/sh\n{MARKER}\nexec {shlex.quote(target)} \"$@\"\n"
-
-
-def install(directory: Path, *, force: bool = False) -> list[Path]:
-    from kvsops import errors
-
-    text = shim(krm_executable())
-    written = []
-    for rel in LAYOUT:
-        path = directory / rel
-        if path.exists() and not force and MARKER not in path.read_text("utf-8", "replace"):
-            raise errors.OutputError(f"{path} exists and was not written by kvsops", hint="pass --force to replace it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.kvsops-tmp")
-        tmp.write_text(text, "utf-8")
-        tmp.chmod(0o755)
-        os.replace(tmp, path)
-        written.append(path)
-    return written
 
 
 def main(argv: list[str]) -> int:

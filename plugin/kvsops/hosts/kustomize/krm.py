@@ -116,7 +116,7 @@ def _env() -> dict[str, str]:
     return dict(os.environ)
 
 
-def _generate(configs: list[Any]) -> list[dict[str, Any]]:
+def _generate(configs: list[Any], *, legacy: bool = False) -> list[dict[str, Any]]:
     from kvsops.api import deadline_from_env
     from kvsops.hosts.kustomize.generate import generate
     # Argo CD key policy (the grant from `kvsops argocd generate`); data keys from the agent when one runs
@@ -125,7 +125,34 @@ def _generate(configs: list[Any]) -> list[dict[str, Any]]:
     env = _env()
     # One deadline for the whole run (Key Vault calls, templates): kustomize has none of its own.
     deadline = deadline_from_env(env, DEFAULT_DEADLINE_SECONDS)
-    return generate(configs, root=os.getcwd(), env=env, session=session_from_env(env, deadline_seconds=deadline))
+    root = _legacy_root(env) if legacy else os.getcwd()
+    return generate(configs, root=root, env=env, session=session_from_env(env, deadline_seconds=deadline))
+
+
+def _legacy_root(env: dict[str, str]) -> str:
+    """The kustomization root of a legacy plugin run. The Argo CD sidecar has kustomize build a
+    private localized copy of the checkout and names both (kvsops.plugin_home.COPY_ENV/SOURCE_ENV):
+    the encrypted files are read from the checkout, below the same relative directory. Only in
+    legacy mode: a legacy plugin's environment is kustomize's own, which no config can change
+    (a KRM function's ``exec.envs`` could)."""
+    from kvsops.plugin_home import COPY_ENV, SOURCE_ENV
+
+    cwd = os.getcwd()
+    copy, source = env.get(COPY_ENV, ""), env.get(SOURCE_ENV, "")
+    if not (copy and source and os.path.isabs(copy) and os.path.isabs(source)):
+        return cwd
+    rel = os.path.relpath(os.path.realpath(cwd), os.path.realpath(copy))
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        return cwd
+    target = os.path.normpath(os.path.join(source, rel))
+    if not os.path.isdir(target):
+        from kvsops import errors
+
+        raise errors.GeneratorError(
+            f"{rel}: this kustomization is not part of the checkout (a remote base?); "
+            "kvsops serves generators of the application's repository only"
+        )
+    return target
 
 
 def run_krm(stdin: BinaryIO, stdout: BinaryIO) -> int:
@@ -165,7 +192,7 @@ def run_legacy(config_path: str, stdout: BinaryIO) -> int:
     configs = _parse(data, "the generator config")
     if not configs:
         raise errors.GeneratorError("the generator config is empty")
-    stdout.write(dump(_generate(configs), many=True))
+    stdout.write(dump(_generate(configs, legacy=True), many=True))
     return 0
 
 
