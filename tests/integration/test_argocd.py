@@ -581,6 +581,10 @@ def test_dockerfile_lint() -> None:
                 assert (REPO / src).exists() or src == "README.md", f"COPY source {src} missing"
     envs = " ".join(rest for op, rest in final if op == "ENV")
     assert "HELM_PLUGINS=/opt/helm/plugins" in envs and "TMPDIR=/tmp" in envs
+    # kustomize's plugin home: written at build time, read-only, and the one the sidecar uses
+    home = re.search(r"KVSOPS_KUSTOMIZE_PLUGIN_HOME=(\S+)", envs)
+    assert home and home.group(1).startswith("/usr/") and f"kvsops install-plugins {home.group(1)}" in runs
+    assert "git" not in " ".join(rest for op, rest in final if op == "RUN").split()
 
 
 UPSTREAM_REPO_SERVER = """\
