@@ -573,3 +573,93 @@ def test_helm_dependency_build_reaches_no_plugin(side: Sidecar, repository: str)
     assert proc.returncode != 0
     assert b"helm dependency build failed" in proc.stderr
     assert not (root / "team-b/app/charts").exists()
+
+
+# ----------------------------------------------------------------------------- what children receive
+
+
+SPY_SHIM = """#!/bin/sh
+{marker}
+{python} -c 'import json, os, sys; open(sys.argv[1], "a").write(json.dumps(sorted(os.environ)) + "\\n")' {log}
+exec {target} "$@"
+"""
+HOSTILE_SIDECAR = {  # what must never reach a child, whatever the sidecar holds
+    "ARGOCD_ENV_FOO": "bar", "PARAM_X": "y", "KVSOPS_ALLOW_OUTSIDE_ROOT": "true", "KVSOPS_HELM_ALLOW_SYMLINKS_OUTSIDE": "true",
+    "PYTHONPATH": "/nonexistent", "GIT_SSH_COMMAND": "/bin/false", "UNRELATED_SIDECAR_VAR": "x",
+    "KVSOPS_POLICY_FILE": "/nonexistent/policy.yaml",
+}
+
+
+def _spy_home(s: Sidecar, log: Path) -> Path:
+    """An operator's plugin home whose shims record the environment kustomize gives them."""
+    from kvsops.plugin_home import MARKER, SERVED, install, krm_executable, plugin_path
+
+    home = s.tmp / "spy-plugins"
+    install(home)
+    for kind in SERVED:
+        _executable(home / plugin_path(kind), SPY_SHIM.format(marker=MARKER, python=BIN / "python", log=log,
+                                                             target=krm_executable()))
+    return home
+
+
+def _envs(log: Path) -> list[set[str]]:
+    return [set(json.loads(line)) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_kustomize_plugin_child_gets_only_the_allow_list(side: Sidecar) -> None:
+    from kvsops.hosts.argocd import children
+
+    log = side.tmp / "env.log"
+    _kust(side.app, "generators: [gen.yaml]\n")
+    (side.app / "gen.yaml").write_text(_krm("ksops"))
+    extra = {**HOSTILE_SIDECAR, "KVSOPS_KUSTOMIZE_PLUGIN_HOME": str(_spy_home(side, log))}
+    proc = side.run(sidecar=extra)
+    assert proc.returncode == 0, proc.stderr.decode()
+    (names,) = _envs(log)
+    allowed = set(children.BASE + children.BUILD_ENV + children.KEYS) | {
+        "PATH", "TMPDIR", "KVSOPS_DEADLINE_SECONDS", "KVSOPS_POLICY_GRANT", "KUSTOMIZE_PLUGIN_HOME",
+        "KVSOPS_KUSTOMIZE_COPY", "KVSOPS_KUSTOMIZE_SOURCE", "KUSTOMIZE_PLUGIN_CONFIG_STRING", "KUSTOMIZE_PLUGIN_CONFIG_ROOT",
+        "PWD", "SHLVL", "_"}  # the last three: the shell of the shim
+    git = {n for n in names if n.startswith("GIT_")}
+    azure = {n for n in names if n.startswith(children.AZURE_PREFIXES)}
+    assert names - allowed - git - azure == set(), names - allowed - git - azure
+    assert not names & (set(HOSTILE_SIDECAR) | {"KVSOPS_POLICY"})
+    assert {"KVSOPS_POLICY_GRANT", "SOPS_AGE_KEY_FILE", "KUSTOMIZE_PLUGIN_HOME", "AZURE_CLIENT_ID"} <= names
+    assert "GIT_SSH_COMMAND" not in git and git <= {"GIT_CONFIG_NOSYSTEM", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_COUNT",
+                                                    "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0", "GIT_CONFIG_KEY_1",
+                                                    "GIT_CONFIG_VALUE_1", "GIT_ALLOW_PROTOCOL", "GIT_TEMPLATE_DIR",
+                                                    "GIT_TERMINAL_PROMPT"}
+
+
+def test_azure_settings_reach_children_only_when_the_policy_allows_key_vault(side: Sidecar) -> None:
+    log = side.tmp / "env.log"
+    _kust(side.app, "generators: [gen.yaml]\n")
+    (side.app / "gen.yaml").write_text(_krm("ksops"))
+    pol = json.dumps({"rules": [{"projects": ["team-b"], "age": [side.b.public]}]})
+    extra = {"KVSOPS_POLICY": pol, "AZURE_CLIENT_SECRET": "not-for-kustomize",
+             "KVSOPS_KUSTOMIZE_PLUGIN_HOME": str(_spy_home(side, log))}
+    proc = side.run(sidecar=extra)
+    assert proc.returncode == 0, proc.stderr.decode()
+    (names,) = _envs(log)
+    assert not {n for n in names if n.startswith(("AZURE_", "IDENTITY_", "MSI_", "IMDS_"))}
+
+
+def test_helm_children_get_private_homes_and_the_operators_plugins(side: Sidecar) -> None:
+    from tests import helm_harness as hh
+
+    log = side.tmp / "env.log"
+    _chart(side, side.tmp / "ran")
+    plugins = side.tmp / "helm-plugins"
+    spy = plugins / "kvsops-getter-legacy"
+    (spy / "bin").mkdir(parents=True)
+    (spy / "plugin.yaml").write_bytes((hh.LEGACY_GETTER / "plugin.yaml").read_bytes())
+    _executable(spy / "bin/kvsops-helm", SPY_SHIM.format(marker="", python=BIN / "python", log=log,
+                                                          target=hh.LEGACY_GETTER / "bin/kvsops-helm"))
+    sidecar = {**HOSTILE_SIDECAR, "KVSOPS_HELM_BIN": side.tools["helm3"], "HELM_PLUGINS": str(plugins),
+               "HELM_DATA_HOME": str(side.tmp / "shared-helm-data")}
+    proc = side.run(params=[{"name": "values-files", "array": ["secrets://secret.enc.yaml"]}], sidecar=sidecar)
+    assert proc.returncode == 0, proc.stderr.decode()
+    (names,) = _envs(log)
+    assert not names & (set(HOSTILE_SIDECAR) | {"KVSOPS_POLICY"})
+    assert {"KVSOPS_POLICY_GRANT", "SOPS_AGE_KEY_FILE", "HELM_PLUGINS", "HELM_DATA_HOME"} <= names
+    assert not (side.tmp / "shared-helm-data").exists()  # the sidecar's data home was never used
