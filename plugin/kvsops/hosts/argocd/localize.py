@@ -33,7 +33,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kvsops import errors, plugin_home
+from kvsops import errors, fs, plugin_home
 
 if TYPE_CHECKING:
     from kvsops.hosts.argocd.render import Context
@@ -57,7 +57,6 @@ BUILTINS = frozenset({
 # kustomize's function specs (kyaml runtimeutil.GetFunctionSpec): two annotations, metadata.configFn,
 # and the legacy container annotation.
 FUNCTION_ANNOTATIONS = ("config.kubernetes.io/function", "config.k8s.io/function", "config.kubernetes.io/container")
-MAX_BYTES = 16 * 1024 * 1024
 MAX_FILES = 100_000
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")  # never a YAML mapping, marker or alias
 _STR = "tag:yaml.org,2002:str"
@@ -107,23 +106,6 @@ def plugin_dir(ctx: Context) -> str:
 
 
 # ----------------------------------------------------------------------------- YAML nodes
-
-
-def _read(path: Path, where: str) -> bytes:
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        raise _refuse(where, f"cannot be read ({type(exc).__name__})") from None
-    with os.fdopen(fd, "rb") as fh:
-        import stat
-
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            raise _refuse(where, "is not a regular file")
-        data = fh.read(MAX_BYTES + 1)
-    if len(data) > MAX_BYTES:
-        raise errors.LimitExceeded(f"{where} is larger than {MAX_BYTES} bytes")
-    return data
 
 
 def _write(path: Path, text: str) -> None:
@@ -326,11 +308,15 @@ class Server:
 
     def __init__(self, copy: Path) -> None:
         self.copy = Path(os.path.realpath(copy))
+        self.files = fs.Beneath(str(self.copy), label="the localized copy")
         self.done: set[tuple[str, str]] = set()
         self.served = 0
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.copy).as_posix()
+
+    def read(self, path: Path) -> bytes:
+        return self.files.read(self.rel(path))
 
     def run(self) -> int:
         seen = 0
@@ -347,7 +333,7 @@ class Server:
     def kustomization(self, path: Path) -> None:
         yaml = _yaml()
         where = self.rel(path)
-        docs = [d for d in _compose_all(_read(path, where), where) if d is not None]
+        docs = [d for d in _compose_all(self.read(path), where) if d is not None]
         if not docs:
             return
         if len(docs) > 1 or not isinstance(docs[0], yaml.MappingNode):
@@ -391,7 +377,7 @@ class Server:
         where = f"{self.rel(target)} (in {listed})"
         key = (str(target), field)
         if key not in self.done:
-            configs = _configs(_read(target, where), field, where)
+            configs = _configs(self.read(target), field, where)
             _write(target, _serialize(configs) if configs else "")
             self.done.add(key)
             self.served += len(configs)
@@ -400,4 +386,8 @@ class Server:
 
 def serve(copy: Path) -> int:
     """Rewrite every kustomization of ``copy``; returns how many configs it let through."""
-    return Server(copy).run()
+    server = Server(copy)
+    try:
+        return server.run()
+    finally:
+        server.files.close()
