@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
 from pathlib import Path
 from typing import Any, Callable
@@ -28,7 +27,8 @@ import yaml
 from tests.cmp_harness import BIN, KVSOPS, Cmp, objs, secret_value
 from tests.conftest import tool_dirs
 from tests.security.plugin import record
-from tests.security.support import Age, canary, leaks
+from tests.keys import AgeKey
+from tests.security.support import canary, leaks
 
 pytestmark = pytest.mark.security
 CAT = "argocd exec"
@@ -46,7 +46,7 @@ class Sidecar:
         self.tmp = tmp
         self.tools = tools
         self.emu, kv_env = kv
-        self.a, self.b = Age(tmp / "keys-a"), Age(tmp / "keys-b")
+        self.a, self.b = AgeKey(tmp / "keys-a"), AgeKey(tmp / "keys-b")
         keyfile = tmp / "keys" / "keys.txt"
         keyfile.parent.mkdir()
         keyfile.write_text(f"# team-a\n{self.a.identity}\n# team-b\n{self.b.identity}\n")
@@ -54,8 +54,8 @@ class Sidecar:
             self.emu.create_key(team)
         self.canary_a, self.canary_b = canary("teamA"), canary("teamB")
         pol = {"rules": [
-            {"projects": ["team-a"], "age": [self.a.public], "azure_kv": [self.emu.key_url("team-a")]},
-            {"projects": ["team-b"], "age": [self.b.public], "azure_kv": [self.emu.key_url("team-b")]},
+            {"projects": ["team-a"], "age": [self.a.recipient], "azure_kv": [self.emu.key_url("team-a")]},
+            {"projects": ["team-b"], "age": [self.b.recipient], "azure_kv": [self.emu.key_url("team-b")]},
         ]}
         path = [str(BIN), *(str(d) for d in tool_dirs()), "/usr/local/bin", "/usr/bin", "/bin"]
         self.env = {**kv_env, "KVSOPS_AZURE_CREDENTIAL": "workload_identity", "SOPS_AGE_KEY_FILE": str(keyfile),
@@ -635,7 +635,7 @@ def test_azure_settings_reach_children_only_when_the_policy_allows_key_vault(sid
     log = side.tmp / "env.log"
     _kust(side.app, "generators: [gen.yaml]\n")
     (side.app / "gen.yaml").write_text(_krm("ksops"))
-    pol = json.dumps({"rules": [{"projects": ["team-b"], "age": [side.b.public]}]})
+    pol = json.dumps({"rules": [{"projects": ["team-b"], "age": [side.b.recipient]}]})
     extra = {"KVSOPS_POLICY": pol, "AZURE_CLIENT_SECRET": "not-for-kustomize",
              "KVSOPS_KUSTOMIZE_PLUGIN_HOME": str(_spy_home(side, log))}
     proc = side.run(sidecar=extra)
