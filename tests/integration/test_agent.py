@@ -23,8 +23,8 @@ import pytest
 
 from kvsops.agent import client, protocol
 from tests.agent_support import KVSOPS, Agent, wait_until
-from tests.integration.test_argocd import (DEMO_KEY, DEMO_RECIPIENT, EXAMPLES, HELM_PARAMS, OTHER_RECIPIENT, Cmp,
-                                           failed, helm_sidecar, objs, policy)
+from tests.cmp_harness import DEMO_KEY, EXAMPLES, Cmp, failed, objs, policy
+from tests.integration.test_argocd import DEMO_RECIPIENT, HELM_PARAMS, OTHER_RECIPIENT, helm_sidecar
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "vectors" / "plain"

@@ -19,7 +19,9 @@ every child            ``HOME``, locale (``LANG``, ``LC_ALL``, ``LC_CTYPE``, ``T
                        legacy exec plugin inherits kustomize's environment and has no other
                        channel: key locations (``SOPS_AGE_KEY_FILE``, ``GNUPGHOME``, ...), the grant
                        path, the remaining deadline, Azure identity settings (only when the policy
-                       allows a Key Vault key or secret), TLS/proxy settings
+                       allows a Key Vault key or secret), TLS/proxy settings; with a kvsops agent,
+                       its socket and every key-locating variable unchanged (the agent serves a
+                       child only when they equal its own, and calls Key Vault itself)
 ``helm template``      the "every child" set, ``HELM_PLUGINS`` (the operator's, outside the
                        checkout), private ``HELM_CACHE_HOME``/``HELM_CONFIG_HOME``/``HELM_DATA_HOME``,
                        and the same key set for kvsops' downloader
@@ -114,12 +116,29 @@ def _wants_azure(ctx: Context) -> bool:
     return allowed is None or bool(allowed.azure_kv or allowed.azure_secrets)
 
 
+def _agent(ctx: Context) -> bool:
+    from kvsops.agent import client
+
+    return bool(ctx.env.get(client.SOCK_ENV)) and ctx.env.get(client.MODE_ENV, "auto") != "off"
+
+
 def key_env(ctx: Context) -> dict[str, str]:
-    """What a kvsops child (legacy plugin, Helm downloader) needs to find its keys under the policy."""
-    source = ctx.env if ctx.allowed is None else restrict_env(ctx.env, ctx.allowed)
-    out = _pick(source, KEYS)
-    if _wants_azure(ctx):
-        out.update({k: v for k, v in source.items() if k.startswith(AZURE_PREFIXES)})
+    """What a kvsops child (legacy plugin, Helm downloader) needs to find its keys under the policy.
+
+    With a kvsops agent, the child's key-locating variables must be the agent's (it compares their
+    digests before it serves a request, kvsops.agent.client.identity), so all of them pass unchanged
+    and Key Vault is called from the agent; without one, SSH identities (unless allowed) and, when the
+    policy allows no Key Vault key or secret, the Azure identity are left out."""
+    from kvsops.agent import client
+
+    if _agent(ctx):
+        out = {k: v for k, v in ctx.env.items() if client.is_key_variable(k)}
+        out.update(_pick(ctx.env, KEYS + (client.SOCK_ENV, client.MODE_ENV)))
+    else:
+        source = ctx.env if ctx.allowed is None else restrict_env(ctx.env, ctx.allowed)
+        out = _pick(source, KEYS)
+        if _wants_azure(ctx):
+            out.update({k: v for k, v in source.items() if k.startswith(AZURE_PREFIXES)})
     out["KVSOPS_DEADLINE_SECONDS"] = f"{max(ctx.remaining() - 1.0, 0.5):.1f}"  # children stop first
     grant = ctx.grant_path()
     if grant is not None:

@@ -28,10 +28,11 @@ from typing import Any, Mapping
 from kvsops import api, errors, fs
 from kvsops.hosts.argocd.output import objects
 from kvsops.hosts.argocd.settings import Settings
-from kvsops.policy import Allowed, session_for, write_grant
+from kvsops.policy import GRANT_ENV, Allowed, session_for, write_grant
 from kvsops.sops import stores
 
 STDERR_TAIL = 8192
+_PLUGIN_CONFIG = re.compile(r"kust-plugin-config-[0-9]+")
 MANIFEST_EXT = (".yaml", ".yml", ".json")
 
 
@@ -59,6 +60,18 @@ class Context:
         if self.allowed is not None and self.grant is None:
             self.grant = write_grant(self.workdir(), self.allowed, self.settings.project, self.settings.repo_url)
         return self.grant
+
+    def shown(self, text: str) -> str:
+        """A child's stderr with this render's private paths made stable (Argo CD shows and caches
+        it): the checkout and the localized copy as checkout-relative paths, the work dir by name,
+        kustomize's temporary plugin config files without their random number."""
+        roots = [f"{self.work}/copy", str(self.repo_root)] if self.work is not None else [str(self.repo_root)]
+        for root in roots:
+            if len(root) > 1:
+                text = text.replace(root + "/", "").replace(root, ".")
+        if self.work is not None:
+            text = text.replace(str(self.work), "<work dir>")
+        return _PLUGIN_CONFIG.sub("kust-plugin-config-N", text)
 
     def cleanup(self) -> None:
         if self.work is not None:
@@ -92,8 +105,9 @@ class Context:
 
         env = dict(self.env)
         env.pop(GRANT_ENV, None)
-        if self.grant is not None:  # the agent reads the grant as the children do (policy.child_allowance)
-            env[GRANT_ENV] = str(self.grant)
+        grant = self.grant_path()
+        if grant is not None:  # the agent reads the grant as the children do (policy.child_allowance)
+            env[GRANT_ENV] = str(grant)
         return AgentSession(link, env, apply_policy=True, fallback=self._local_session,
                             deadline_seconds=self.remaining())
 
@@ -145,12 +159,12 @@ def run_tool(ctx: Context, argv: list[str], env: Mapping[str, str], what: str, *
         _kill_group(proc)
         raise errors.Timeout(f"{what} did not finish before the deadline") from None
     if proc.returncode != 0:
-        tail = err[-STDERR_TAIL:].decode("utf-8", "replace").rstrip()
+        tail = ctx.shown(err[-STDERR_TAIL:].decode("utf-8", "replace")).rstrip()
         if tail:
             sys.stderr.write(f"{what} stderr (last lines):\n{tail}\n")
         raise errors.GeneratorError(f"{what} failed (exit status {proc.returncode})")
     if err.strip() and not quiet:
-        sys.stderr.write(err[-STDERR_TAIL:].decode("utf-8", "replace"))
+        sys.stderr.write(ctx.shown(err[-STDERR_TAIL:].decode("utf-8", "replace")))
     return out
 
 
