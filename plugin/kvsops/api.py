@@ -10,7 +10,7 @@ import os
 from _thread import allocate_lock
 
 from kvsops import errors, keycache
-from kvsops.keys import LOCAL_KINDS, REGISTRY, backend
+from kvsops import keys
 from kvsops.keys.base import KeyContext, KeyFailure, NotMyKey
 from kvsops.sops import metadata as md_mod
 from kvsops.sops import shamir, stores, values, walk
@@ -24,14 +24,15 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable, Iterable, Mapping, Sequence
 
-DEFAULT_ORDER = ("age", "pgp")
+    from kvsops.keys.base import Recipient, Unwrapper
+
 DATA_KEY_SIZE = 32
 
 
 def decryption_order(spec: str | None) -> tuple[str, ...]:
     """``--decryption-order`` / ``SOPS_DECRYPTION_ORDER``: listed kinds first, then the rest."""
     if not spec:
-        return DEFAULT_ORDER
+        return keys.default_order()
     kinds = tuple(k.strip() for k in spec.split(",") if k.strip())
     if len(set(kinds)) != len(kinds):
         raise errors.DuplicateDecryptionKeyType("decryption order lists a key type twice")
@@ -91,7 +92,7 @@ class Session:
         # see kvsops.refs.resolve (a Session with allowed_entry but no allowed_secret refuses them).
         self.allowed_secret = allowed_secret
         self._lock = allocate_lock()
-        self._unwrappers: dict[str, object] = {}
+        self._unwrappers: dict[str, Unwrapper] = {}
         self._parts: dict[tuple[str, str, str], _Once] = {}
         # Data keys shared with later Sessions of this process (off unless KVSOPS_DATA_KEY_CACHE_TTL),
         # bound to the key, the credentials, the grant and the policy (see kvsops.keycache). Under
@@ -102,11 +103,11 @@ class Session:
         # which applies this Session's policy, order and deadline there.
         self.remote: object = None
 
-    def unwrapper(self, kind: str) -> object:
+    def unwrapper(self, kind: str) -> Unwrapper:
         with self._lock:
             u = self._unwrappers.get(kind)
             if u is None:
-                u = backend(kind).Unwrapper(self.ctx)
+                u = keys.backend(kind).Unwrapper(self.ctx)
                 self._unwrappers[kind] = u
             return u
 
@@ -127,11 +128,11 @@ class Session:
         return once.get()
 
     def _unwrap_uncached(self, entry: KeyEntry) -> bytes:
-        return self.unwrapper(entry.kind).unwrap(entry.as_dict())  # type: ignore[attr-defined, no-any-return]
+        return self.unwrapper(entry.kind).unwrap(entry.as_dict())
 
-    def recipient(self, kind: str, spec: str) -> object:
+    def recipient(self, kind: str, spec: str) -> Recipient:
         try:
-            return backend(kind).recipient(spec, self.ctx)
+            return keys.backend(kind).recipient(spec, self.ctx)
         except ValueError as exc:
             raise errors.UsageError(str(exc)) from None
 
@@ -182,9 +183,9 @@ def default_session() -> Session:
 
 
 def _describe(entry: KeyEntry) -> str:
-    if entry.kind in REGISTRY:
+    if keys.usable(entry.kind):
         try:
-            return str(backend(entry.kind).describe(entry.as_dict()))
+            return keys.backend(entry.kind).describe(entry.as_dict())
         except errors.KvsopsError:
             pass
     return entry.kind
@@ -193,13 +194,18 @@ def _describe(entry: KeyEntry) -> str:
 def _sorted_group(group: Iterable[KeyEntry], order: Sequence[str]) -> list[KeyEntry]:
     """Listed kinds first in the given order, then local kinds, then network ones (stable)."""
     rank = {k: i for i, k in enumerate(order)}
-    return sorted(group, key=lambda e: (rank.get(e.kind, len(rank)), 0 if e.kind in LOCAL_KINDS else 1))
+    return sorted(group, key=lambda e: (rank.get(e.kind, len(rank)), 0 if _is_local(e.kind) else 1))
+
+
+def _is_local(kind: str) -> bool:
+    row = keys.info(kind)
+    return row is not None and row.local
 
 
 def _group_part(group: Sequence[KeyEntry], session: Session, report: list[str]) -> bytes | None:
     for entry in _sorted_group(group, session.order):
         name = _describe(entry)
-        if entry.kind not in REGISTRY:
+        if not keys.usable(entry.kind):
             report.append(f"{name}: key type not supported by kvsops")
             continue
         if session.allowed_entry is not None:
@@ -440,7 +446,7 @@ def decrypt_many(
     first_bad = next((i for i in range(n) if failed[i] is not None), n)
     todo = list(range(first_bad))
     waits = session.remote is not None or any(
-        e.kind not in _IN_PROCESS_KINDS for i in todo for e in loaded[i][1].entries())  # type: ignore[index]
+        not _in_process(e.kind) for i in todo for e in loaded[i][1].entries())  # type: ignore[index]
     if waits and workers > 1 and len(todo) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -461,8 +467,10 @@ def decrypt_many(
     return out
 
 
-# Key types unwrapped by CPU work in this process (nothing to wait for): no threads for them.
-_IN_PROCESS_KINDS = frozenset({"age"})
+def _in_process(kind: str) -> bool:
+    """Unwrapped by CPU work in this process (nothing to wait for): no threads for it."""
+    row = keys.info(kind)
+    return row is not None and row.in_process
 
 
 def is_encrypted(data: bytes, fmt: str) -> bool:

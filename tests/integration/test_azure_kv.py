@@ -126,9 +126,9 @@ def test_parse_spec_rejects(spec: str) -> None:
         azure_kv.parse_spec(spec)
 
 
-def test_spec_from_config_and_describe() -> None:
-    assert azure_kv.spec_from_config({"vaultUrl": "https://v.vault.azure.net/", "key": "k", "version": ""}) == \
-        "https://v.vault.azure.net/keys/k"
+def test_config_specs_and_describe() -> None:
+    assert azure_kv.config_specs({"vaultUrl": "https://v.vault.azure.net/", "key": "k", "version": ""}) == \
+        ["https://v.vault.azure.net/keys/k"]
     assert azure_kv.describe({"vault_url": "https://v.vault.azure.net", "name": "k", "version": "1"}) == \
         "azure_kv https://v.vault.azure.net/keys/k/1"
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from kvsops import keys
 from kvsops.keys import age_pq
 from tests.keys import AgeKey
 
@@ -42,6 +43,16 @@ def test_fs_imports_builtins_only() -> None:
             "new = sorted(m for m in set(sys.modules) - before if not m.startswith('kvsops')); print(new)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert set(ast.literal_eval(out)) <= {"__future__", "errno", "stat", "_stat"}, out  # builtins, nothing heavy
+
+
+@pytest.mark.parametrize("kind", [row.kind for row in keys.backends()])
+def test_backend_modules_import_light(kind: str) -> None:
+    """kvsops.keys reads specs, .sops.yaml items and policies through the backend of a kind on any
+    path: importing one must not cost an SDK, re, subprocess, threading, typing or dataclasses."""
+    code = ("import sys; before = set(sys.modules); from kvsops import keys; keys.backend(sys.argv[1]); "
+            "print(sorted(m for m in set(sys.modules) - before if not m.startswith('kvsops')))")
+    out = subprocess.run([sys.executable, "-I", "-c", code, kind], capture_output=True, text=True, check=True).stdout
+    assert set(ast.literal_eval(out)) <= {"__future__", "binascii", "_thread"}, out
 
 
 def test_x25519_entries_do_not_load_the_post_quantum_code():

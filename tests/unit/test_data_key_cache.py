@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kvsops import api, errors, keycache, policy
+from kvsops import keys as key_types
 from kvsops.keys.base import KeyFailure
 from kvsops.sops.metadata import KeyEntry, Metadata
 from tests.keys import AgeKey
@@ -42,7 +43,7 @@ class FakeBackend:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeBackend:
     fb = FakeBackend()
-    monkeypatch.setattr(api, "backend", lambda kind: fb.module)
+    monkeypatch.setattr(key_types, "backend", lambda kind: fb.module)
     monkeypatch.setattr(keycache, "_shared", None)  # a fresh process-wide cache per test
     return fb
 
@@ -163,7 +164,8 @@ class Keys:
     def grant(self, name: str, *recipients: str, policy_id: str = "p1") -> dict[str, str]:
         d = self.tmp / name
         d.mkdir(mode=0o700)
-        path = policy.write_grant(d, policy.Allowed(age=frozenset(recipients), policy=policy_id), "proj", "repo")
+        allowed = policy.Allowed.from_lists({"age": list(recipients)}, "test")._replace(policy=policy_id)
+        path = policy.write_grant(d, allowed, "proj", "repo")
         return {**self.env, "KVSOPS_POLICY_GRANT": str(path)}
 
     def session(self, env: dict[str, str]) -> api.Session:

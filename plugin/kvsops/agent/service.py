@@ -26,6 +26,10 @@ from kvsops.agent import client
 from kvsops.azure import common as azure_common
 from kvsops.sops.metadata import KeyEntry, Metadata
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from kvsops.keys.base import Unwrapper
+
 MAX_AGE_KEYRINGS = 8  # distinct age key environments held (the policy's restricted one, mostly)
 _AGE_VARIABLES = ("HOME", "XDG_CONFIG_HOME")
 _AGE_COMMANDS = ("SOPS_AGE_KEY_CMD", "SOPS_AGE_SSH_PRIVATE_KEY_CMD")
@@ -38,7 +42,7 @@ class Service:
         self.limiter = azure_common.Limiter(rate, concurrency)
         self.state: dict[str, object] = {azure_common.LIMITER_KEY: self.limiter}
         self._lock = threading.Lock()
-        self._age: OrderedDict[str, tuple[tuple[object, ...], object]] = OrderedDict()
+        self._age: OrderedDict[str, tuple[tuple[object, ...], Unwrapper]] = OrderedDict()
         self.counts: dict[str, int] = {}
         self.ready = False  # set once warm() has imported what requests need
 
@@ -71,7 +75,7 @@ class Service:
             "the agent holds the keys of another environment (" + (", ".join(differ[:8]) or "malformed request") + " differ)"
         )
 
-    def age_unwrapper(self, ctx: Any) -> object:
+    def age_unwrapper(self, ctx: Any) -> Unwrapper:
         """The age identities for this key environment, loaded once and re-read when a key file
         changes; key commands (``SOPS_AGE_KEY_CMD``) run again for every request, as in-process."""
         from kvsops.keys import age
@@ -194,7 +198,7 @@ class _Session(api.Session):
         self.ctx.state = service.state
         self._service = service
 
-    def unwrapper(self, kind: str) -> object:
+    def unwrapper(self, kind: str) -> Unwrapper:
         if kind == "age":
             return self._service.age_unwrapper(self.ctx)
         return super().unwrapper(kind)

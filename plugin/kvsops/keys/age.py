@@ -8,7 +8,7 @@ from _thread import allocate_lock
 
 from kvsops.keys import keyring
 from kvsops.keys.armor import armor, dearmor
-from kvsops.keys.base import KeyContext, KeyFailure, NotMyKey
+from kvsops.keys.base import KeyContext, KeyFailure, NotMyKey, comma_list
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from kvsops.keys import age_pq
 
 KIND = "age"
-LOCAL = True
 
 
 PQ_PREFIX = "age1pq1"
@@ -26,6 +25,26 @@ _PQ_IDENTITY_PREFIXES = ("AGE-SECRET-KEY-PQ-1", "AGE-PLUGIN-PQ-1")
 
 def describe(fields: Mapping[str, object]) -> str:
     return f"age recipient {short(str(fields.get('recipient', '?')))}"
+
+
+def entry_spec(fields: Mapping[str, object]) -> str:
+    return str(fields.get("recipient", "") or "").strip()
+
+
+def same_key(have: str, want: str) -> bool:
+    return have == want
+
+
+def config_specs(item: object) -> list[str]:
+    return comma_list(item, "age")  # sops splits each item on commas
+
+
+def policy_key(text: str) -> str:
+    return text.strip()
+
+
+def policy_allows(allowed: frozenset[str], fields: Mapping[str, object]) -> bool:
+    return str(fields.get("recipient", "")).strip() in allowed
 
 
 def short(recipient: str) -> str:
@@ -198,3 +217,10 @@ def generate(pq: bool = False) -> tuple[str, str]:
 
     ident = pyrage.x25519.Identity.generate()
     return str(ident), str(ident.to_public())
+
+
+if TYPE_CHECKING:  # mypy checks this module against the backend protocol
+    from kvsops.keys import age as _this
+    from kvsops.keys.base import KeyBackend
+
+    _CONFORMS: KeyBackend = _this

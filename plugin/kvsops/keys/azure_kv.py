@@ -19,26 +19,31 @@ challenge and one token request, later calls run in parallel.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import datetime as _dt
-import re
-import threading
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, TypeVar
+from _thread import allocate_lock
 
-from kvsops.azure import common as ac
-from kvsops.keys.base import KeyContext, KeyFailure
+from kvsops._record import Record
+from kvsops.keys.base import KeyContext, KeyFailure, one_string
+
+# Importing this module stays light (kvsops.keys' table reads specs and policies through it on
+# every path): re, base64, datetime, the Azure plumbing and the SDK are imported where used.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Mapping, TypeVar
+
+    from kvsops.azure import common as ac
+
+    T = TypeVar("T")
 
 KIND = "azure_kv"
-LOCAL = False
 
 ALGORITHM = "RSA-OAEP-256"
 
 # sops: ^(https://[^/]+)/keys/([^/]+)(/[^/]*)?$
-_SPEC_RE = re.compile(r"^(https://[^/\s]+)/keys/([^/\s]+)(?:/([^/\s]*))?$")
-_NAME_RE = re.compile(r"^[0-9A-Za-z-]{1,127}$")
-_VERSION_RE = re.compile(r"^[0-9A-Za-z]*$")
+_SPEC_RE = r"^(https://[^/\s]+)/keys/([^/\s]+)(?:/([^/\s]*))?$"
+_NAME_RE = r"^[0-9A-Za-z-]{1,127}$"
+_VERSION_RE = r"^[0-9A-Za-z]*$"
+# A key policy's item: a key URL whose name may be "*", with or without a version.
+_POLICY_RE = r"^(https://[^/\s]+)/keys/([^/\s]+)(?:/([^/\s]*))?/?$"
 
 # operation -> (access-policy permission, RBAC role that grants it)
 _PERMISSION = {
@@ -47,14 +52,11 @@ _PERMISSION = {
     "decrypt": ("decrypt", "Key Vault Crypto User"),
 }
 
-T = TypeVar("T")
-
-
 # ----------------------------------------------------------------------------- key references
 
 
-@dataclass(frozen=True)
-class KeyRef:
+class KeyRef(Record):
+    __slots__ = _fields = ("vault_url", "name", "version")
     vault_url: str
     name: str
     version: str  # "" = latest (resolved before anything is written)
@@ -67,28 +69,20 @@ class KeyRef:
 
 def parse_spec(spec: str) -> KeyRef:
     """``https://VAULT/keys/NAME[/VERSION]`` (a trailing ``/`` means latest), any cloud or Managed HSM."""
-    m = _SPEC_RE.match(spec.strip())
+    import re
+
+    m = re.match(_SPEC_RE, spec.strip())
     if not m:
         raise ValueError(
             f"invalid Azure Key Vault key URL {spec.strip()!r}: expected https://VAULT/keys/NAME[/VERSION]"
         )
     vault, name, version = m.group(1), m.group(2), m.group(3) or ""
-    if not _NAME_RE.match(name) or not _VERSION_RE.match(version):
+    if not re.match(_NAME_RE, name) or not re.match(_VERSION_RE, version):
         raise ValueError(f"invalid Azure Key Vault key URL {spec.strip()!r}: bad key name or version")
     return KeyRef(vault.rstrip("/").lower().removesuffix(":443"), name, version)
 
 
-def spec_from_config(entry: Mapping[str, object]) -> str:
-    """A ``.sops.yaml`` key-group entry ``{vaultUrl, key, version}`` as a key URL spec."""
-    vault = str(entry.get("vaultUrl") or entry.get("vault_url") or "").rstrip("/")
-    name = str(entry.get("key") or entry.get("name") or "")
-    version = str(entry.get("version") or "")
-    if not vault or not name:
-        raise ValueError("azure_keyvault entries need vaultUrl and key")
-    return f"{vault}/keys/{name}/{version}" if version else f"{vault}/keys/{name}"
-
-
-def _ref_from_fields(fields: Mapping[str, str]) -> KeyRef:
+def _ref_from_fields(fields: Mapping[str, object]) -> KeyRef:
     try:
         vault, name, version = str(fields["vault_url"]), str(fields["name"]), str(fields["version"])
     except KeyError as exc:
@@ -104,11 +98,70 @@ def describe(fields: Mapping[str, object]) -> str:
     return f"azure_kv {vault}/keys/{fields.get('name', '?')}" + (f"/{version}" if version else "")
 
 
+def key_url(vault_url: str, name: str, version: str = "") -> str:
+    """The spec of a key: ``https://VAULT/keys/NAME[/VERSION]``."""
+    spec = f"{vault_url.rstrip('/')}/keys/{name}"
+    return f"{spec}/{version}" if version else spec
+
+
+def entry_spec(fields: Mapping[str, object]) -> str:
+    return key_url(*(str(fields.get(k, "") or "") for k in ("vault_url", "name", "version")))
+
+
+def same_key(have: str, want: str) -> bool:
+    if want.count("/keys/") == 1 and want.rstrip("/").count("/") == 4:
+        return have.startswith(want.rstrip("/") + "/") or have == want  # no version: any version
+    return have == want
+
+
+def config_specs(item: object) -> list[str]:
+    """A ``.sops.yaml`` key-group item: ``{vaultUrl, key, version}``."""
+    if not isinstance(item, dict):
+        raise ValueError("an azure_keyvault entry must be a mapping with vaultUrl, key and version")
+    url = one_string(item.get("vaultUrl"), "azure_keyvault vaultUrl")
+    key = one_string(item.get("key"), "azure_keyvault key")
+    if not url or not key:
+        raise ValueError("an azure_keyvault entry needs vaultUrl and key")
+    return [key_url(url, key, one_string(item.get("version"), "azure_keyvault version"))]
+
+
+def _policy_vault(url: str) -> str:
+    url = url.strip().rstrip("/").lower()
+    return url[:-4] if url.endswith(":443") else url
+
+
+def policy_key(text: str) -> str:
+    """``https://VAULT/keys/NAME[/VERSION]`` (NAME may be ``*``): vault, name and version lowercased."""
+    import re
+
+    m = re.match(_POLICY_RE, text.strip())
+    if not m:
+        raise ValueError(f"{text!r} is not a Key Vault key URL (https://VAULT/keys/NAME[/VERSION])")
+    return key_url(_policy_vault(m.group(1)), m.group(2).lower(), (m.group(3) or "").lower())
+
+
+def policy_allows(allowed: frozenset[str], fields: Mapping[str, object]) -> bool:
+    """Same vault, the name or ``*``, and the version when the item names one."""
+    vault = _policy_vault(str(fields.get("vault_url", "")))
+    name, version = str(fields.get("name", "")).lower(), str(fields.get("version", "")).lower()
+    for item in allowed:
+        v, _, rest = item.partition("/keys/")
+        n, _, pv = rest.partition("/")
+        if v == vault and n in ("*", name) and (not pv or pv == version):
+            return True
+    return False
+
+
 def b64url(data: bytes) -> str:
+    import base64
+
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _b64url_decode(text: str) -> bytes:
+    import base64
+    import binascii
+
     text = text.strip()
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
@@ -117,6 +170,8 @@ def _b64url_decode(text: str) -> bytes:
 
 
 def _now_rfc3339() -> str:
+    import datetime as _dt
+
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -124,6 +179,8 @@ def _now_rfc3339() -> str:
 
 
 def _import_sdk() -> None:
+    from kvsops.azure import common as ac
+
     ac.import_sdk("azure.keyvault.keys", "this file uses Azure Key Vault keys (azure_kv) but the Azure SDK is not installed")
 
 
@@ -136,6 +193,8 @@ def _key_client() -> type:
 def _explain(exc: BaseException, op: str, ref: KeyRef, st: ac.State, deadline: float) -> Exception:
     """Turn an SDK exception into a public, precise error; never SDK stack text or secrets. What a
     403 or 404 means is specific to keys; everything else is common to keys and secrets."""
+    from kvsops.azure import common as ac
+
     where = f"Azure Key Vault {op} with key {ref.url}"
 
     def specific(status: int, code: str, inner: str, detail: str, exc: BaseException) -> Exception | None:
@@ -161,6 +220,8 @@ def _explain(exc: BaseException, op: str, ref: KeyRef, st: ac.State, deadline: f
 
 def _guarded(op: str, ref: KeyRef, ctx: KeyContext, st: ac.State, fn: Callable[[dict[str, Any]], T]) -> T:
     """Run one SDK call with the deadline; serialize the first call per key within a vault."""
+    from kvsops.azure import common as ac
+
     return ac.guarded(
         ctx, st, _key_client(), ref.vault_url, (ref.name, ref.version), lambda _vault, kw: fn(kw),
         lambda exc, deadline: _explain(exc, op, ref, st, deadline), KeyFailure,
@@ -178,7 +239,7 @@ class Recipient:
     def __init__(self, ref: KeyRef, ctx: KeyContext) -> None:
         self.ref = ref
         self._ctx = ctx
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._public: Any = None  # cryptography RSAPublicKey, once read
         self._get_forbidden = False
 
@@ -195,6 +256,8 @@ class Recipient:
                 return
             _import_sdk()
             from azure.core.exceptions import HttpResponseError
+
+            from kvsops.azure import common as ac
 
             st = ac.state(self._ctx)
             client = st.vault(_key_client(), self.ref.vault_url).client
@@ -215,6 +278,8 @@ class Recipient:
             self.ref = KeyRef(self.ref.vault_url, self.ref.name, str(key.properties.version))
 
     def _public_key(self, key: Any) -> Any:
+        import datetime as _dt
+
         from cryptography.hazmat.primitives.asymmetric import rsa
 
         where = f"Azure Key Vault key {self.ref.url}"
@@ -260,6 +325,8 @@ class Recipient:
         from azure.core.rest import HttpRequest
         from azure.keyvault.keys import KeyVaultKeyIdentifier
 
+        from kvsops.azure import common as ac
+
         st = ac.state(self._ctx)
         ref = self.ref
         client = st.vault(_key_client(), ref.vault_url).client
@@ -304,13 +371,15 @@ class Unwrapper:
     def __init__(self, ctx: KeyContext) -> None:
         self._ctx = ctx
 
-    def unwrap(self, fields: Mapping[str, str]) -> bytes:
+    def unwrap(self, fields: Mapping[str, object]) -> bytes:
         ref = _ref_from_fields(fields)
         ciphertext = _b64url_decode(str(fields.get("enc") or ""))
         if not ciphertext:
             raise KeyFailure("azure_kv entry has an empty 'enc'")
         _import_sdk()
         from azure.keyvault.keys.crypto import EncryptionAlgorithm
+
+        from kvsops.azure import common as ac
 
         st = ac.state(self._ctx)
         cc = st.vault(_key_client(), ref.vault_url).child(
@@ -321,3 +390,10 @@ class Unwrapper:
             lambda kw: cc.decrypt(EncryptionAlgorithm.rsa_oaep_256, ciphertext, **kw),
         )
         return bytes(result.plaintext)
+
+
+if TYPE_CHECKING:  # mypy checks this module against the backend protocol
+    from kvsops.keys import azure_kv as _this
+    from kvsops.keys.base import KeyBackend
+
+    _CONFORMS: KeyBackend = _this

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-from typing import Mapping
-
 from kvsops.keys import keyring
-from kvsops.keys.base import KeyContext, KeyFailure, NotMyKey
+from kvsops.keys.base import KeyContext, KeyFailure, NotMyKey, one_string
 from kvsops.sops.metadata import now_rfc3339
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Mapping
+
 KIND = "pgp"
-LOCAL = True
 _TIMEOUT = 60
 
 
@@ -18,15 +18,39 @@ def describe(fields: Mapping[str, object]) -> str:
     return f"pgp key {fields.get('fp', '?')}"
 
 
-def _gpg(ctx_env: Mapping[str, str], args: list[str], data: bytes) -> subprocess.CompletedProcess[bytes]:
-    env = dict(ctx_env)
-    env["GNUPGHOME"] = keyring.gnupg_home(ctx_env)
-    argv = [keyring.gpg_exec(ctx_env), "--batch", "--no-tty", "--quiet", *args]
+def entry_spec(fields: Mapping[str, object]) -> str:
+    return str(fields.get("fp", "") or "")
+
+
+def _fp(text: str) -> str:
+    return text.replace(" ", "").strip().upper().removeprefix("0X")
+
+
+def same_key(have: str, want: str) -> bool:
+    return have.replace(" ", "").upper() == want.replace(" ", "").upper()
+
+
+def config_specs(item: object) -> list[str]:
+    return [one_string(item, "pgp fingerprint")]
+
+
+def policy_key(text: str) -> str:
+    return _fp(text)
+
+
+def policy_allows(allowed: frozenset[str], fields: Mapping[str, object]) -> bool:
+    return _fp(str(fields.get("fp", ""))) in allowed
+
+
+def _gpg(ctx: KeyContext, args: list[str], data: bytes) -> tuple[int, bytes, bytes]:
+    env = dict(ctx.env)
+    env["GNUPGHOME"] = keyring.gnupg_home(ctx.env)
+    argv = [keyring.gpg_exec(ctx.env), "--batch", "--no-tty", "--quiet", *args]
     try:
-        return subprocess.run(argv, input=data, capture_output=True, env=env, timeout=_TIMEOUT, check=False)
+        return ctx.run(argv, data, env, _TIMEOUT)
     except FileNotFoundError:
         raise KeyFailure(f"the gpg program ({argv[0]}) was not found; install GnuPG or set SOPS_GPG_EXEC") from None
-    except subprocess.TimeoutExpired:
+    except TimeoutError:
         raise KeyFailure(f"gpg did not answer within {_TIMEOUT}s") from None
 
 
@@ -44,7 +68,7 @@ class Recipient:
         self.fp = fp.replace(" ", "").strip()
         if not self.fp:
             raise ValueError("empty PGP fingerprint")
-        self._env = ctx.env
+        self._ctx = ctx
 
     @property
     def id(self) -> str:
@@ -54,10 +78,10 @@ class Recipient:
         fp = self.fp.rstrip("!")
         args = ["--no-default-recipient", "--yes", "--encrypt", "-a", "-r", self.fp,
                 "--trusted-key", fp[-16:], "--no-encrypt-to"]
-        proc = _gpg(self._env, args, data_key)
-        if proc.returncode != 0 or not proc.stdout.strip():
-            raise KeyFailure(f"gpg could not encrypt to {self.fp}: {_gpg_reason(proc.stderr)}")
-        return {"created_at": now_rfc3339(), "enc": proc.stdout.decode().strip(), "fp": self.fp}
+        rc, out, err = _gpg(self._ctx, args, data_key)
+        if rc != 0 or not out.strip():
+            raise KeyFailure(f"gpg could not encrypt to {self.fp}: {_gpg_reason(err)}")
+        return {"created_at": now_rfc3339(), "enc": out.decode().strip(), "fp": self.fp}
 
 
 def recipient(spec: str, ctx: KeyContext) -> Recipient:
@@ -66,16 +90,23 @@ def recipient(spec: str, ctx: KeyContext) -> Recipient:
 
 class Unwrapper:
     def __init__(self, ctx: KeyContext) -> None:
-        self._env = ctx.env
+        self._ctx = ctx
 
     def unwrap(self, fields: Mapping[str, object]) -> bytes:
         enc = str(fields.get("enc", ""))
         if "-----BEGIN PGP MESSAGE-----" not in enc:
             raise KeyFailure("the wrapped data key is not a PGP message")
-        proc = _gpg(self._env, ["--decrypt"], enc.encode())
-        if proc.returncode == 0 and proc.stdout:
-            return proc.stdout
-        reason = _gpg_reason(proc.stderr)
+        rc, out, err = _gpg(self._ctx, ["--decrypt"], enc.encode())
+        if rc == 0 and out:
+            return out
+        reason = _gpg_reason(err)
         if "No secret key" in reason or "no secret key" in reason.lower():
-            raise NotMyKey(f"no secret key for {fields.get('fp', '?')} in {keyring.gnupg_home(self._env)}")
+            raise NotMyKey(f"no secret key for {fields.get('fp', '?')} in {keyring.gnupg_home(self._ctx.env)}")
         raise KeyFailure(f"gpg could not decrypt: {reason}")
+
+
+if TYPE_CHECKING:  # mypy checks this module against the backend protocol
+    from kvsops.keys import pgp as _this
+    from kvsops.keys.base import KeyBackend
+
+    _CONFORMS: KeyBackend = _this

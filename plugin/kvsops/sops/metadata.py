@@ -16,10 +16,10 @@ if TYPE_CHECKING:
 # semver: sops parses it on every decrypt and refuses the file otherwise.
 WRITER_VERSION = "3.11.0"
 
-KEY_KINDS = ("kms", "gcp_kms", "hckms", "azure_kv", "hc_vault", "pgp", "age")
+KEY_KINDS: tuple[str, ...] = ("kms", "gcp_kms", "hckms", "azure_kv", "hc_vault", "pgp", "age")
 # Top-level struct order of sops <= 3.12 for the key lists.
-_TOP_ORDER_BEFORE = ("kms", "gcp_kms", "hckms", "azure_kv", "hc_vault", "age")
-_GROUP_ORDER = ("pgp", "kms", "gcp_kms", "hckms", "azure_kv", "hc_vault", "age")
+_TOP_ORDER_BEFORE: tuple[str, ...] = ("kms", "gcp_kms", "hckms", "azure_kv", "hc_vault", "age")
+_GROUP_ORDER: tuple[str, ...] = ("pgp", "kms", "gcp_kms", "hckms", "azure_kv", "hc_vault", "age")
 _GROUP_ALWAYS = ("hc_vault", "age")  # not omitempty inside key_groups
 _ENTRY_ORDER = {
     "pgp": ("created_at", "enc", "fp"),
@@ -31,6 +31,18 @@ _ENTRY_ORDER = {
     "hckms": ("key_id", "created_at", "enc"),
 }
 MAX_KEYS = 1000  # recipients per file: a safety limit for hostile input
+
+
+def add_kind(kind: str, fields: tuple[str, ...]) -> None:
+    """A key type beyond sops' own (``kvsops.keys.register``): its list is read and written after
+    sops' kinds, at the top level and in key groups, its entries' fields in ``fields`` order."""
+    global KEY_KINDS, _TOP_ORDER_BEFORE, _GROUP_ORDER
+    if kind in KEY_KINDS:
+        raise ValueError(f"key type {kind!r} is already part of the format")
+    KEY_KINDS = (*KEY_KINDS, kind)
+    _TOP_ORDER_BEFORE = (*_TOP_ORDER_BEFORE, kind)
+    _GROUP_ORDER = (*_GROUP_ORDER, kind)
+    _ENTRY_ORDER[kind] = fields
 
 # The version check was a regex; it is scanned by hand (_is_semver) so that a decrypt never imports
 # ``re`` (~5 ms of start-up with enum and functools). tests/unit/test_scanners.py checks the scanner
