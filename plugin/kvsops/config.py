@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
+from kvsops import keys as key_types
 from kvsops.errors import ConfigError
 from kvsops.sops.rules import RULE_KINDS, SelectionRule, compile_re2ish
 
@@ -23,17 +24,6 @@ MAX_CONFIG_BYTES = 1 << 20
 
 KeySpec = tuple[str, str]
 KeyGroup = tuple[KeySpec, ...]
-
-# Flat rule keys in sops' group construction order (config.go: getKeyGroupsFromCreationRule).
-_FLAT_KEYS = (
-    ("age", "age"),
-    ("pgp", "pgp"),
-    ("kms", "kms"),
-    ("gcp_kms", "gcp_kms"),
-    ("hckms", "hckms"),
-    ("azure_keyvault", "azure_kv"),
-    ("hc_vault_transit_uri", "hc_vault"),
-)
 
 
 @dataclass(frozen=True)
@@ -75,32 +65,30 @@ class Config:
 # Every key sops 3.x reads (config/config.go, all releases up to 3.11 and its main branch), for the
 # unknown-key warnings: sops ignores a misspelt key silently, which can mean a rule without keys or a
 # file encrypted in full instead of by its selection rule.
+# The keys of each kind come from kvsops.keys' table (config_key, config_flat, config_schema), read
+# when a config is checked (a key type may be registered after this module is imported).
 _ANY = None
-_KMS = {"arn": _ANY, "role": _ANY, "context": _ANY, "aws_profile": _ANY}
-_GROUP: dict[str, object] = {
-    "merge": _ANY, "kms": [_KMS], "gcp_kms": [{"resource_id": _ANY}], "hckms": [{"key_id": _ANY}],
-    "azure_keyvault": [{"vaultUrl": _ANY, "key": _ANY, "version": _ANY}], "hc_vault": _ANY, "age": _ANY,
-    "pgp": _ANY,
-}
-_GROUP["merge"] = [_GROUP]
-_RULE: dict[str, object] = {
-    **dict.fromkeys(("path_regex", "kms", "aws_profile", "age", "pgp", "gcp_kms", "hckms", "azure_keyvault",
-                     "hc_vault_transit_uri", "shamir_threshold", "unencrypted_suffix", "encrypted_suffix",
-                     "unencrypted_regex", "encrypted_regex", "unencrypted_comment_regex", "encrypted_comment_regex",
-                     "mac_only_encrypted"), _ANY),
-    "key_groups": [_GROUP],
-}
-_DESTINATION = {
-    **dict.fromkeys(("path_regex", "s3_bucket", "s3_prefix", "gcs_bucket", "gcs_prefix", "vault_path",
-                     "vault_address", "vault_kv_mount_name", "vault_kv_version", "omit_extensions"), _ANY),
-    "recreation_rule": _RULE,
-}
+_RULE_FIELDS = ("path_regex", "aws_profile", "shamir_threshold", "unencrypted_suffix", "encrypted_suffix",
+                "unencrypted_regex", "encrypted_regex", "unencrypted_comment_regex", "encrypted_comment_regex",
+                "mac_only_encrypted")
+_DESTINATION_FIELDS = ("path_regex", "s3_bucket", "s3_prefix", "gcs_bucket", "gcs_prefix", "vault_path",
+                       "vault_address", "vault_kv_mount_name", "vault_kv_version", "omit_extensions")
 _INDENT = {"indent": _ANY}
-SCHEMA = {
-    "creation_rules": [_RULE],
-    "destination_rules": [_DESTINATION],
-    "stores": {"yaml": _INDENT, "json": _INDENT, "json_binary": _INDENT, "dotenv": {}, "ini": {}},
-}
+
+
+def schema() -> dict[str, object]:
+    """Every key sops reads, as kvsops._schema takes it."""
+    group: dict[str, object] = {"merge": _ANY, **{row.config_key: row.config_schema for row in key_types.KINDS}}
+    group["merge"] = [group]
+    rule: dict[str, object] = {
+        **dict.fromkeys((*_RULE_FIELDS, *(row.flat_key for row in key_types.KINDS)), _ANY),
+        "key_groups": [group],
+    }
+    return {
+        "creation_rules": [rule],
+        "destination_rules": [{**dict.fromkeys(_DESTINATION_FIELDS, _ANY), "recreation_rule": rule}],
+        "stores": {"yaml": _INDENT, "json": _INDENT, "json_binary": _INDENT, "dotenv": {}, "ini": {}},
+    }
 
 
 def unknown_keys(doc: Mapping[str, object], limit: int = 10) -> tuple[str, ...]:
@@ -109,7 +97,7 @@ def unknown_keys(doc: Mapping[str, object], limit: int = 10) -> tuple[str, ...]:
 
     from kvsops import _schema
 
-    found = [f"{f.message()} (sops ignores it)" for f in islice(_schema.findings(doc, SCHEMA), limit + 1)]
+    found = [f"{f.message()} (sops ignores it)" for f in islice(_schema.findings(doc, schema()), limit + 1)]
     if len(found) > limit:
         found[limit:] = ["more unknown keys follow (only the first ones are listed)"]
     return tuple(found)
@@ -174,21 +162,12 @@ def _as_list(value: object, name: str) -> list[object]:
 
 def split_keys(value: object, name: str) -> list[str]:
     """A key field: a comma-separated string (trimmed, empties skipped) or a list of strings."""
-    if _is_null(value):
-        return []
-    if isinstance(value, str):
-        return [k.strip() for k in value.split(",") if k.strip()]
-    if isinstance(value, list):
-        if not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"invalid {name} key configuration: expected strings in the list")
-        return [str(v) for v in value]
-    raise ConfigError(f"invalid {name} key configuration: expected a string or a list of strings")
+    from kvsops.keys.base import comma_list
 
-
-def azure_spec(vault_url: str, key: str, version: str = "") -> str:
-    """The azure_kv recipient spec: ``https://VAULT/keys/NAME[/VERSION]``."""
-    spec = f"{vault_url.rstrip('/')}/keys/{key}"
-    return f"{spec}/{version}" if version else spec
+    try:
+        return comma_list(value, name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _dedup(keys: list[KeySpec]) -> KeyGroup:
@@ -202,7 +181,7 @@ def _dedup(keys: list[KeySpec]) -> KeyGroup:
 
 
 def _group_keys(raw: object, depth: int = 0) -> list[KeySpec]:
-    """One ``key_groups`` item (``merge`` first, then age, pgp, kms, gcp_kms, hckms, azure, vault)."""
+    """One ``key_groups`` item: ``merge`` first, then each kind in sops' order."""
     if depth > 20:
         raise ConfigError("key group merge is nested too deeply")
     if not isinstance(raw, dict):
@@ -210,37 +189,19 @@ def _group_keys(raw: object, depth: int = 0) -> list[KeySpec]:
     keys: list[KeySpec] = []
     for sub in _as_list(raw.get("merge"), "merge"):
         keys.extend(_group_keys(sub, depth + 1))
-    for item in _as_list(raw.get("age"), "key_groups age"):
-        keys.extend(("age", k) for k in split_keys(item, "age"))  # sops splits each item on commas
-    for item in _as_list(raw.get("pgp"), "key_groups pgp"):
-        keys.append(("pgp", _as_str(item, "pgp fingerprint")))
-    for item in _as_list(raw.get("kms"), "key_groups kms"):
-        keys.append(("kms", _as_str(item.get("arn") if isinstance(item, dict) else None, "kms arn")))
-    for item in _as_list(raw.get("gcp_kms"), "key_groups gcp_kms"):
-        keys.append(("gcp_kms", _as_str(item.get("resource_id") if isinstance(item, dict) else None, "resource_id")))
-    for item in _as_list(raw.get("hckms"), "key_groups hckms"):
-        keys.append(("hckms", _as_str(item.get("key_id") if isinstance(item, dict) else None, "key_id")))
-    for item in _as_list(raw.get("azure_keyvault"), "key_groups azure_keyvault"):
-        keys.append(("azure_kv", _azure_item(item)))
-    for item in _as_list(raw.get("hc_vault"), "key_groups hc_vault"):
-        keys.append(("hc_vault", _as_str(item, "hc_vault")))
+    for row in key_types.KINDS:
+        for item in _as_list(raw.get(row.config_key), f"key_groups {row.config_key}"):
+            try:
+                keys.extend((row.kind, spec) for spec in key_types.config_specs(row.kind, item))
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
     return keys
-
-
-def _azure_item(item: object) -> str:
-    if not isinstance(item, dict):
-        raise ConfigError("an azure_keyvault entry must be a mapping with vaultUrl, key and version")
-    url = _as_str(item.get("vaultUrl"), "azure_keyvault vaultUrl")
-    key = _as_str(item.get("key"), "azure_keyvault key")
-    if not url or not key:
-        raise ConfigError("an azure_keyvault entry needs vaultUrl and key")
-    return azure_spec(url, key, _as_str(item.get("version"), "azure_keyvault version"))
 
 
 def _flat_group(raw: Mapping[str, object]) -> KeyGroup:
     keys: list[KeySpec] = []
-    for name, kind in _FLAT_KEYS:
-        keys.extend((kind, k) for k in split_keys(raw.get(name), name))
+    for row in key_types.KINDS:
+        keys.extend((row.kind, k) for k in split_keys(raw.get(row.flat_key), row.flat_key))
     return _dedup(keys)
 
 

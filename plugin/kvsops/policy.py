@@ -62,7 +62,7 @@ from __future__ import annotations
 import os
 import stat
 
-from kvsops import errors
+from kvsops import errors, keys
 from kvsops._record import Record
 from kvsops.sops.metadata import KeyEntry
 
@@ -82,9 +82,7 @@ GRANT_ENV = "KVSOPS_POLICY_GRANT"
 PROJECT_ENV = "ARGOCD_APP_PROJECT_NAME"
 REPO_ENV = "ARGOCD_APP_SOURCE_REPO_URL"
 MAX_POLICY_BYTES = 1024 * 1024
-_KINDS = ("age", "azure_kv", "pgp")
 # Patterns are used only when a policy is configured: ``re`` is imported there, not by every render.
-_AKV_RE = r"^(https://[^/\s]+)/keys/([^/\s]+)(?:/([^/\s]*))?/?$"
 _SECRET_KINDS = ("azure_secrets",)
 _AKV_SECRET_RE = r"^(https://[^/\s]+)/secrets/([^/\s]+)(?:/([^/\s]*))?/?$"
 _SSH_AGE_VARS = ("SOPS_AGE_SSH_PRIVATE_KEY_FILE", "SOPS_AGE_SSH_PRIVATE_KEY_CMD")
@@ -98,15 +96,6 @@ def _vault(url: str) -> str:
     return url[:-4] if url.endswith(":443") else url
 
 
-def _akv(spec: str) -> tuple[str, str, str]:
-    import re
-
-    m = re.match(_AKV_RE, spec.strip())
-    if not m:
-        raise errors.ConfigError(f"key policy: {spec!r} is not a Key Vault key URL (https://VAULT/keys/NAME[/VERSION])")
-    return _vault(m.group(1)), m.group(2).lower(), (m.group(3) or "").lower()
-
-
 def _akv_secret(spec: str) -> tuple[str, str, str]:
     import re
 
@@ -118,24 +107,33 @@ def _akv_secret(spec: str) -> tuple[str, str, str]:
     return _vault(m.group(1)), m.group(2).lower(), (m.group(3) or "").lower()
 
 
-def _fp(text: str) -> str:
-    return text.replace(" ", "").strip().upper().removeprefix("0X")
+def _policy_kinds() -> tuple[keys.KindInfo, ...]:
+    """The key kinds a policy lists (kvsops.keys' table: each row's ``policy`` list name)."""
+    return tuple(row for row in keys.backends() if row.policy)
 
 
 class Allowed(Record):
-    """The keys one render may use (``policy``: the fingerprint of the policy they come from)."""
+    """The keys one render may use (``policy``: the fingerprint of the policy they come from).
 
-    __slots__ = _fields = ("age", "pgp", "azure_kv", "azure_secrets", "policy")
-    _defaults = {**dict.fromkeys(_fields, frozenset()), "policy": ""}
-    age: frozenset[str]
-    pgp: frozenset[str]
-    azure_kv: frozenset[tuple[str, str, str]]  # (vault, name or "*", version or "")
-    azure_secrets: frozenset[tuple[str, str, str]]  # the same shape, for secrets
+    ``keys``: for every kind a policy can list, in table order, its allowed items in the
+    canonical form of the kind's backend (``policy_key``)."""
+
+    __slots__ = _fields = ("keys", "azure_secrets", "policy")
+    _defaults = {"keys": (), "azure_secrets": frozenset(), "policy": ""}
+    keys: tuple[tuple[str, frozenset[str]], ...]
+    azure_secrets: frozenset[tuple[str, str, str]]  # (vault, name or "*", version or "")
     policy: str
 
+    def _post_init(self) -> None:
+        given = dict(self.keys)
+        object.__setattr__(self, "keys", tuple((row.kind, frozenset(given.get(row.kind, ()))) for row in _policy_kinds()))
+
+    def items(self, kind: str) -> frozenset[str]:
+        return dict(self.keys).get(kind, frozenset())
+
     def union(self, other: "Allowed") -> "Allowed":
-        return Allowed(self.age | other.age, self.pgp | other.pgp, self.azure_kv | other.azure_kv,
-                       self.azure_secrets | other.azure_secrets, self.policy or other.policy)
+        merged = tuple((kind, items | other.items(kind)) for kind, items in self.keys)
+        return Allowed(merged, self.azure_secrets | other.azure_secrets, self.policy or other.policy)
 
     def canonical(self) -> str:
         """The allowance as one stable text (what the data-key cache binds its entries to)."""
@@ -148,41 +146,39 @@ class Allowed(Record):
         return None if ok else "secret not allowed for this Argo CD project"
 
     def refusal(self, entry: KeyEntry) -> str | None:
-        if entry.kind == "age":
-            ok = str(entry.get("recipient", "")).strip() in self.age
-        elif entry.kind == "pgp":
-            ok = _fp(str(entry.get("fp", ""))) in self.pgp
-        elif entry.kind == "azure_kv":
-            vault, name, ver = _vault(str(entry.get("vault_url", ""))), str(entry.get("name", "")).lower(), str(entry.get("version", "")).lower()
-            ok = any(v == vault and n in ("*", name) and (not pv or pv == ver) for v, n, pv in self.azure_kv)
-        else:
-            ok = False
+        items = self.items(entry.kind)  # nothing allowed: no backend to ask
+        ok = bool(items) and keys.backend(entry.kind).policy_allows(items, entry.as_dict())
         return None if ok else "key not allowed for this Argo CD project"
 
     def to_json(self) -> dict[str, list[str]]:
-        return {
-            "age": sorted(self.age),
-            "pgp": sorted(self.pgp),
-            "azure_kv": sorted(f"{v}/keys/{n}" + (f"/{p}" if p else "") for v, n, p in self.azure_kv),
-            "azure_secrets": sorted(f"{v}/secrets/{n}" + (f"/{p}" if p else "") for v, n, p in self.azure_secrets),
-        }
+        out = {row.policy: sorted(self.items(row.kind)) for row in _policy_kinds()}
+        out["azure_secrets"] = sorted(f"{v}/secrets/{n}" + (f"/{p}" if p else "") for v, n, p in self.azure_secrets)
+        return out
 
     @classmethod
     def from_lists(cls, raw: Mapping[str, object], where: str) -> "Allowed":
         lists: dict[str, list[str]] = {}
-        for kind in (*_KINDS, *_SECRET_KINDS):
-            value = raw.get(kind) or []
+        for name in (*(row.policy for row in _policy_kinds()), *_SECRET_KINDS):
+            value = raw.get(name) or []
             if isinstance(value, str):
                 value = [value]
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise errors.ConfigError(f"key policy: {where}: {kind} must be a list of strings")
-            lists[kind] = value
+                raise errors.ConfigError(f"key policy: {where}: {name} must be a list of strings")
+            lists[name] = value
         return cls(
-            frozenset(s.strip() for s in lists["age"]),
-            frozenset(_fp(s) for s in lists["pgp"]),
-            frozenset(_akv(s) for s in lists["azure_kv"]),
+            tuple((row.kind, _policy_items(row, lists[row.policy])) for row in _policy_kinds()),
             frozenset(_akv_secret(s) for s in lists["azure_secrets"]),
         )
+
+
+def _policy_items(row: keys.KindInfo, texts: list[str]) -> frozenset[str]:
+    if not texts:
+        return frozenset()  # nothing listed: the backend is not imported
+    backend = keys.backend(row.kind)
+    try:
+        return frozenset(backend.policy_key(t) for t in texts)
+    except ValueError as exc:
+        raise errors.ConfigError(f"key policy: {exc}") from None
 
 
 class Rule(Record):
@@ -257,7 +253,7 @@ def _check_fields(raw: Mapping[str, object], source: str) -> None:
     with no project selector) or narrow it, and either must not pass unnoticed."""
     from kvsops import _schema
 
-    rule = dict.fromkeys(("name", "projects", "repos", *_KINDS, *_SECRET_KINDS))
+    rule = dict.fromkeys(("name", "projects", "repos", *(row.policy for row in _policy_kinds()), *_SECRET_KINDS))
     for found in _schema.findings(raw, {"version": None, "rules": [rule]}):
         raise errors.ConfigError(f"key policy {source}: {found.message()}", hint=found.fields_here())
 
@@ -370,7 +366,7 @@ def checker_for(allowed: Allowed) -> Checker:
 def restrict_env(env: Mapping[str, str], allowed: Allowed) -> dict[str, str]:
     """Drop SSH-key age identities (they are tried for any recipient) unless an ssh recipient is allowed."""
     out = dict(env)
-    if not any(r.startswith("ssh-") for r in allowed.age):
+    if not any(r.startswith("ssh-") for r in allowed.items("age")):
         for name in _SSH_AGE_VARS:
             out.pop(name, None)
     out.pop(GRANT_ENV, None)

@@ -359,7 +359,7 @@ def test_exec_functions_other_than_kvsops_are_refused(cmp: Cmp, tmp_path: Path) 
 def test_policy_grant_is_private_and_removed(tmp_path: Path) -> None:
     from kvsops import errors, policy as pol
 
-    allowed = pol.Allowed(age=frozenset({DEMO_RECIPIENT}))
+    allowed = pol.Allowed.from_lists({"age": [DEMO_RECIPIENT]}, "test")
     d = tmp_path / "g"
     d.mkdir(mode=0o700)
     grant = pol.write_grant(d, allowed, "p", "r")

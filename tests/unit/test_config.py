@@ -159,9 +159,11 @@ def test_no_matching_rule_is_an_error() -> None:
         config.match_rule(cfg, "/repo/dev/a.yaml")
 
 
-def test_azure_spec() -> None:
-    assert config.azure_spec("https://v.vault.azure.net/", "k") == "https://v.vault.azure.net/keys/k"
-    assert config.azure_spec("https://v.vault.azure.net", "k", "1") == "https://v.vault.azure.net/keys/k/1"
+def test_azure_key_url() -> None:
+    from kvsops.keys import azure_kv
+
+    assert azure_kv.key_url("https://v.vault.azure.net/", "k") == "https://v.vault.azure.net/keys/k"
+    assert azure_kv.key_url("https://v.vault.azure.net", "k", "1") == "https://v.vault.azure.net/keys/k/1"
 
 
 # ----------------------------------------------------------------------------- lookup

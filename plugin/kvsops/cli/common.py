@@ -14,8 +14,6 @@ if TYPE_CHECKING:
     import argparse
     from typing import Iterable, Mapping, Sequence
 
-ENV_KEYS = (("azure_kv", "azure_kv", "SOPS_AZURE_KEYVAULT_URLS"), ("pgp", "pgp", "SOPS_PGP_FP"),
-            ("age", "age", "SOPS_AGE_RECIPIENTS"))
 CONFIG_NAME = ".sops.yaml"
 ALTERNATE_NAME = ".sops.yml"  # sops ignores it, with a warning; so do we
 CONFIG_MAX_DEPTH = 100
@@ -240,9 +238,11 @@ def recipient(sess, kind: str, spec: str) -> object:  # type: ignore[no-untyped-
     try:
         return sess.recipient(kind, spec)
     except ImportError:
-        raise errors.MissingDependency(
-            f"{kind} keys need an optional extra", hint="pip install 'kvsops[azure]'"
-        ) from None
+        from kvsops import keys
+
+        row = keys.info(kind)
+        hint = f"pip install 'kvsops[{row.extra}]'" if row is not None and row.extra else None
+        raise errors.MissingDependency(f"{kind} keys need an optional extra", hint=hint) from None
 
 
 def recipients(sess, groups: Sequence[Sequence[tuple[str, str]]]) -> list[list[object]]:  # type: ignore[no-untyped-def]
@@ -254,11 +254,14 @@ def split_list(value: str | None) -> list[str]:
 
 
 def flag_keys(args: argparse.Namespace, env: Mapping[str, str]) -> list[tuple[str, str]]:
-    """Keys from --azure-kv/--pgp/--age (or their env vars): one group that overrides .sops.yaml."""
-    keys: list[tuple[str, str]] = []
-    for attr, kind, var in ENV_KEYS:
-        keys.extend((kind, k) for k in split_list(getattr(args, attr, None) or env.get(var)))
-    return keys
+    """Keys from --age/--pgp/--azure-kv... (or their env vars): one group that overrides .sops.yaml,
+    in the order sops builds it."""
+    from kvsops import keys
+
+    found: list[tuple[str, str]] = []
+    for row in sorted((k for k in keys.backends() if k.flag), key=lambda k: k.flag_rank):
+        found.extend((row.kind, k) for k in split_list(getattr(args, row.dest, None) or env.get(row.env)))
+    return found
 
 
 def find_config(cwd: str, env: Mapping[str, str], explicit: str | None = None) -> tuple[str | None, list[str]]:
@@ -349,43 +352,17 @@ def creation_rule(args: argparse.Namespace, env: Mapping[str, str], target: str)
 # ----------------------------------------------------------------------------- key identities
 
 
-def entry_spec(kind: str, fields: Mapping[str, object]) -> str:
-    """The public identity of a metadata key entry, as sops' ``ToString`` writes it."""
-    def get(name: str) -> str:
-        return str(fields.get(name, "") or "")
-
-    if kind == "age":
-        return get("recipient").strip()
-    if kind == "pgp":
-        return get("fp")
-    if kind == "azure_kv":
-        from kvsops.config import azure_spec
-
-        return azure_spec(get("vault_url"), get("name"), get("version"))
-    if kind == "kms":
-        return get("arn")
-    if kind == "gcp_kms":
-        return get("resource_id")
-    if kind == "hc_vault":
-        return f"{get('vault_address')}/v1/{get('engine_path')}/keys/{get('key_name')}"
-    return get("key_id")
-
-
-def same_key(kind: str, have: str, want: str) -> bool:
-    if kind == "pgp":
-        return have.replace(" ", "").upper() == want.replace(" ", "").upper()
-    if kind == "azure_kv" and want.count("/keys/") == 1 and want.rstrip("/").count("/") == 4:
-        return have.startswith(want.rstrip("/") + "/") or have == want  # no version: any version
-    return have == want
-
-
 def group_specs(md) -> list[list[tuple[str, str]]]:  # type: ignore[no-untyped-def]
-    return [[(e.kind, entry_spec(e.kind, e.as_dict())) for e in group] for group in md.key_groups]
+    from kvsops import keys
+
+    return [[(e.kind, keys.entry_spec(e.kind, e.as_dict())) for e in group] for group in md.key_groups]
 
 
 def diff_groups(have: Sequence[Sequence[tuple[str, str]]], want: Sequence[Sequence[tuple[str, str]]]
                 ) -> list[tuple[list[tuple[str, str]], list[tuple[str, str]]]]:
     """Per group index: (added, removed), as sops' DiffKeyGroups."""
+    from kvsops.keys import same_key
+
     out = []
     for i in range(max(len(have), len(want))):
         old = list(have[i]) if i < len(have) else []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from kvsops import errors
+from kvsops import errors, keys
 from kvsops.cli import common
 
 TYPE_CHECKING = False  # argparse only for the annotations: sops' -r form never builds a parser
@@ -101,9 +101,10 @@ def updatekeys(args: argparse.Namespace) -> int:
 
 def _key_changes(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     adds, removes = [], []
-    for attr, kind in (("age", "age"), ("pgp", "pgp"), ("azure_kv", "azure_kv")):
-        adds += [(kind, k) for k in common.split_list(getattr(args, f"add_{attr}"))]
-        removes += [(kind, k) for k in common.split_list(getattr(args, f"rm_{attr}"))]
+    for row in keys.backends():
+        if row.flag:
+            adds += [(row.kind, k) for k in common.split_list(getattr(args, f"add_{row.dest}"))]
+            removes += [(row.kind, k) for k in common.split_list(getattr(args, f"rm_{row.dest}"))]
     return adds, removes
 
 
@@ -111,13 +112,13 @@ def new_groups(md, adds, removes) -> list[list[tuple[str, str]]]:  # type: ignor
     """The file's key groups with additions (to group 1) and removals (from every group)."""
     groups = common.group_specs(md)
     for entry in md.entries():
-        if entry.kind not in ("age", "pgp", "azure_kv"):
+        if not keys.usable(entry.kind):
             raise errors.UsageError(f"cannot rotate: the file uses {entry.kind} keys, which kvsops cannot wrap for")
     for key in adds:
-        if not any(k[0] == key[0] and common.same_key(k[0], k[1], key[1]) for k in groups[0]):
+        if not any(k[0] == key[0] and keys.same_key(k[0], k[1], key[1]) for k in groups[0]):
             groups[0].append(key)
     for i, group in enumerate(groups):
-        groups[i] = [k for k in group if not any(r[0] == k[0] and common.same_key(k[0], k[1], r[1]) for r in removes)]
+        groups[i] = [k for k in group if not any(r[0] == k[0] and keys.same_key(k[0], k[1], r[1]) for r in removes)]
         if not groups[i]:
             raise errors.UsageError(f"removing these keys would leave key group {i + 1} empty")
     return groups

@@ -6,7 +6,7 @@ import argparse
 import importlib
 from typing import Any, Callable, Sequence
 
-from kvsops import __version__
+from kvsops import __version__, keys
 from kvsops.errors import UsageError
 
 _SELECTION_FLAGS = (
@@ -63,9 +63,10 @@ def _decrypting(p: argparse.ArgumentParser) -> None:
 
 
 def _keys(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--age", "-a", help="comma list of age recipients (env SOPS_AGE_RECIPIENTS)")
-    p.add_argument("--pgp", "-p", help="comma list of PGP fingerprints (env SOPS_PGP_FP)")
-    p.add_argument("--azure-kv", help="comma list of Key Vault key URLs (env SOPS_AZURE_KEYVAULT_URLS)")
+    for row in keys.backends():
+        if row.flag:
+            names = [f"--{row.flag}", *([row.short] if row.short else [])]
+            p.add_argument(*names, help=f"comma list of {row.noun} (env {row.env})")
     for flag, text in _SELECTION_FLAGS:
         p.add_argument(flag, help=text)
     p.add_argument("--mac-only-encrypted", action="store_true", help="the MAC covers encrypted values only")
@@ -145,9 +146,10 @@ def _key_commands(sub: Any) -> None:
     p.add_argument("paths", nargs="*", metavar="FILE|DIR")
     p.add_argument("--in-place", "-i", action="store_true", help="write back (needed for several files)")
     p.add_argument("--output", help="write the rotated file here instead of stdout")
-    for kind, text in (("age", "age recipients"), ("pgp", "PGP fingerprints"), ("azure-kv", "Key Vault key URLs")):
-        p.add_argument(f"--add-{kind}", help=f"comma list of {text} to add (to group 1)")
-        p.add_argument(f"--rm-{kind}", help=f"comma list of {text} to remove")
+    for row in keys.backends():
+        if row.flag:
+            p.add_argument(f"--add-{row.flag}", help=f"comma list of {row.noun} to add (to group 1)")
+            p.add_argument(f"--rm-{row.flag}", help=f"comma list of {row.noun} to remove")
     _types(p)
     _indent(p)
     _decrypting(p)

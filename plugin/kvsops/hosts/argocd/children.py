@@ -113,7 +113,7 @@ def base_env(ctx: Context) -> dict[str, str]:
 
 def _wants_azure(ctx: Context) -> bool:
     allowed = ctx.allowed
-    return allowed is None or bool(allowed.azure_kv or allowed.azure_secrets)
+    return allowed is None or bool(allowed.items("azure_kv") or allowed.azure_secrets)
 
 
 def _agent(ctx: Context) -> bool:
