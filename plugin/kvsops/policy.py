@@ -225,7 +225,7 @@ def parse_policy(text: str, source: str) -> Policy:
 
     try:
         raw = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: an integer longer than Python reads
         raise errors.ConfigError(f"key policy {source} is not valid YAML or JSON") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("rules"), list):
         raise errors.ConfigError(f"key policy {source} must be a mapping with a 'rules' list")

@@ -693,6 +693,25 @@ def test_check_reports_each_problem(cli: Cli, ws: Path, age_key2) -> None:  # ty
     assert cli("check", cwd=ws).stderr == b""
 
 
+def test_check_warns_about_mac_only_encrypted_kubernetes_objects(cli: Cli, ws: Path) -> None:
+    """A warning, not a failure: the MAC of such a file does not cover a namespace or an added document."""
+    (ws / "k8s").mkdir()
+    for name, flags in (("mac-only.enc.yaml", ["--mac-only-encrypted"]), ("full-mac.enc.yaml", [])):
+        (ws / "k8s" / name).write_text(SECRET_MANIFEST)
+        cli("encrypt", "-i", "--age", cli.age.recipient, "--encrypted-regex", "^(data|stringData)$", *flags,
+            f"k8s/{name}", cwd=ws)
+    (ws / "k8s" / "values.enc.yaml").write_text("password: hunter2\nport: 5432\n")  # not a Kubernetes object
+    cli("encrypt", "-i", "--age", cli.age.recipient, "--mac-only-encrypted", "k8s/values.enc.yaml", cwd=ws)
+    (ws / ".sops.yaml").write_text(f"creation_rules:\n  - path_regex: ^k8s/\n    age: {cli.age.recipient}\n")
+    proc = cli("check", "k8s", cwd=ws)
+    assert proc.returncode == 0 and proc.stdout == b""
+    lines = proc.stderr.decode().splitlines()
+    assert lines == ["kvsops: warning: k8s/mac-only.enc.yaml: mac_only_encrypted is set and the file holds "
+                     "Kubernetes objects: its MAC does not cover their unencrypted fields (a namespace, labels, "
+                     "the kind) nor documents added to the file; drop mac_only_encrypted and re-encrypt to cover "
+                     "them"], lines
+
+
 def test_pre_commit_hook_file() -> None:
     import yaml
 

@@ -176,3 +176,70 @@ def test_stdin_has_the_file_cap(tmp_path: Path, env: dict[str, str], entry: str)
     small = {**env, "KVSOPS_MAX_INPUT_BYTES": "1000"}
     r = run(argv, env=small, cwd=tmp_path, stdin=b"a: " + b"x" * 2000 + b"\n", limits=LIMITS, timeout=WALL + 5)
     _check(r, {"LIMIT"}, f"{entry}: 2 kB on stdin over a 1000-byte cap")
+
+
+# 200,000 digits: Python reads at most 4,300 (a bare ValueError past that) and Go at most 64 bits.
+LONG = "1" * 200_000
+
+
+def test_long_integers_are_input_errors_naming_the_line(tmp_path: Path, age: AgeKey, env: dict[str, str]) -> None:
+    """Where sops refuses too (JSON, a type:int value, a metadata field) kvsops refuses with a code
+    that says so and the line; never [INTERNAL]."""
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "big.json").write_text('{\n  "a": 1,\n  "b": ' + LONG + "\n}\n")
+    _check(_decrypt(work / "big.json", env), {"INPUT"}, "json")
+    assert b"line 3: an integer of more than 4300 digits" in _decrypt(work / "big.json", env).stderr
+    enc = age.encrypt(f'a: "{LONG}"\n'.encode(), "yaml").decode()
+    (work / "int.enc.yaml").write_text(enc.replace("type:str]", "type:int]"))
+    _check(_decrypt(work / "int.enc.yaml", env), {"DECRYPT_VALUE"}, "type:int value")
+    (work / "meta.enc.yaml").write_text(enc.replace("    version: ", f"    shamir_threshold: {LONG}\n    version: "))
+    _check(_decrypt(work / "meta.enc.yaml", env), {"FORMAT"}, "metadata shamir_threshold")
+    # the KRM function's ResourceList and the legacy plugin's generator config
+    rl = ("apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems: []\nfunctionConfig:\n"
+          "  apiVersion: viaduct.ai/v1\n  kind: ksops\n  metadata: {name: g}\n  files: [x.yaml]\n"
+          f"  n: {LONG}\n")
+    r = run([KVSOPS_KRM], env=env, cwd=work, stdin=rl.encode(), limits=LIMITS, timeout=WALL + 5)
+    _check(r, {"INPUT"}, "krm: ResourceList")
+    assert b"the ResourceList on stdin: line 9: an integer of more than 4300 digits" in r.stderr
+    (work / "gen.yaml").write_text(rl.split("functionConfig:\n", 1)[1].replace("\n  ", "\n").lstrip())
+    r = run([KVSOPS_KRM, "gen.yaml"], env=env, cwd=work, limits=LIMITS, timeout=WALL + 5)
+    _check(r, {"INPUT"}, "legacy: generator config")
+    assert b"the generator config: line 5: an integer" in r.stderr
+    # Argo CD plain mode (a manifest of the app) and the Helm downloader (a JSON values file)
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "cm.yaml").write_text(f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\ndata:\n  n: {LONG}\n")
+    r = run([KVSOPS, "argocd", "generate"], env={**env, "ARGOCD_APP_NAME": "a", "ARGOCD_APP_NAMESPACE": "d"},
+            cwd=app, limits=LIMITS, timeout=WALL + 5)
+    _check(r, {"INPUT", "GENERATOR"}, "argocd plain")
+    assert b"line 5: an integer of more than 4300 digits" in r.stderr
+    for url, codes in (("secrets://big.json", {"INPUT", "NOT_ENCRYPTED"}), ("kvsops+refs://big.json", {"INPUT"})):
+        r = run([KVSOPS, "helm", "downloader", "", "", "", url], env=env, cwd=work, stdin=None, limits=LIMITS,
+                timeout=WALL + 5)
+        _check(r, codes, f"helm downloader: {url}")
+
+
+def test_long_integer_in_yaml_is_a_string_as_in_sops(tmp_path: Path, age: AgeKey, env: dict[str, str],
+                                                    tools: Any) -> None:
+    """yaml.v3 (sops) reads a plain scalar too big for int64, uint64 and float64 as a string: so do
+    we, byte for byte, both ways."""
+    import subprocess
+
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "big.yaml").write_text(f"a: {LONG}\n")
+    r = run([KVSOPS, "encrypt", "--age", age.recipient, "big.yaml"], env=env, cwd=work, limits=LIMITS,
+            timeout=WALL + 5)
+    record(CAT, cases=1)
+    assert r.rc == 0 and b",type:str]" in r.stdout, r.stderr
+    (work / "ours.enc.yaml").write_bytes(r.stdout)
+    sops_env = tools.env(**env)
+    theirs = subprocess.run([tools.sops, "-e", "--age", age.recipient, "big.yaml"], cwd=work, env=sops_env,
+                            capture_output=True, timeout=60, check=True).stdout
+    assert b",type:str]" in theirs
+    (work / "theirs.enc.yaml").write_bytes(theirs)
+    plain = (work / "big.yaml").read_bytes()
+    assert _decrypt(work / "theirs.enc.yaml", env).stdout == plain
+    assert subprocess.run([tools.sops, "-d", "ours.enc.yaml"], cwd=work, env=sops_env, capture_output=True,
+                          timeout=60, check=True).stdout == plain

@@ -513,3 +513,76 @@ def test_format_limits_are_what_sops_has(keyring: Keyring) -> None:
 
     assert b"b: 1.5\n" in variant(retype)  # was the string "1.5": same bytes, now a float
     record(CAT, cases=4)
+
+
+MANIFESTS = """apiVersion: v1
+kind: Secret
+metadata:
+    name: db
+    namespace: team-a
+stringData:
+    password: hunter2
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+    name: settings
+data:
+    mode: fast
+"""
+APPENDED = """---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+    name: added
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+subjects: [{kind: User, name: mallory}]
+"""
+
+
+@pytest.mark.parametrize("mac_only", [True, False], ids=["mac_only_encrypted", "full-mac"])
+def test_mac_only_encrypted_covers_values_only(tmp_path: Path, tools: Any, mac_only: bool) -> None:
+    """SECURITY.md, 'What is not protected': with mac_only_encrypted: true the MAC covers encrypted
+    values only, so a committer can move a Secret to another namespace or append a whole document
+    without any key, and it still renders -- in sops 3.11 exactly as in kvsops (files made by each,
+    decrypted by both, and through the KRM function). Without the option both refuse."""
+    age = AgeKey(tmp_path / "k")
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / ".sops.yaml").write_text(f"creation_rules:\n  - encrypted_regex: ^(data|stringData)$\n"
+                                     f"    mac_only_encrypted: {str(mac_only).lower()}\n    age: {age.recipient}\n")
+    (work / "plain.yaml").write_text(MANIFESTS)
+    env = clean_env(tmp_path / "home", age=age)
+    sops_env = tools.env(**env)
+
+    def sops(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([tools.sops, *args], cwd=work, env=sops_env, capture_output=True, timeout=60, check=False)
+
+    def kvsops(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([KVSOPS, *args], cwd=work, env=env, capture_output=True, timeout=60, check=False)
+
+    made = {"sops": sops("-e", "plain.yaml").stdout, "kvsops": kvsops("encrypt", "plain.yaml").stdout}
+    for maker, data in made.items():
+        assert b"mac_only_encrypted: true" in data if mac_only else b"mac_only_encrypted" not in data
+        for change, edited, shows in (
+            ("namespace", data.replace(b"namespace: team-a", b"namespace: kube-system"), b"namespace: kube-system"),
+            ("appended", data + APPENDED.encode(), b"name: mallory"),
+        ):
+            (work / "edited.enc.yaml").write_bytes(edited)
+            ours, theirs = kvsops("decrypt", "edited.enc.yaml"), sops("-d", "edited.enc.yaml")
+            record(CAT, cases=2)
+            what = f"{maker}-made, {change}"
+            if mac_only:
+                assert theirs.returncode == 0 and shows in theirs.stdout, what
+                assert ours.returncode == 0 and ours.stdout == theirs.stdout, f"{what}: {ours.stderr!r}"
+                assert b"password: hunter2" in ours.stdout
+            else:
+                assert theirs.returncode != 0 and b"MAC mismatch" in theirs.stderr, what
+                assert ours.returncode == 51 and b"[MAC_MISMATCH]" in ours.stderr and ours.stdout == b"", what
+    if mac_only:  # the render itself: kustomize's generator puts the Secret where the committer says
+        (work / "gen.yaml").write_text("apiVersion: viaduct.ai/v1\nkind: ksops\nmetadata: {name: g}\n"
+                                       "files: [edited.enc.yaml]\n")
+        (work / "edited.enc.yaml").write_bytes(made["sops"].replace(b"namespace: team-a", b"namespace: kube-system"))
+        r = subprocess.run([str(Path(KVSOPS).parent / "kvsops-krm"), "gen.yaml"], cwd=work, env=env,
+                           capture_output=True, timeout=60, check=False)
+        assert r.returncode == 0 and b"namespace: kube-system" in r.stdout, r.stderr

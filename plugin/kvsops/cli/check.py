@@ -5,6 +5,8 @@ A file fails when
   * it is a Kubernetes Secret manifest with data/stringData in plaintext (encrypted or not:
     a selection rule can leave ``stringData`` plain);
   * it is encrypted and its keys differ from what its creation rule names (updatekeys is due).
+It warns (without failing) about an encrypted file with ``mac_only_encrypted: true`` that holds
+Kubernetes objects: its MAC does not cover their unencrypted fields or documents added to it.
 The config is the ``.sops.yaml`` nearest to each file (or ``--config``). Nothing is decrypted.
 When no checked file has a config, a tree walk (directories, or no argument) fails: the guard
 cannot say which files must be encrypted. A list of files (pre-commit passes the staged ones)
@@ -74,7 +76,15 @@ def _docs(data: bytes, fmt: str, encrypted: bool) -> list[Branch]:
         return []
 
 
-def _reasons(path: str, configs: _Configs) -> list[str]:
+MAC_ONLY_WARNING = ("mac_only_encrypted is set and the file holds Kubernetes objects: its MAC does not cover "
+                    "their unencrypted fields (a namespace, labels, the kind) nor documents added to the file; drop mac_only_encrypted and re-encrypt to cover them")
+
+
+def _kubernetes(doc: Branch) -> bool:
+    return doc.get("apiVersion") is not None and doc.get("kind") is not None
+
+
+def _reasons(path: str, configs: _Configs, warnings: list[str]) -> list[str]:
     from kvsops import api, config
 
     if (os.path.basename(path) in (common.CONFIG_NAME, common.ALTERNATE_NAME) or not os.path.isfile(path)
@@ -88,8 +98,11 @@ def _reasons(path: str, configs: _Configs) -> list[str]:
     reasons = []
     if rule is not None and rule.path_regex and not encrypted:
         reasons.append(f"not encrypted, but {common.display(cfg.path)} says files matching {rule.path_regex} must be")
-    if fmt in ("yaml", "json") and any(_secret_values_plain(d) for d in _docs(data, fmt, encrypted)):
+    docs = _docs(data, fmt, encrypted) if fmt in ("yaml", "json") else []
+    if any(_secret_values_plain(d) for d in docs):
         reasons.append("a Kubernetes Secret with plaintext data/stringData values")
+    if encrypted and any(_kubernetes(d) for d in docs) and api.load_encrypted(data, fmt)[1].mac_only_encrypted:
+        warnings.append(MAC_ONLY_WARNING)
     if encrypted and rule is not None and rule.key_groups:
         _docs_, md = api.load_encrypted(data, fmt)
         diff = common.diff_groups(common.group_specs(md), [list(g) for g in rule.key_groups])
@@ -117,9 +130,12 @@ def check(args: argparse.Namespace) -> int:
     checked = 0
     for path in common.iter_files(paths):
         checked += 1
-        for reason in _reasons(os.path.abspath(path), configs):
+        warnings: list[str] = []
+        for reason in _reasons(os.path.abspath(path), configs, warnings):
             report.print_error(CheckFailed(reason, where=common.display(path)))
             failed += 1
+        for warning in warnings:
+            common.warn(f"{common.display(path)}: {warning}")
     if not configs.found_any():
         _no_config(paths)
     if failed:

@@ -157,6 +157,8 @@ def _as_int(value: object, name: str) -> int:
     if isinstance(value, int):
         return value
     if isinstance(value, str) and _is_int_text(value.strip()):
+        if len(value.strip().lstrip("+-")) > 20:  # past 64 bits; Python reads at most 4,300 digits
+            raise FormatError(f"metadata field {name} is out of range")
         return int(value)
     if value in (None, ""):
         return 0

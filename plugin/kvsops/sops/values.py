@@ -202,6 +202,8 @@ def parse_typed(plain: bytes, tname: str) -> object:
     if tname == "int":
         if not _is_go_int(text):
             raise DecryptValueError("decrypted value is not a valid int")
+        if len(text.strip().lstrip("+-")) > 20:  # past 64 bits (and Python reads at most 4,300 digits)
+            raise DecryptValueError("decrypted int is out of range")
         n = int(text)
         if not -(2**63) <= n < 2**63:
             raise DecryptValueError("decrypted int is out of range")

@@ -27,6 +27,10 @@ def objects(stream: bytes, what: str) -> list[dict[str, Any]]:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise errors.GeneratorError(f"{what} is not a valid YAML stream{at}") from None
+    except ValueError:  # an integer longer than Python reads (4,300 digits)
+        from kvsops.sops.stores import long_number_error
+
+        raise long_number_error(stream, f"{what}: ") or errors.GeneratorError(f"{what} is not a valid YAML stream") from None
     for i, doc in enumerate(docs, 1):
         check_object(doc, f"{what}: document {i}")
     return docs

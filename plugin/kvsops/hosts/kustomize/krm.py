@@ -107,6 +107,10 @@ def _parse(data: bytes, what: str) -> list[Any]:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise errors.InputError(f"{what} is not valid YAML{at}") from None
+    except ValueError:  # an integer longer than Python reads (4,300 digits)
+        from kvsops.sops.stores import long_number_error
+
+        raise long_number_error(data, f"{what}: ") or errors.InputError(f"{what} is not valid YAML") from None
 
 
 DEFAULT_DEADLINE_SECONDS = 60.0  # KVSOPS_DEADLINE_SECONDS overrides it

@@ -26,6 +26,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Protocol
 
+    from kvsops.errors import InputError
     from kvsops.sops.tree import Branch
 
     class Store(Protocol):
@@ -47,6 +48,15 @@ def get(fmt: str) -> Store:
     name = f"kvsops.sops.stores.{fmt}_store"
     __import__(name)  # importlib.import_module, without importing importlib (and warnings)
     return sys.modules[name]
+
+
+def long_number_error(text: str | bytes, prefix: str = "") -> InputError | None:
+    """Python refuses to read a decimal integer of more than ``sys.get_int_max_str_digits()``
+    (4,300) digits with a bare ValueError; parsers that hit it (ours, PyYAML, json) turn it into
+    this [INPUT] error naming the line, or get None when the text holds no such number."""
+    from kvsops.sops.stores._common import long_number_error as found
+
+    return found(text, prefix)
 
 
 def detect(path: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 
 from ... import errors
 from ..tree import Branch, Comment, GoTime
@@ -268,6 +269,24 @@ def unflatten_metadata(items: list[tuple[str, object]]) -> Branch:
         except ValueError:
             pass
     return result
+
+
+def long_number_error(text: str | bytes, prefix: str = "") -> errors.InputError | None:
+    """See :func:`kvsops.sops.stores.long_number_error`."""
+    import re
+
+    limit = getattr(sys, "get_int_max_str_digits", lambda: 0)()
+    if not limit:
+        return None
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    # YAML 1.1 ints may carry underscores (1_000); a longer run than the limit of digits alone
+    for m in re.finditer(r"[0-9_]{%d,}" % (limit + 1), text):
+        if sum(c != "_" for c in m.group()) > limit:
+            line = text.count("\n", 0, m.start()) + 1
+            return errors.InputError(f"{prefix}line {line}: an integer of more than {limit} digits",
+                                     hint="quote it to keep it as a string")
+    return None
 
 
 def split_metadata_branch(docs: list[Branch]) -> tuple[list[Branch], Branch]:

@@ -117,7 +117,9 @@ def _go_parse_int_base0(s: str) -> int:
     else:
         if not _all_of(_DIGITS, body):
             raise _NotInt
-        n = int(body)
+        # Go reports a range error past 64 bits (then the float rule applies); Python would refuse
+        # to read more than 4,300 digits at all (ValueError), so a long one is just "too big".
+        n = int(body) if len(body) <= 20 else _UINT64_MAX + 1
     return -n if neg else n
 
 

@@ -24,6 +24,16 @@ FAST_MAX_BYTES = 1 << 20  # larger files go to libyaml's event stream, which is 
 
 
 def load_plain(data: bytes) -> list[Branch]:
+    try:
+        return _load_plain(data)
+    except ValueError:  # PyYAML, and our resolver, on an integer longer than Python reads
+        err = _common.long_number_error(data)
+        if err is None:
+            raise
+        raise err from None
+
+
+def _load_plain(data: bytes) -> list[Branch]:
     text = yaml_load.decode(data)
     want_comments = "#" in text
     # Only while PyYAML is not loaded: once it is (kustomize's ResourceList), libyaml's events are
