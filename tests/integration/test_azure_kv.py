@@ -736,3 +736,34 @@ def test_cli_sops_yaml_rules_updatekeys_and_rotate(h: Harness, emu: KeyVaultEmul
     assert res.returncode == 0 and yaml.safe_load(res.stdout) == {"db": {"password": "rotate-me"}}
     res = kvsops("decrypt", str(target))
     assert res.returncode == 0 and yaml.safe_load(res.stdout) == {"db": {"password": "rotate-me"}}
+
+
+def test_sdk_imports_are_serialized(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads that unwrap several files' keys at once (and the agent's warm-up thread beside its
+    request threads) import the SDK in different orders; concurrent imports of packages with import
+    cycles failed at random ('the Azure SDK is not installed', importlib's _DeadlockError). Every
+    SDK import goes through one lock: a second import_sdk waits while the first is importing."""
+    import threading
+
+    (tmp_path / "kvsops_slow_sdk_module.py").write_text("import sys\nsys.modules['kvsops_test_gate'].wait(30)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    gate = threading.Event()
+    monkeypatch.setitem(sys.modules, "kvsops_test_gate", gate)  # type: ignore[arg-type]
+    done: list[str] = []
+
+    def load(name: str) -> None:
+        azure_common.import_sdk(name, "")
+        done.append(name)
+
+    first = threading.Thread(target=load, args=("kvsops_slow_sdk_module",))
+    first.start()
+    time.sleep(0.3)  # the first one is inside the lock, waiting on the gate
+    second = threading.Thread(target=load, args=("azure.keyvault.keys.crypto",))
+    second.start()
+    second.join(1.0)
+    assert second.is_alive() and done == [], "a second SDK import ran while the first was still importing"
+    gate.set()
+    first.join(30)
+    second.join(30)
+    assert done == ["kvsops_slow_sdk_module", "azure.keyvault.keys.crypto"]
+    monkeypatch.delitem(sys.modules, "kvsops_slow_sdk_module")

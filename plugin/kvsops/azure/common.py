@@ -105,17 +105,36 @@ class Settings:
 # ----------------------------------------------------------------------------- SDK plumbing
 
 
+# The SDK modules kvsops uses (with the attribute azure-core loads lazily on first access), all loaded
+# by import_sdk before any use.
+_SDK_MODULES = (
+    ("azure.core.exceptions", ""),
+    ("azure.core.pipeline.policies", ""),
+    ("azure.core.pipeline.transport", "RequestsTransport"),
+    ("azure.core.rest", ""),
+    ("azure.identity", ""),
+)
+_IMPORT_LOCK = threading.Lock()
+
+
 def import_sdk(client_module: str, message: str) -> None:
-    """Import azure-identity and one client package, or fail with the install hint."""
+    """Import the SDK (the modules above, azure-identity and ``client_module``), or fail with the
+    install hint. Under one lock: threads that unwrap several files' data keys at once, and the
+    agent's warm-up thread beside its request threads, would otherwise import the SDK concurrently
+    and in different orders, and a concurrent import of packages with import cycles fails at random
+    (an ImportError from a partially initialised module, which read as "not installed", or
+    importlib's _DeadlockError)."""
     import importlib
 
-    try:
-        import azure.identity  # noqa: F401
-
-        importlib.import_module(client_module)
-    except ImportError:
-        raise errors.MissingDependency(message, hint=INSTALL_HINT) from None
-    sdk_logging()
+    with _IMPORT_LOCK:  # once imported, each call is a few sys.modules look-ups
+        try:
+            for name, attr in (*_SDK_MODULES, (client_module, "")):
+                module = importlib.import_module(name)
+                if attr:
+                    getattr(module, attr)
+        except ImportError:
+            raise errors.MissingDependency(message, hint=INSTALL_HINT) from None
+        sdk_logging()
 
 
 def sdk_logging() -> None:

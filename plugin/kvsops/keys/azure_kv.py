@@ -181,7 +181,9 @@ def _now_rfc3339() -> str:
 def _import_sdk() -> None:
     from kvsops.azure import common as ac
 
-    ac.import_sdk("azure.keyvault.keys", "this file uses Azure Key Vault keys (azure_kv) but the Azure SDK is not installed")
+    message = "this file uses Azure Key Vault keys (azure_kv) but the Azure SDK is not installed"
+    for module in ("azure.keyvault.keys", "azure.keyvault.keys.crypto"):  # both under import_sdk's lock
+        ac.import_sdk(module, message)
 
 
 def _key_client() -> type:
