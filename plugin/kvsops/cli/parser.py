@@ -174,6 +174,7 @@ _HOSTS = (
     ("install-plugins", "kustomize: install the legacy plugin tree and the ksops shim into DIR"),
     ("helm", "Helm: the downloader plugin and a wrapper that writes no decrypted file (kvsops helm --help)"),
     ("argocd", "Argo CD: the config management plugin's init and generate (kvsops argocd --help)"),
+    ("agent", "a long-running same-user agent that keeps keys and the Azure SDK warm (kvsops agent --help)"),
 )
 
 
