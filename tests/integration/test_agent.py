@@ -734,10 +734,9 @@ def test_throttled_vault_concurrent_renders_stay_under_the_rate(home: Path, emu:
         elapsed = time.monotonic() - t0
         status = agent.status()
     assert all(rc == 0 and b"kv-secret-" in out for out, _err, rc in results), [r[1] for r in results if r[2]]
-    # what the vault saw: never more than the rate in a window (0.9 s: a request's way from the agent's
-    # limiter to the vault varies by a few milliseconds), never more than the concurrency at once
+    # what the vault saw: never more than the rate in any second, never more than the concurrency at once
     arrivals = sorted(emu.arrivals)
-    worst = max(sum(1 for t in arrivals if a <= t < a + 0.9) for a in arrivals)
+    worst = max(sum(1 for t in arrivals if a <= t < a + 1.0) for a in arrivals)
     assert worst <= rate, (worst, [round(t - arrivals[0], 3) for t in arrivals])
     assert emu.max_in_flight <= concurrency
     assert status["limiter"]["throttled"] >= 6 and emu.counts["decrypt"] == 20 + 6

@@ -414,8 +414,11 @@ def _read_frame(conn: socket.socket) -> bytes:
 
 
 def memory() -> dict[str, int]:
-    """Resident and peak memory of this process, in KiB (Linux /proc)."""
-    out = {}
+    """Resident and peak memory of this process, in KiB (Linux /proc), and its CPU time so far."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out = {"cpu_ms": int((usage.ru_utime + usage.ru_stime) * 1000)}
     try:
         with open("/proc/self/status", "rb") as fh:
             for line in fh:
