@@ -436,7 +436,7 @@ def serve(listener: Listener, opts: Options, parent_alive: Callable[[], bool], s
     svc = service.Service(dict(os.environ), rate=opts.rate, concurrency=opts.concurrency)
     server = Server(listener, svc, idle=opts.idle, parent_alive=parent_alive, max_clients=opts.max_clients,
                     stop=stop)
-    threading.Thread(target=_warm, args=(svc,), name="kvsops-agent-warm", daemon=True).start()
+    _warm(svc)  # before the first request is accepted (clients wait in the backlog meanwhile)
     server.serve()
     return server.why
 
