@@ -39,59 +39,70 @@ def _is_local(kind: str) -> bool:
     return row is not None and row.local
 
 
-def _group_part(group: Sequence[KeyEntry], session: Session, report: list[str]) -> bytes | None:
+class _Tried:
+    """What was tried for a data key: a public line per key, and how many of them a key policy
+    refused (the error class follows from that count, never from the lines' text)."""
+
+    __slots__ = ("lines", "refused")
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.refused = 0
+
+
+def _group_part(group: Sequence[KeyEntry], session: Session, tried: _Tried, prefix: str) -> bytes | None:
     for entry in _sorted_group(group, session.order):
-        name = _describe(entry)
+        name = prefix + _describe(entry)
         if not keys.usable(entry.kind):
-            report.append(f"{name}: key type not supported by kvsops")
+            tried.lines.append(f"{name}: key type not supported by kvsops")
             continue
         if session.allowed_entry is not None:
             refusal = session.allowed_entry(entry)
             if refusal:
-                report.append(f"{name}: refused by policy ({refusal})")
+                tried.lines.append(f"{name}: refused by policy ({refusal})")
+                tried.refused += 1
                 continue
         try:
             return session.unwrap(entry)
         except NotMyKey as exc:
-            report.append(f"{name}: {exc}")
+            tried.lines.append(f"{name}: {exc}")
         except KeyFailure as exc:
-            raise errors.NoKeyAvailable(f"{name}: {exc}", hint=exc.hint) from None
+            raise errors.NoKeyAvailable(f"{_describe(entry)}: {exc}", hint=exc.hint) from None
     return None
 
 
 def recover_data_key(md: Metadata, session: Session) -> bytes:
     """Unwrap the data key: first success per group; Shamir-combine when there are several."""
     if session.remote is not None:
-        return session.remote.recover_data_key(md)  # type: ignore[attr-defined, no-any-return]
-    report: list[str] = []
+        return session.remote.recover_data_key(md)
+    tried = _Tried()
     parts: list[bytes] = []
     groups = md.key_groups
     need = 1 if len(groups) == 1 else (md.shamir_threshold or len(groups))
     for i, group in enumerate(groups):
-        sub: list[str] = []
-        part = _group_part(group, session, sub)
-        prefix = f"group {i + 1}: " if len(groups) > 1 else ""
-        report.extend(prefix + line for line in sub)
+        part = _group_part(group, session, tried, f"group {i + 1}: " if len(groups) > 1 else "")
         if part is not None:
             parts.append(part)
             if len(parts) >= need:
                 break
     if len(parts) < need:
-        policy_refused = any("refused by policy" in line for line in report)
-        cls = errors.PolicyRefused if policy_refused and not parts else errors.NoKeyAvailable
-        raise cls(
-            "could not recover the data key: " + ("; ".join(report) or "no keys in file"),
-            hint=(
-                "the key policy for this project/repository does not allow the file's keys; re-encrypt the "
-                "file for an allowed key or ask the platform admins to extend the policy"
-                if cls is errors.PolicyRefused
-                else "check that a matching age identity, PGP secret key or Key Vault access is available"
-            ),
-        )
+        raise _not_recovered(tried, bool(parts))
     key = parts[0] if len(groups) == 1 else shamir.combine(parts)
     if len(key) != DATA_KEY_SIZE:
         raise errors.NoKeyAvailable("the recovered data key has the wrong length (corrupt key material)")
     return key
+
+
+def _not_recovered(tried: _Tried, some_parts: bool) -> errors.KvsopsError:
+    message = "could not recover the data key: " + ("; ".join(tried.lines) or "no keys in file")
+    if tried.refused and not some_parts:
+        return errors.PolicyRefused(message, hint=(
+            "the key policy for this project/repository does not allow the file's keys; re-encrypt the "
+            "file for an allowed key or ask the platform admins to extend the policy"
+        ))
+    return errors.NoKeyAvailable(
+        message, hint="check that a matching age identity, PGP secret key or Key Vault access is available"
+    )
 
 
 def _recipient_name(r: object) -> str:

@@ -33,8 +33,21 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable, Mapping, Sequence
 
+    from typing import Protocol
+
     from kvsops.keys.base import Recipient, Unwrapper
-    from kvsops.sops.metadata import KeyEntry
+    from kvsops.sops.metadata import KeyEntry, Metadata
+
+    class Remote(Protocol):
+        """Where a Session's keys are, when they are in a kvsops agent (kvsops.agent.session)."""
+
+        def recover_data_key(self, md: Metadata) -> bytes: ...
+
+        def decrypt_files(self, items: list[tuple[str, bytes, str]], out: str) -> list[bytes | None] | None: ...
+
+        def secret_refusal(self, vault_url: str, name: str, version: str) -> str | None: ...
+
+        def secret(self, vault_url: str, name: str, version: str) -> str: ...
 
 
 def decryption_order(spec: str | None) -> tuple[str, ...]:
@@ -109,7 +122,7 @@ class Session:
         self._cache = keycache.from_env(env, bound) if env.get(keycache.TTL_ENV) and bound is not None else None
         # Set by kvsops.agent.session: recovers data keys (and Key Vault secrets) in the agent,
         # which applies this Session's policy, order and deadline there.
-        self.remote: object = None
+        self.remote: Remote | None = None
 
     def unwrapper(self, kind: str) -> Unwrapper:
         with self._lock:

@@ -315,7 +315,7 @@ def _plaintexts(ctx: Context, candidates: list[tuple[str, bytes, str]]) -> dict[
         return {}
     remote = ctx.session.remote
     if remote is not None:
-        done = remote.decrypt_files(candidates, "yaml")  # type: ignore[attr-defined]
+        done = remote.decrypt_files(candidates, "yaml")
         if done is not None:  # None: the agent is gone; the rest of the render works in-process
             return {rel: out for (rel, _d, _f), out in zip(candidates, done) if out is not None}
     encrypted = [(rel, data, fmt) for rel, data, fmt in candidates if api.is_encrypted(data, fmt)]
