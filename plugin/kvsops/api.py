@@ -69,7 +69,7 @@ def load_encrypted(data: bytes, fmt: str) -> tuple[list[Branch], Metadata]:
         exc.exit_code = 1
         raise
     md = md_mod.parse(raw)
-    if fmt == "binary":
+    if not stores.get(fmt).STRUCTURED:
         md = md.with_(rule=None)
     return docs, md
 
@@ -231,7 +231,8 @@ def encrypt_docs(
     indent: int | None = None,
 ) -> bytes:
     """Encrypt documents with an already wrapped data key; returns the file bytes."""
-    if fmt == "binary":
+    store = stores.get(fmt)
+    if not store.STRUCTURED:
         rule = None
     enc_docs, mac = walk.encrypt_docs(docs, data_key, rule, mac_only_encrypted, stash)
     lastmodified = md_mod.now_rfc3339()  # set after the MAC is computed, as sops does
@@ -244,7 +245,7 @@ def encrypt_docs(
         mac_only_encrypted=mac_only_encrypted,
         version=version,
     )
-    return stores.get(fmt).emit_encrypted(enc_docs, md_mod.to_tree(md, write_rule=fmt != "binary"), indent)
+    return store.emit_encrypted(enc_docs, md_mod.to_tree(md, write_rule=store.STRUCTURED), indent)
 
 
 def encrypt_bytes(
@@ -262,25 +263,17 @@ def encrypt_bytes(
     store = stores.get(fmt)
     docs = store.load_plain(data)
     if not docs:
-        if fmt == "yaml" and data:  # sops' first yaml.v3 Decode of a non-empty file found io.EOF
-            raise errors.InputError("Error unmarshaling input YAML: EOF (the file has no YAML document)")
-        raise errors.NeedAtLeastOneDocument("the file has no documents to encrypt")
-    if _has_sops_key(docs[0], fmt):
+        raise store.no_documents(data)
+    if any(store.is_metadata_key(k) for k, _ in docs[0]):
         raise errors.AlreadyEncrypted("the file is already encrypted", hint="decrypt it first, or use edit/set")
     data_key = os.urandom(DATA_KEY_SIZE)
     key_groups, threshold = wrap_data_key(data_key, groups, threshold)
-    if rule is None and fmt != "binary":
+    if rule is None and store.STRUCTURED:
         rule = SelectionRule()
     return encrypt_docs(
         docs, output_fmt or fmt, key_groups, data_key,
         rule=rule, threshold=threshold, mac_only_encrypted=mac_only_encrypted, indent=indent,
     )
-
-
-def _has_sops_key(doc: Branch, fmt: str) -> bool:
-    if fmt == "dotenv":
-        return any(isinstance(k, str) and k.startswith("sops_") for k, _ in doc)
-    return doc.index_of("sops") >= 0
 
 
 def reencrypt(dec: Decrypted, docs: list[Branch] | None = None, *, fmt: str | None = None,
@@ -312,4 +305,5 @@ def rewrap(data: bytes, fmt: str, groups: Sequence[Sequence[object]], *, thresho
     wanted = md.shamir_threshold if threshold is None else threshold
     key_groups, wanted = wrap_data_key(key, groups, wanted)
     new = md.with_(key_groups=key_groups, shamir_threshold=wanted if len(key_groups) > 1 else 0)
-    return stores.get(fmt).emit_encrypted(docs, md_mod.to_tree(new, write_rule=fmt != "binary"), indent)
+    store = stores.get(fmt)
+    return store.emit_encrypted(docs, md_mod.to_tree(new, write_rule=store.STRUCTURED), indent)

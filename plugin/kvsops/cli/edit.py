@@ -116,23 +116,20 @@ def _write(path: str, data: bytes) -> None:
         fh.write(data)
 
 
-def _is_metadata(key: object, fmt: str) -> bool:
-    return isinstance(key, str) and (key.startswith("sops_") if fmt == "dotenv" else key == "sops")
-
-
 def _validate(data: bytes, fmt: str, shown_metadata: bool = False) -> list[Branch]:
     """The edited documents. The top-level sops key is reserved; with ``shown_metadata`` (``-s``)
     it is the block we showed, and is dropped: the file's metadata stays the file's."""
     from kvsops.sops import stores
 
-    docs = stores.get(fmt).load_plain(data)
+    store = stores.get(fmt)
+    docs = store.load_plain(data)
     if not docs:
         raise errors.NeedAtLeastOneDocument("the edited file has no documents")
     first = docs[0]
-    if any(_is_metadata(k, fmt) for k, _ in first):
+    if any(store.is_metadata_key(k) for k, _ in first):
         if not shown_metadata:
             raise errors.InputError("the edited file contains a top-level sops key, which is reserved")
-        docs[0] = Branch((k, v) for k, v in first if not _is_metadata(k, fmt))
+        docs[0] = Branch((k, v) for k, v in first if not store.is_metadata_key(k))
     return docs
 
 
@@ -194,10 +191,10 @@ def edit_output(args: argparse.Namespace, path: str, name: str) -> bytes:
         return _edit_new(args, path, name, fmt, env, sess, indent)
     dec = api.decrypt(common.read_file(path), fmt, session=sess, ignore_mac=args.ignore_mac,
                       where=common.display(path))
-    show = bool(getattr(args, "show_master_keys", False)) and fmt != "binary"
-    if show:
-        from kvsops.sops import stores
+    from kvsops.sops import stores
 
+    show = bool(getattr(args, "show_master_keys", False)) and stores.get(fmt).STRUCTURED
+    if show:
         shown = stores.get(fmt).emit_encrypted(dec.docs, metadata.to_tree(dec.metadata), indent)
     else:
         shown = api.emit_plain(dec.docs, fmt, indent=indent)
@@ -213,6 +210,7 @@ def _edit_new(args: argparse.Namespace, path: str, name: str, fmt: str, env: dic
               indent: int | None) -> bytes:
     from kvsops import api
     from kvsops.cli.commands import encryption_settings
+    from kvsops.sops import stores
     from kvsops.sops.rules import SelectionRule
 
     groups, threshold, rule, mac_only = encryption_settings(args, name, sess)
@@ -227,7 +225,7 @@ def _edit_new(args: argparse.Namespace, path: str, name: str, fmt: str, env: dic
         example = api.emit_plain(_validate(example, fmt), fmt, indent=indent)
     with private_file(os.path.basename(path)) as tmp:
         docs = edit_loop(tmp, fmt, example, env)
-    if rule is None and fmt != "binary":
+    if rule is None and stores.get(fmt).STRUCTURED:
         rule = SelectionRule()
     return api.encrypt_docs(docs, fmt, key_groups, data_key, rule=rule, threshold=threshold,
                             mac_only_encrypted=mac_only, indent=indent)

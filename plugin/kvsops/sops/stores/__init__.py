@@ -16,6 +16,14 @@ Every store module exposes the same functions:
     and JSON use it (the binary store's encrypted JSON too); dotenv and INI have no such setting
     and ignore it.
 ``has_metadata(data: bytes) -> bool`` (cheap check used by ``encrypt`` / ``filestatus``)
+``is_metadata_key(key: object) -> bool``
+    Whether a top-level key of a plain document is (part of) sops metadata: ``sops`` (an INI
+    section too), or dotenv's flattened ``sops_...`` lines.
+``no_documents(data: bytes) -> errors.KvsopsError``
+    What encrypting ``data`` raises when ``load_plain`` found no document in it.
+``STRUCTURED: bool``
+    False for the binary store: one opaque value, so no selection rule applies (every leaf is
+    encrypted and none is written to the metadata), no value can be extracted, no key shown.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Protocol
 
+    from kvsops import errors
     from kvsops.errors import InputError
     from kvsops.sops.tree import Branch
 
@@ -38,6 +47,10 @@ if TYPE_CHECKING:
         def emit_encrypted(self, docs: list[Branch], metadata: Branch, indent: int | None = None) -> bytes: ...
         def emit_value(self, value: object, indent: int | None = None) -> bytes: ...
         def has_metadata(self, data: bytes) -> bool: ...
+        def is_metadata_key(self, key: object) -> bool: ...
+        def no_documents(self, data: bytes) -> errors.KvsopsError: ...
+
+        STRUCTURED: bool
 
 FORMATS = ("yaml", "json", "dotenv", "ini", "binary")
 

@@ -320,6 +320,16 @@ def has_sops_key(load_plain: Callable[[bytes], list[Branch]], data: bytes) -> bo
     return bool(docs) and docs[0].index_of(SOPS_KEY) >= 0
 
 
+def is_metadata_key(key: object) -> bool:
+    """A store's ``is_metadata_key``: the top-level ``sops`` key."""
+    return isinstance(key, str) and key == SOPS_KEY
+
+
+def no_documents(data: bytes) -> errors.KvsopsError:
+    """A store's ``no_documents``: what encrypting a file without a document raises."""
+    return errors.NeedAtLeastOneDocument("the file has no documents to encrypt")
+
+
 def check_no_sops_key(doc: Branch) -> None:
     for k, _ in doc:
         if not isinstance(k, Comment) and k == SOPS_KEY:

@@ -12,6 +12,10 @@ from . import json_store
 
 DATA_KEY = "data"
 
+STRUCTURED = False  # one opaque value: no selection rule, nothing to extract or show
+is_metadata_key = json_store.is_metadata_key
+no_documents = json_store.no_documents
+
 
 def load_plain(data: bytes) -> list[Branch]:
     return [Branch([(DATA_KEY, data.decode("utf-8", "surrogateescape"))])]

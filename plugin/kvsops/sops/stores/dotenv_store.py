@@ -10,6 +10,13 @@ from ..tree import Branch, Comment
 from . import _common
 
 PREFIX = "sops_"
+STRUCTURED = True
+no_documents = _common.no_documents
+
+
+def is_metadata_key(key: object) -> bool:
+    """The metadata is flattened into ``sops_...`` lines."""
+    return isinstance(key, str) and key.startswith(PREFIX)
 
 
 def _text(data: bytes) -> str:

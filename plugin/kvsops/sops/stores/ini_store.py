@@ -11,6 +11,10 @@ from ... import errors
 from ..tree import Branch, Comment
 from . import _common
 
+STRUCTURED = True
+is_metadata_key = _common.is_metadata_key
+no_documents = _common.no_documents
+
 DEFAULT_SECTION = "DEFAULT"
 _DELIMS = "=:"
 

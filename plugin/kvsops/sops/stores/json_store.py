@@ -15,6 +15,10 @@ from ... import errors
 from ..tree import Branch, Comment, GoTime
 from . import _common
 
+STRUCTURED = True
+is_metadata_key = _common.is_metadata_key
+no_documents = _common.no_documents
+
 DEFAULT_INDENT = "\t"
 _MAX_DEPTH = 10000
 

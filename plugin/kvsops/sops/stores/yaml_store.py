@@ -9,6 +9,7 @@ without PyYAML.
 
 from __future__ import annotations
 
+from ... import errors
 from ..tree import Branch
 from . import _common, yaml_load
 from .yaml_emit import INDENT, best_indent, emit_encrypted, emit_plain, emit_value
@@ -16,9 +17,20 @@ from .yaml_load import MAX_DEPTH, MAX_NODES
 from .yaml_resolve import resolve_plain
 
 __all__ = [
-    "FAST_MAX_BYTES", "INDENT", "MAX_DEPTH", "MAX_NODES", "best_indent", "emit_encrypted", "emit_plain",
-    "emit_value", "has_metadata", "load_encrypted", "load_plain", "resolve_plain",
+    "FAST_MAX_BYTES", "INDENT", "MAX_DEPTH", "MAX_NODES", "STRUCTURED", "best_indent", "emit_encrypted",
+    "emit_plain", "emit_value", "has_metadata", "is_metadata_key", "load_encrypted", "load_plain", "no_documents",
+    "resolve_plain",
 ]
+
+STRUCTURED = True
+is_metadata_key = _common.is_metadata_key
+
+
+def no_documents(data: bytes) -> errors.KvsopsError:
+    if data:  # sops' first yaml.v3 Decode of a non-empty file found io.EOF
+        return errors.InputError("Error unmarshaling input YAML: EOF (the file has no YAML document)")
+    return _common.no_documents(data)
+
 
 FAST_MAX_BYTES = 1 << 20  # larger files go to libyaml's event stream, which is faster for them
 
