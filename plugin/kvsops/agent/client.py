@@ -135,6 +135,8 @@ class Link:
                 sock.connect(self.path)
             except OSError as exc:
                 raise Unavailable(f"cannot connect ({_reason(exc)})") from None
+            if not hasattr(_socket, "SO_PEERCRED"):
+                raise Unavailable("this platform cannot tell who serves a socket (no SO_PEERCRED)")
             if peer_uid(sock) != _uid():
                 raise Unavailable("the socket is served by another user")
             try:

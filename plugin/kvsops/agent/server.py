@@ -119,6 +119,8 @@ def run(opts: Options) -> int:
         return stop()
     if opts.action == "status":
         return status()
+    if not hasattr(socket, "SO_PEERCRED"):
+        raise errors.AgentError("kvsops agent needs SO_PEERCRED (Linux) to tell who connects to it")
     if opts.cache_ttl is not None:
         os.environ["KVSOPS_DATA_KEY_CACHE_TTL"] = opts.cache_ttl
     listener = Listener.bind(opts.socket)
