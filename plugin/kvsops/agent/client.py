@@ -229,7 +229,7 @@ def error_info(exc: BaseException) -> dict[str, object]:
 # ----------------------------------------------------------------------------- what a request carries
 
 
-def _sha256(data: bytes) -> str:
+def sha256_hex(data: bytes) -> str:
     try:
         from _sha256 import sha256  # type: ignore[import-not-found, unused-ignore]  # CPython 3.11
     except ImportError:
@@ -246,7 +246,7 @@ def is_key_variable(name: str) -> bool:
 
 def identity(env: Mapping[str, str]) -> dict[str, str]:
     """A digest of each key-locating variable set in ``env`` (never the values themselves)."""
-    return {k: _sha256(v.encode("utf-8", "surrogateescape")) for k, v in env.items() if is_key_variable(k)}
+    return {k: sha256_hex(v.encode("utf-8", "surrogateescape")) for k, v in env.items() if is_key_variable(k)}
 
 
 def run_settings(env: Mapping[str, str]) -> dict[str, str]:

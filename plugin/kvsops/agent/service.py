@@ -83,7 +83,7 @@ class Service:
         env = ctx.env
         if any(env.get(n) for n in _AGE_COMMANDS):
             return age.Unwrapper(ctx)
-        slot = client._sha256("\0".join(
+        slot = client.sha256_hex("\0".join(
             f"{k}={v}" for k, v in sorted(env.items()) if k.startswith("SOPS_AGE_") or k in _AGE_VARIABLES
         ).encode("utf-8", "surrogateescape"))
         stamp = _age_stamp(env)
@@ -180,7 +180,7 @@ class Service:
             keyrings = len(self._age)
         from kvsops import keycache
 
-        cache = keycache._shared
+        cache = keycache.shared() if self.base.get(keycache.TTL_ENV) else None  # the cache the Sessions use
         return {"ready": self.ready, "requests": counts, "age_keyrings": keyrings,
                 "vault_clients": azure_common.client_count(self.state),
                 "data_keys_cached": len(cache) if cache is not None else 0, "limiter": self.limiter.stats()}
