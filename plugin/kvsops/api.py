@@ -32,16 +32,6 @@ __all__ = [
 ]
 
 
-_default_session: Session | None = None
-
-
-def default_session() -> Session:
-    global _default_session
-    if _default_session is None:
-        _default_session = Session()
-    return _default_session
-
-
 # ----------------------------------------------------------------------------- decrypt
 
 
@@ -87,7 +77,7 @@ def decrypt(
 
     ``keep_ivs`` remembers each value's IV so that re-encrypting an unchanged value reproduces it
     (edit, set, rotate); read-only callers pass False and save a map entry per value."""
-    session = session or default_session()
+    session = session or Session()  # no process-wide Session: a render owns its keys
     try:
         docs, md = load_encrypted(data, fmt)
         key = recover_data_key(md, session)
@@ -143,7 +133,7 @@ def decrypt_many(
     up to ``workers`` threads, and the Session unwraps each distinct wrapped key once. Each file
     goes through the same steps as :func:`decrypt`, in the same order. ``keep_ivs`` is off: renderers
     only read (see :func:`decrypt`)."""
-    session = session or default_session()
+    session = session or Session()  # no process-wide Session: a render owns its keys
     n = len(items)
     failed: list[BaseException | None] = [None] * n
     loaded: list[tuple[list[Branch], Metadata] | None] = [None] * n
@@ -299,7 +289,7 @@ def reencrypt(dec: Decrypted, docs: list[Branch] | None = None, *, fmt: str | No
 def rewrap(data: bytes, fmt: str, groups: Sequence[Sequence[object]], *, threshold: int | None = None,
            session: Session | None = None, indent: int | None = None) -> bytes:
     """updatekeys: wrap the same data key for new key groups; values, MAC and lastmodified stay."""
-    session = session or default_session()
+    session = session or Session()  # no process-wide Session: a render owns its keys
     docs, md = load_encrypted(data, fmt)
     key = recover_data_key(md, session)
     wanted = md.shamir_threshold if threshold is None else threshold

@@ -24,9 +24,6 @@ _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 
 
-_AEADS: dict[bytes, AESGCM] = {}
-
-
 def _aesgcm_class() -> type[AESGCM]:
     # cryptography's AESGCM lives in its Rust extension; the public module re-exports it but
     # first imports the whole ``primitives.ciphers`` package (typing, enum, abc: milliseconds
@@ -41,14 +38,52 @@ def _aesgcm_class() -> type[AESGCM]:
         return AESGCM
 
 
-def _aesgcm(key: bytes) -> AESGCM:
-    # One AESGCM object per data key: building it per value costs more than the encryption.
-    aead = _AEADS.get(key)
-    if aead is None:
-        if len(_AEADS) >= 16:
-            _AEADS.clear()
-        aead = _AEADS[key] = _aesgcm_class()(key)
-    return aead
+class Cipher:
+    """AES-256-GCM with one data key, held by whoever walks a file (kvsops.sops.walk builds one per
+    walk: building the AESGCM object per value costs more than the encryption). Never a module
+    global: the key lives as long as the render that owns it."""
+
+    __slots__ = ("_aead",)
+
+    def __init__(self, key: bytes) -> None:
+        self._aead: AESGCM = _aesgcm_class()(key)
+
+    def __repr__(self) -> str:  # never the key
+        return "Cipher()"
+
+    def encrypt(self, value: object, aad: str, iv: bytes | None = None) -> str:
+        """Encrypt one leaf. Empty strings (and empty comments) stay ``""`` as in sops."""
+        plain = to_bytes(value)
+        tag_name = type_tag(value)
+        if not plain and tag_name in ("str", "comment"):
+            return ""
+        if iv is None:
+            iv = os.urandom(IV_SIZE)
+        sealed = self._aead.encrypt(iv, plain, aad.encode("utf-8", "surrogateescape"))
+        b64 = b64encode
+        return (
+            f"ENC[AES256_GCM,data:{b64(sealed[:-TAG_SIZE]).decode()},iv:{b64(iv).decode()},"
+            f"tag:{b64(sealed[-TAG_SIZE:]).decode()},type:{tag_name}]"
+        )
+
+    def decrypt_raw(self, text: str, aad: str) -> tuple[bytes, str, bytes]:
+        """Authenticate and decrypt: (plaintext bytes, type tag, iv)."""
+        data, iv, tag, tname = split(text)
+        try:
+            plain = self._aead.decrypt(iv, data + tag, aad.encode("utf-8", "surrogateescape"))
+        except Exception as exc:
+            if not _is_invalid_tag(exc):
+                raise
+            raise DecryptValueError(
+                "value failed authentication (wrong data key, tampered value, or value moved to another key)"
+            ) from None
+        return plain, tname, iv
+
+    def decrypt(self, text: str, aad: str) -> object:
+        if text == "":
+            return ""
+        plain, tname, _ = self.decrypt_raw(text, aad)
+        return parse_typed(plain, tname)
 
 
 def _is_invalid_tag(exc: BaseException) -> bool:
@@ -116,19 +151,8 @@ def is_encrypted(value: object) -> bool:
 
 
 def encrypt(value: object, key: bytes, aad: str, iv: bytes | None = None) -> str:
-    """Encrypt one leaf. Empty strings (and empty comments) stay ``""`` as in sops."""
-    plain = to_bytes(value)
-    tag_name = type_tag(value)
-    if not plain and tag_name in ("str", "comment"):
-        return ""
-    if iv is None:
-        iv = os.urandom(IV_SIZE)
-    sealed = _aesgcm(key).encrypt(iv, plain, aad.encode("utf-8", "surrogateescape"))
-    b64 = b64encode
-    return (
-        f"ENC[AES256_GCM,data:{b64(sealed[:-TAG_SIZE]).decode()},iv:{b64(iv).decode()},"
-        f"tag:{b64(sealed[-TAG_SIZE:]).decode()},type:{tag_name}]"
-    )
+    """One leaf with ``key`` (a walk uses one :class:`Cipher` for all of them)."""
+    return Cipher(key).encrypt(value, aad, iv)
 
 
 def _split_enc(text: str) -> tuple[str, str, str, str] | None:
@@ -182,16 +206,7 @@ def split(text: str) -> tuple[bytes, bytes, bytes, str]:
 
 def decrypt_raw(text: str, key: bytes, aad: str) -> tuple[bytes, str, bytes]:
     """Authenticate and decrypt: (plaintext bytes, type tag, iv)."""
-    data, iv, tag, tname = split(text)
-    try:
-        plain = _aesgcm(key).decrypt(iv, data + tag, aad.encode("utf-8", "surrogateescape"))
-    except Exception as exc:
-        if not _is_invalid_tag(exc):
-            raise
-        raise DecryptValueError(
-            "value failed authentication (wrong data key, tampered value, or value moved to another key)"
-        ) from None
-    return plain, tname, iv
+    return Cipher(key).decrypt_raw(text, aad)
 
 
 def parse_typed(plain: bytes, tname: str) -> object:
@@ -232,7 +247,4 @@ def parse_typed(plain: bytes, tname: str) -> object:
 
 
 def decrypt(text: str, key: bytes, aad: str) -> object:
-    if text == "":
-        return ""
-    plain, tname, _ = decrypt_raw(text, key, aad)
-    return parse_typed(plain, tname)
+    return Cipher(key).decrypt(text, aad)

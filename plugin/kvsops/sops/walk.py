@@ -111,6 +111,7 @@ def encrypt_docs(
     stash: Stash | None = None,
 ) -> tuple[list[Branch], str]:
     """Encrypt every selected leaf; return the encrypted documents and the MAC (uppercase hex)."""
+    cipher = values.Cipher(key)
 
     def leaf(v: object, path: list[str], selected: bool) -> tuple[object, object]:
         if type(v) is Uint64:
@@ -118,8 +119,8 @@ def encrypt_docs(
         if not selected:
             return v, v
         if isinstance(v, Comment) and v.inline:
-            return _encrypt_leaf(v, key, path, None), v  # sops never stashes inline comments
-        return _encrypt_leaf(v, key, path, stash), v
+            return _encrypt_leaf(v, cipher, path, None), v  # sops never stashes inline comments
+        return _encrypt_leaf(v, cipher, path, stash), v
 
     return _walk_docs(docs, rule, mac_only_encrypted, leaf)
 
@@ -144,13 +145,13 @@ def _walk_docs(docs: list[Branch], rule: SelectionRule | None, mac_only_encrypte
     return out, h.hexdigest().upper()
 
 
-def _encrypt_leaf(v: object, key: bytes, path: list[str], stash: Stash | None) -> object:
+def _encrypt_leaf(v: object, cipher: values.Cipher, path: list[str], stash: Stash | None) -> object:
     aad = aad_of(path)
     iv = None
     if stash is not None:
         iv = stash.iv_for(aad, values.to_bytes(v), values.type_tag(v))
     try:
-        text = values.encrypt(v, key, aad, iv)
+        text = cipher.encrypt(v, aad, iv)
     except EncryptError as exc:
         raise exc.with_where(_where(path)) from None
     if isinstance(v, Comment):
@@ -166,23 +167,24 @@ def decrypt_docs(
     stash: Stash | None = None,
 ) -> tuple[list[Branch], str]:
     """Decrypt every selected leaf; return the plaintext documents and the computed MAC."""
+    cipher = values.Cipher(key)
 
     def leaf(v: object, path: list[str], selected: bool) -> tuple[object, object]:
         if type(v) is Uint64:
             raise DecryptValueError(_UINT64 + _where(path))
-        out = _decrypt_leaf(v, key, path, stash) if selected else v
+        out = _decrypt_leaf(v, cipher, path, stash) if selected else v
         return out, out
 
     return _walk_docs(docs, rule, mac_only_encrypted, leaf)
 
 
-def _decrypt_leaf(v: object, key: bytes, path: list[str], stash: Stash | None) -> object:
+def _decrypt_leaf(v: object, cipher: values.Cipher, path: list[str], stash: Stash | None) -> object:
     aad = aad_of(path)
     if isinstance(v, Comment):
         if not values.is_encrypted(v.text):
             return v  # a plaintext comment in an encrypted region: older sops wrote these
         try:
-            plain, tname, iv = values.decrypt_raw(v.text, key, aad)
+            plain, tname, iv = cipher.decrypt_raw(v.text, aad)
             dec = values.parse_typed(plain, tname)
         except DecryptValueError:
             return v
@@ -195,7 +197,7 @@ def _decrypt_leaf(v: object, key: bytes, path: list[str], stash: Stash | None) -
     if v == "":
         return ""
     try:
-        plain, tname, iv = values.decrypt_raw(v, key, aad)
+        plain, tname, iv = cipher.decrypt_raw(v, aad)
         dec = values.parse_typed(plain, tname)
     except DecryptValueError as exc:
         raise exc.with_where(_where(path)) from None
