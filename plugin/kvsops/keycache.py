@@ -1,14 +1,16 @@
 """An optional in-memory cache of unwrapped data keys, for long-running renderers.
 
-A process that renders the same applications again and again (a renderer service, a test
-harness, a plugin kept warm) would otherwise unwrap the same data keys on every render: a Key
-Vault round trip, or a gpg run, each time. With the cache on, a data key unwrapped by one
-:class:`kvsops.api.Session` is reused by later Sessions of the same process.
+A process that renders the same applications again and again (the kvsops agent, a renderer
+service, a test harness) would otherwise unwrap the same data keys on every render: a Key Vault
+round trip, or a gpg run, each time. With the cache on, a data key unwrapped by one
+:class:`kvsops.api.Session` is reused by later Sessions given the same :class:`DataKeyCache`.
 
-- Off by default. ``KVSOPS_DATA_KEY_CACHE_TTL=SECONDS`` (in the Session's injected environment)
-  turns it on for that Session; ``KVSOPS_DATA_KEY_CACHE_MAX`` bounds the number of entries
-  (default 1024; the oldest entry goes first).
-- In memory only: a dict in this process, never written anywhere, gone when the process ends.
+- Off by default. The cache is an object its owner holds (the agent's service holds one) and
+  hands to each Session it builds (``Session(..., data_keys=cache)``); no module global holds
+  data keys. ``KVSOPS_DATA_KEY_CACHE_TTL=SECONDS`` (in the Session's injected environment) turns
+  it on for that Session; ``KVSOPS_DATA_KEY_CACHE_MAX`` bounds the number of entries (default
+  1024; the oldest entry goes first).
+- In memory only: a dict in the owner's process, never written anywhere, gone with its owner.
 - Only successful unwraps are cached; key policies (``allowed_entry``) are checked before any
   lookup, so a refused key stays refused.
 
@@ -27,15 +29,15 @@ What an entry is bound to (its slot is a SHA-256 digest of all of it, never the 
 
 API (for callers that build Sessions, e.g. a resident agent)::
 
+    cache = keycache.DataKeyCache()                          # held by the long-running owner
     binding = keycache.Binding(grant="...", policy="...")   # kvsops.policy.binding(allowed) builds it
-    session = api.Session(env=env, allowed_entry=..., cache_binding=binding)
+    session = api.Session(env=env, allowed_entry=..., cache_binding=binding, data_keys=cache)
 
-    view = keycache.from_env(env, binding)      # None when the cache is off
+    view = keycache.from_env(env, cache, binding)   # None when the cache is off
     key = view.unwrap(kind, key_id, wrapped, lambda: real_unwrap())
 
 A Session with a key policy (``allowed_entry``) but no ``cache_binding`` does not use the cache (it
-cannot be bound to a grant it does not know). ``shared()`` is the process-wide cache;
-``DataKeyCache`` can be built with an injected clock.
+cannot be bound to a grant it does not know). ``DataKeyCache`` can be built with an injected clock.
 """
 
 from __future__ import annotations
@@ -81,6 +83,11 @@ class DataKeyCache:
         self.hits = 0
         self.misses = 0
 
+    def shrink(self, max_entries: int) -> None:
+        """A smaller bound from a later Session's settings holds from then on."""
+        with self._lock:
+            self.max_entries = min(self.max_entries, max_entries)
+
     def bind_policy(self, policy: str) -> None:
         """Note the policy in force; a different one than last time empties the cache."""
         with self._lock:
@@ -118,21 +125,6 @@ class DataKeyCache:
 
     def __repr__(self) -> str:  # never the keys
         return f"DataKeyCache(entries={len(self._entries)}, max={self.max_entries})"
-
-
-_shared: DataKeyCache | None = None
-_shared_lock = allocate_lock()
-
-
-def shared(max_entries: int = DEFAULT_MAX) -> DataKeyCache:
-    """The process-wide cache (created on first use; a later, smaller bound shrinks it)."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = DataKeyCache(max_entries)
-        elif max_entries < _shared.max_entries:
-            _shared.max_entries = max_entries
-        return _shared
 
 
 def _field(text: str) -> bytes:
@@ -174,8 +166,8 @@ class Scoped:
         return key
 
 
-def from_env(env: Mapping[str, str], binding: Binding = NO_POLICY) -> Scoped | None:
-    """The cache view for a Session with this environment and binding, or None when it is off."""
+def settings(env: Mapping[str, str]) -> tuple[float, int] | None:
+    """(TTL, maximum entries) from the environment, or None when it leaves the cache off."""
     raw = (env.get(TTL_ENV) or "").strip()
     if not raw:
         return None
@@ -190,4 +182,16 @@ def from_env(env: Mapping[str, str], binding: Binding = NO_POLICY) -> Scoped | N
         raise errors.ConfigError(f"{TTL_ENV} and {MAX_ENV} must not be negative")
     if ttl == 0 or size == 0:
         return None
-    return Scoped(shared(size), ttl, env, binding)
+    return ttl, size
+
+
+def from_env(env: Mapping[str, str], cache: DataKeyCache | None, binding: Binding | None = NO_POLICY) -> Scoped | None:
+    """The view of ``cache`` for a Session with this environment and binding; None when there is
+    no cache or binding, or the environment leaves it off (bad settings raise either way). A
+    ``KVSOPS_DATA_KEY_CACHE_MAX`` smaller than the cache's bound shrinks it."""
+    found = settings(env)
+    if found is None or cache is None or binding is None:
+        return None
+    ttl, size = found
+    cache.shrink(size)
+    return Scoped(cache, ttl, env, binding)

@@ -4,7 +4,7 @@ hooks, the deadline, the unwrapped data keys), and the settings read from that e
 Public API (hosts, the CLI and the agent build Sessions; its signature stays stable)::
 
     Session(env=None, *, order=None, deadline_seconds=None, allowed_entry=None,
-            allowed_secret=None, cache_binding=None)
+            allowed_secret=None, cache_binding=None, data_keys=None)
         env               the environment the keys are found through (default: os.environ, copied);
                           backends read it through ``session.ctx`` (kvsops.context.KeyContext)
         order             the decryption order (default: SOPS_DECRYPTION_ORDER, else sops')
@@ -12,6 +12,9 @@ Public API (hosts, the CLI and the agent build Sessions; its signature stays sta
         allowed_entry     a key policy hook: KeyEntry -> refusal reason or None (kvsops.policy)
         allowed_secret    the same for Key Vault secret references: (vault, name, version)
         cache_binding     the grant and policy the data-key cache binds entries to (kvsops.keycache)
+        data_keys         a kvsops.keycache.DataKeyCache its owner keeps across Sessions (the
+                          agent's); used when KVSOPS_DATA_KEY_CACHE_TTL turns it on. A Session
+                          itself unwraps each distinct wrapped key once; nothing outlives it
 
     session.unwrap(entry) -> bytes       one wrapped data key, unwrapped once per Session
     session.unwrapper(kind)              the kind's backend Unwrapper (built once)
@@ -95,6 +98,7 @@ class Session:
         allowed_entry: Callable[[KeyEntry], str | None] | None = None,
         allowed_secret: Callable[[str, str, str], str | None] | None = None,
         cache_binding: keycache.Binding | None = None,
+        data_keys: keycache.DataKeyCache | None = None,
     ) -> None:
         env = dict(os.environ if env is None else env)
         if deadline_seconds is None:
@@ -115,11 +119,11 @@ class Session:
         self._lock = allocate_lock()
         self._unwrappers: dict[str, Unwrapper] = {}
         self._parts: dict[tuple[str, str, str], _Once] = {}
-        # Data keys shared with later Sessions of this process (off unless KVSOPS_DATA_KEY_CACHE_TTL),
+        # Data keys shared with later Sessions given the same cache (off unless KVSOPS_DATA_KEY_CACHE_TTL),
         # bound to the key, the credentials, the grant and the policy (see kvsops.keycache). Under
         # a key policy without a binding there is nothing to bind to: no cache.
         bound = cache_binding if cache_binding is not None else None if allowed_entry else keycache.NO_POLICY
-        self._cache = keycache.from_env(env, bound) if env.get(keycache.TTL_ENV) and bound is not None else None
+        self._cache = keycache.from_env(env, data_keys, bound)
         # Set by kvsops.agent.session: recovers data keys (and Key Vault secrets) in the agent,
         # which applies this Session's policy, order and deadline there.
         self.remote: Remote | None = None

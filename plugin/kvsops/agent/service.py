@@ -21,7 +21,7 @@ import threading
 from collections import OrderedDict
 from typing import Any, Mapping
 
-from kvsops import api, errors, policy
+from kvsops import api, errors, keycache, policy
 from kvsops.agent import client
 from kvsops.azure import common as azure_common
 from kvsops.sops.metadata import KeyEntry, Metadata
@@ -44,6 +44,9 @@ class Service:
         self._lock = threading.Lock()
         self._age: OrderedDict[str, tuple[tuple[object, ...], Unwrapper]] = OrderedDict()
         self.counts: dict[str, int] = {}
+        # The data keys this agent's Sessions share (on with KVSOPS_DATA_KEY_CACHE_TTL): held here,
+        # for the agent's lifetime, not by a module.
+        self.data_keys = keycache.DataKeyCache()
         self.ready = False  # set once warm() has imported what requests need
 
     # ------------------------------------------------------------------ sessions
@@ -178,12 +181,10 @@ class Service:
         with self._lock:
             counts = dict(self.counts)
             keyrings = len(self._age)
-        from kvsops import keycache
-
-        cache = keycache.shared() if self.base.get(keycache.TTL_ENV) else None  # the cache the Sessions use
+        cache = self.data_keys  # the cache the Sessions use
         return {"ready": self.ready, "requests": counts, "age_keyrings": keyrings,
                 "vault_clients": azure_common.client_count(self.state),
-                "data_keys_cached": len(cache) if cache is not None else 0, "limiter": self.limiter.stats()}
+                "data_keys_cached": len(cache), "limiter": self.limiter.stats()}
 
 
 _OPS = {"decrypt": Service.decrypt, "decrypt_files": Service.decrypt_files, "recover": Service.recover,
@@ -194,7 +195,7 @@ class _Session(api.Session):
     """A request's Session: the agent's shared state and held age identities."""
 
     def __init__(self, service: Service, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(data_keys=service.data_keys, **kwargs)
         self.ctx.state = service.state
         self._service = service
 
