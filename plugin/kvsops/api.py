@@ -133,51 +133,73 @@ def decrypt_many(
     up to ``workers`` threads, and the Session unwraps each distinct wrapped key once. Each file
     goes through the same steps as :func:`decrypt`, in the same order. ``keep_ivs`` is off: renderers
     only read (see :func:`decrypt`)."""
-    session = session or Session()  # no process-wide Session: a render owns its keys
-    n = len(items)
-    failed: list[BaseException | None] = [None] * n
-    loaded: list[tuple[list[Branch], Metadata] | None] = [None] * n
-    keys: list[bytes | None] = [None] * n
-
-    def attempt(i: int, step: Callable[[], object]) -> object:
-        try:
-            return step()
-        except errors.KvsopsError as exc:
-            where = items[i][0]
-            failed[i] = exc.with_where(where) if where else exc
-        except Exception as exc:  # noqa: BLE001 - raised below, in input order
-            failed[i] = exc
-        return None
-
-    for i, (_where, data, fmt) in enumerate(items):
-        loaded[i] = attempt(i, lambda: load_encrypted(data, fmt))  # type: ignore[call-overload]
-
-    def unwrap(i: int) -> None:
-        keys[i] = attempt(i, lambda: recover_data_key(loaded[i][1], session))  # type: ignore[index, call-overload]
-
+    session = session or Session()
+    jobs = [_Job(where, data, fmt) for where, data, fmt in items]
+    for job in jobs:
+        job.attempt(job.load)
     # Only files before the first failure can change the outcome: no unwraps (no vault calls) after it.
-    first_bad = next((i for i in range(n) if failed[i] is not None), n)
-    todo = list(range(first_bad))
-    waits = session.remote is not None or any(
-        not _in_process(e.kind) for i in todo for e in loaded[i][1].entries())  # type: ignore[index]
+    todo = _until_failed(jobs)
+    waits = session.remote is not None or any(not _in_process(e.kind) for job in todo for e in job.metadata().entries())
     if waits and workers > 1 and len(todo) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=min(workers, len(todo))) as pool:
-            list(pool.map(unwrap, todo))
+            list(pool.map(lambda job: job.attempt(lambda: job.unwrap(session)), todo))
     else:
-        for i in todo:
-            unwrap(i)
-
+        for job in todo:
+            job.attempt(lambda: job.unwrap(session))
     out: list[Decrypted] = []
-    for i, (_where, _data, fmt) in enumerate(items):
-        if failed[i] is None:
-            docs, md = loaded[i]  # type: ignore[misc]
-            dec = attempt(i, lambda: _decrypt_values(docs, md, fmt, keys[i], ignore_mac, keep_ivs))  # type: ignore[arg-type]
-        if failed[i] is not None:
-            raise failed[i] from None  # type: ignore[misc]
-        out.append(dec)  # type: ignore[arg-type]
+    for job in jobs:
+        if job.error is None:
+            job.attempt(lambda: out.append(job.finish(ignore_mac, keep_ivs)))
+        if job.error is not None:
+            raise job.error from None
     return out
+
+
+def _until_failed(jobs: list[_Job]) -> list[_Job]:
+    """The jobs before the first that failed."""
+    out = []
+    for job in jobs:
+        if job.error is not None:
+            break
+        out.append(job)
+    return out
+
+
+class _Job:
+    """One file of :func:`decrypt_many`: what is known of it so far, or why it failed."""
+
+    __slots__ = ("where", "data", "fmt", "docs", "md", "key", "error")
+
+    def __init__(self, where: str, data: bytes, fmt: str) -> None:
+        self.where, self.data, self.fmt = where, data, fmt
+        self.docs: list[Branch] = []
+        self.md: Metadata | None = None
+        self.key = b""
+        self.error: BaseException | None = None
+
+    def attempt(self, step: Callable[[], object]) -> None:
+        """Run a step; a failure is kept (with this file's name) for decrypt_many to raise in order."""
+        try:
+            step()
+        except errors.KvsopsError as exc:
+            self.error = exc.with_where(self.where) if self.where else exc
+        except Exception as exc:  # noqa: BLE001 - raised by decrypt_many, in input order
+            self.error = exc
+
+    def metadata(self) -> Metadata:
+        assert self.md is not None, "loaded"
+        return self.md
+
+    def load(self) -> None:
+        self.docs, self.md = load_encrypted(self.data, self.fmt)
+
+    def unwrap(self, session: Session) -> None:
+        self.key = recover_data_key(self.metadata(), session)
+
+    def finish(self, ignore_mac: bool, keep_ivs: bool) -> Decrypted:
+        return _decrypt_values(self.docs, self.metadata(), self.fmt, self.key, ignore_mac, keep_ivs)
 
 
 def _in_process(kind: str) -> bool:
