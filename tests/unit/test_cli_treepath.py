@@ -73,3 +73,14 @@ def test_json_values_decode_like_go() -> None:
     for bad in ("{", "NaN", "1e999", "'x'", "[1, 2]"):  # an array is refused by sops 3.11 too (7)
         with pytest.raises(errors.InvalidSetFormat):
             json_value(bad)
+
+
+def test_set_and_unset_in_a_document_change_it_in_place() -> None:
+    d = doc()
+    assert treepath.set_in_document(d, ["a", "b", 0], 2) is True
+    assert treepath.set_in_document(d, ["n"], 1) is False
+    assert treepath.truncate(d, ["a", "b", 0]) == 2
+    treepath.unset_in_document(d, ["n"])
+    assert [k for k, _ in d] == ["a"]
+    with pytest.raises(errors.InvalidSetFormat):
+        treepath.set_in_document(d, [0], 1)  # a document is a mapping

@@ -15,12 +15,16 @@ only warns, since the config may cover other parts of the tree.
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from kvsops import errors, report
 from kvsops.cli import common
 from kvsops.sops.tree import Branch
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from kvsops.cli.common import Args
+    from kvsops.config import Config
 
 MAX_BYTES = 16 << 20  # larger files are skipped: not configuration
 
@@ -35,13 +39,13 @@ class _Configs:
 
     def __init__(self, explicit: str | None) -> None:
         self.explicit = explicit
-        self._cache: dict[str, object] = {}
+        self._cache: dict[str, Config | None] = {}
         self._warned: set[str] = set()
 
     def found_any(self) -> bool:
         return any(cfg is not None for cfg in self._cache.values())
 
-    def for_file(self, path: str):  # type: ignore[no-untyped-def]
+    def for_file(self, path: str) -> Config | None:
         directory = os.path.dirname(path)
         if directory not in self._cache:
             cfg, warnings = common.load_config(directory, common.environ(), self.explicit)
@@ -96,7 +100,7 @@ def _reasons(path: str, configs: _Configs, warnings: list[str]) -> list[str]:
     cfg = configs.for_file(path)
     rule = config.match_rule(cfg, path) if cfg is not None and _has_match(cfg, path) else None
     reasons = []
-    if rule is not None and rule.path_regex and not encrypted:
+    if cfg is not None and rule is not None and rule.path_regex and not encrypted:
         reasons.append(f"not encrypted, but {common.display(cfg.path)} says files matching {rule.path_regex} must be")
     docs = _docs(data, fmt, encrypted) if fmt in ("yaml", "json") else []
     if any(_secret_values_plain(d) for d in docs):
@@ -111,7 +115,7 @@ def _reasons(path: str, configs: _Configs, warnings: list[str]) -> list[str]:
     return reasons
 
 
-def _has_match(cfg, path: str) -> bool:  # type: ignore[no-untyped-def]
+def _has_match(cfg: Config, path: str) -> bool:
     from kvsops import config
 
     if cfg.rules is None:
@@ -120,12 +124,12 @@ def _has_match(cfg, path: str) -> bool:  # type: ignore[no-untyped-def]
     return any(r.matches(rel) for r in cfg.rules)
 
 
-def check(args: argparse.Namespace) -> int:
+def check(args: Args) -> int:
     paths = args.paths or ["."]
     for p in paths:
         if not os.path.exists(p):
             raise errors.NoFileSpecified(f"{p} does not exist")
-    configs = _Configs(getattr(args, "config", None))
+    configs = _Configs(args.config)
     failed = 0
     checked = 0
     for path in common.iter_files(paths):

@@ -12,15 +12,20 @@ from kvsops.sops.tree import Branch
 
 TYPE_CHECKING = False  # argparse, json and datetime stay off the `kvsops decrypt` start-up path
 if TYPE_CHECKING:
-    import argparse
     from typing import Callable
 
-    from kvsops.api import Decrypted
+    from kvsops.api import Decrypted, Session
+    from kvsops.cli.common import Args
+    from kvsops.keys.base import Recipient
+
+    # what encrypt, -e and a new file's edit wrap with: (recipient groups, Shamir threshold,
+    # selection rule, MAC over encrypted values only)
+    Settings = tuple[list[list[Recipient]], int, SelectionRule | None, bool]
 
 # ----------------------------------------------------------------------------- decrypt
 
 
-def _need_file(args: argparse.Namespace) -> None:
+def _need_file(args: Args) -> None:
     """``kvsops decrypt`` alone: no file and nothing that says stdin is meant (sops would read stdin
     as JSON). ``encrypt`` keeps sops' own refusal (exit 8, --filename-override)."""
     if args.file is None and not (args.input_type or args.filename_override):
@@ -28,7 +33,7 @@ def _need_file(args: argparse.Namespace) -> None:
                                      hint="use - (with --input-type or --filename-override) to read stdin")
 
 
-def decrypt(args: argparse.Namespace) -> int:
+def decrypt(args: Args) -> int:
     _need_file(args)
     stdin = args.file in (None, "-")
     common.check_destination(args, stdin)
@@ -40,25 +45,25 @@ def decrypt(args: argparse.Namespace) -> int:
     return 0
 
 
-def decrypt_output(args: argparse.Namespace, path: str | None, name: str | None) -> bytes:
+def decrypt_output(args: Args, path: str | None, name: str | None) -> bytes:
     """The plaintext of ``path`` (None: stdin) with ``--extract``; ``name`` picks the formats."""
     from kvsops import api
-    from kvsops.sops import stores
 
     fmt_in, fmt_out = common.formats(args, name)
     extract = treepath.parse(args.extract) if args.extract else None
     data = common.read_stdin() if path is None else common.read_file(path)
     where = common.display(path)
-    dec = api.decrypt(data, fmt_in, session=common.session(args, agent=getattr(args, "use_agent", True)), ignore_mac=args.ignore_mac, where=where,
+    dec = api.decrypt(data, fmt_in, session=common.session(args, agent=args.use_agent), ignore_mac=args.ignore_mac, where=where,
                       keep_ivs=False)  # nothing is re-encrypted: no per-value IV map
     indent = common.output_indent(args, fmt_out)
     if extract is None:
         return api.emit_plain(dec.docs, fmt_out, where=where, indent=indent)
-    return _extract(dec.docs, extract, fmt_out, stores, indent)
+    return _extract(dec.docs, extract, fmt_out, indent)
 
 
-def _extract(docs: list[Branch], path: list[str | int], fmt: str, stores, indent: int | None) -> bytes:  # type: ignore[no-untyped-def]
+def _extract(docs: list[Branch], path: list[str | int], fmt: str, indent: int | None) -> bytes:
     from kvsops import api
+    from kvsops.sops import stores
 
     value = treepath.truncate(docs[0] if docs else Branch(), path)
     if isinstance(value, Branch):
@@ -71,7 +76,7 @@ def _extract(docs: list[Branch], path: list[str | int], fmt: str, stores, indent
 # ----------------------------------------------------------------------------- encrypt
 
 
-def selection_rule(args: argparse.Namespace) -> SelectionRule | None:
+def selection_rule(args: Args) -> SelectionRule | None:
     given = [(k, getattr(args, k)) for k in RULE_KINDS if getattr(args, k, None)]
     if len(given) > 1:
         raise errors.ConflictingParameters("cannot use more than one of " + ", ".join(
@@ -79,7 +84,7 @@ def selection_rule(args: argparse.Namespace) -> SelectionRule | None:
     return SelectionRule(*given[0]) if given else None
 
 
-def encryption_settings(args: argparse.Namespace, target: str, sess):  # type: ignore[no-untyped-def]
+def encryption_settings(args: Args, target: str, sess: Session) -> Settings:
     """(recipient groups, threshold, rule, mac_only) from flags, env and .sops.yaml (sops' precedence)."""
     env = common.environ()
     flag_rule = selection_rule(args)
@@ -97,7 +102,7 @@ def encryption_settings(args: argparse.Namespace, target: str, sess):  # type: i
     return common.recipients(sess, groups), threshold, rule, mac_only
 
 
-def encrypt(args: argparse.Namespace) -> int:
+def encrypt(args: Args) -> int:
     stdin = args.file in (None, "-")
     common.check_destination(args, stdin)
     if stdin and not args.filename_override:
@@ -110,7 +115,7 @@ def encrypt(args: argparse.Namespace) -> int:
     return 0
 
 
-def encrypt_output(args: argparse.Namespace, path: str | None, name: str, settings) -> bytes:  # type: ignore[no-untyped-def]
+def encrypt_output(args: Args, path: str | None, name: str, settings: Settings) -> bytes:
     """``path`` (None: stdin) encrypted with ``settings`` (:func:`encryption_settings`); ``name``
     picks the formats."""
     from kvsops import api
@@ -157,7 +162,7 @@ def json_value(text: str) -> object:
     return value
 
 
-def _set_inputs(args: argparse.Namespace) -> tuple[str, list[str | int], object]:
+def _set_inputs(args: Args) -> tuple[str, list[str | int], object]:
     if args.value_file and args.value_stdin:  # sops: a generic error (1), not ConflictingParameters
         raise errors.UsageError("cannot use both --value-file and --value-stdin")
     need_value = not args.value_stdin
@@ -167,7 +172,7 @@ def _set_inputs(args: argparse.Namespace) -> tuple[str, list[str | int], object]
         raise errors.NoFileSpecified("set with --value-stdin takes FILE and INDEX only")
     path = common.existing_file(args.file, missing=errors.InputError)
     index = _index(args.index, "set")
-    if args.value_stdin:
+    if args.value is None:  # --value-stdin (the checks above)
         raw = common.read_stdin()
     elif args.value_file:
         raw = common.read_file(args.value, errors.KvsopsError)  # sops: the os error, exit 1
@@ -186,7 +191,7 @@ def _index(text: str, command: str) -> list[str | int]:
     return index
 
 
-def _rewrite(args: argparse.Namespace, path: str, change: Callable[[Decrypted, str], bool]) -> int:
+def _rewrite(args: Args, path: str, change: Callable[[Decrypted, str], bool]) -> int:
     """set/unset: decrypt ``path``, let ``change`` edit the documents (False: nothing to write),
     re-encrypt in place."""
     from kvsops import api
@@ -200,7 +205,7 @@ def _rewrite(args: argparse.Namespace, path: str, change: Callable[[Decrypted, s
     return 0
 
 
-def set_value(args: argparse.Namespace) -> int:
+def set_value(args: Args) -> int:
     path, index, value = _set_inputs(args)
     out, changed = set_output(args, path, path, index, value)
     if not changed and args.idempotent:
@@ -210,7 +215,7 @@ def set_value(args: argparse.Namespace) -> int:
     return 0
 
 
-def set_output(args: argparse.Namespace, path: str, name: str, index: list[str | int],
+def set_output(args: Args, path: str, name: str, index: list[str | int],
                value: object) -> tuple[bytes, bool]:
     """``path`` re-encrypted with ``value`` at ``index`` (formats from ``name``), and whether
     the value changed."""
@@ -220,13 +225,12 @@ def set_output(args: argparse.Namespace, path: str, name: str, index: list[str |
     dec = api.decrypt(common.read_file(path), fmt, session=common.session(args), ignore_mac=args.ignore_mac,
                       where=common.display(path))
     docs = dec.docs or [Branch()]
-    new, changed = treepath.set_value(docs[0], index, value)
-    docs[0] = new  # type: ignore[call-overload]
+    changed = treepath.set_in_document(docs[0], index, value)
     dec.docs = docs
     return api.reencrypt(dec, fmt=fmt_out, indent=common.output_indent(args, fmt_out)), changed
 
 
-def unset_value(args: argparse.Namespace) -> int:
+def unset_value(args: Args) -> int:
     if not args.file or not args.index:
         raise errors.NoFileSpecified("unset needs FILE and INDEX")
     path = common.existing_file(args.file, missing=errors.InputError)
@@ -236,7 +240,7 @@ def unset_value(args: argparse.Namespace) -> int:
 
 def _unset(dec: Decrypted, where: str, index: list[str | int], idempotent: bool) -> bool:
     try:
-        dec.docs[0] = treepath.unset_value(dec.docs[0] if dec.docs else Branch(), index)  # type: ignore[call-overload]
+        treepath.unset_in_document(dec.docs[0] if dec.docs else Branch(), index)
     except errors.KeyNotFoundInTree as exc:
         if idempotent:
             return False
@@ -247,7 +251,7 @@ def _unset(dec: Decrypted, where: str, index: list[str | int], idempotent: bool)
 # ----------------------------------------------------------------------------- filestatus / keygen
 
 
-def filestatus(args: argparse.Namespace) -> int:
+def filestatus(args: Args) -> int:
     """sops' filestatus: no sops metadata is ``false``; any other failure (a missing or unparsable
     file, malformed metadata) is an error, exit 1 ("cannot check file status")."""
     from kvsops import api
@@ -266,7 +270,7 @@ def filestatus(args: argparse.Namespace) -> int:
     return 0
 
 
-def keygen(args: argparse.Namespace) -> int:
+def keygen(args: Args) -> int:
     from kvsops.keys import age
 
     identity, public = age.generate(pq=args.pq)

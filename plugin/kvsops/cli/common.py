@@ -11,8 +11,12 @@ from kvsops.sops import stores
 
 TYPE_CHECKING = False  # argparse, tempfile, pathlib, typing stay off the `kvsops decrypt` start-up path
 if TYPE_CHECKING:
-    import argparse
-    from typing import Iterable, Mapping, Sequence
+    from typing import Callable, Iterable, Mapping, Sequence
+
+    from kvsops.api import Session
+    from kvsops.config import Config, CreationRule
+    from kvsops.keys.base import Recipient
+    from kvsops.sops.metadata import Metadata
 
 CONFIG_NAME = ".sops.yaml"
 ALTERNATE_NAME = ".sops.yml"  # sops ignores it, with a warning; so do we
@@ -35,6 +39,73 @@ def info(message: str) -> None:
 
 def environ() -> dict[str, str]:
     return dict(os.environ)
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+class Args:
+    """The parsed command line every command function takes: one attribute per destination of
+    kvsops' argparse definitions (kvsops.cli.parser), with argparse's default for it.
+
+    The parser fills one (``parse_args(namespace=Args())``), sops' flag form (kvsops.cli.legacy)
+    a subclass, and ``kvsops decrypt FILE`` one of its own without building the parser
+    (kvsops.cli.main). tests/unit/test_cli_args.py ties the fields to the parser: a flag without
+    a field here, or a field whose default is not argparse's, fails it.
+
+    The key types' flags (``--age``, rotate's ``--add-age``...) are not fields: they come from the
+    key table (kvsops.keys) and are read through it (``getattr(args, row.dest)``), so a new key
+    type stays one module and one table row.
+
+    A plain class in this module (no ``dataclasses``, ``typing`` or module of its own to import):
+    ``kvsops decrypt FILE`` uses it.
+    """
+
+    # the command and the flags every command takes (the top-level parser's defaults)
+    command: str | None = None
+    debug: bool = False
+    config: str | None = None
+    indent: int | None = None
+    func: Callable[[Args], int]  # set by the parser per subcommand; sops' flag form has none
+
+    # files
+    file: str | None = None
+    paths: list[str] | None = None
+    filename_override: str | None = None
+    input_type: str | None = None
+    output_type: str | None = None
+    output: str | None = None
+    in_place: bool = False
+
+    # decrypting
+    ignore_mac: bool = False
+    decryption_order: str | None = None
+    extract: str | None = None
+
+    # encrypting (the key flags are not fields: see above)
+    unencrypted_suffix: str | None = None
+    encrypted_suffix: str | None = None
+    unencrypted_regex: str | None = None
+    encrypted_regex: str | None = None
+    unencrypted_comment_regex: str | None = None
+    encrypted_comment_regex: str | None = None
+    mac_only_encrypted: bool = False
+    shamir_secret_sharing_threshold: int = 0
+
+    # set / unset
+    index: str | None = None
+    value: str | None = None
+    value_file: bool = False
+    value_stdin: bool = False
+    idempotent: bool = False
+
+    # updatekeys, keygen
+    yes: bool = False
+    pq: bool = False
+
+    # not from the parser
+    use_agent: bool = True  # decrypt through the kvsops agent when one is configured
+    show_master_keys: bool = False  # sops' -s (edit shows the file's metadata)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -89,13 +160,13 @@ def fmt_for(flag: str | None, name: str | None, fallback: str | None = None) -> 
     return fallback or "binary"
 
 
-def formats(args: argparse.Namespace, name: str | None) -> tuple[str, str]:
+def formats(args: Args, name: str | None) -> tuple[str, str]:
     """(input, output) formats: flags, else by extension; an explicit --input-type is also the
     default output type (sops would detect the output from the extension and then fail)."""
-    fmt_in = fmt_for(getattr(args, "input_type", None), name)
-    explicit_in = getattr(args, "input_type", None) in stores.FORMATS
+    fmt_in = fmt_for(args.input_type, name)
+    explicit_in = args.input_type in stores.FORMATS
     out_name = None if explicit_in else name
-    return fmt_in, fmt_for(getattr(args, "output_type", None), out_name, fmt_in)
+    return fmt_in, fmt_for(args.output_type, out_name, fmt_in)
 
 
 def display(path: str | None) -> str:
@@ -196,34 +267,33 @@ def _unlink(path: str) -> None:
         pass
 
 
-def deliver(data: bytes, args: argparse.Namespace, path: str | None, *, plaintext: bool) -> None:
+def deliver(data: bytes, args: Args, path: str | None, *, plaintext: bool) -> None:
     """stdout, ``--output FILE`` or ``--in-place``, checked for conflicts beforehand."""
-    if getattr(args, "in_place", False):
+    if args.in_place:
         assert path is not None
         write_file(path, data, private=plaintext)
-    elif getattr(args, "output", None):
+    elif args.output:
         write_file(args.output, data, private=plaintext)
     else:
         write_stdout(data)
 
 
-def check_destination(args: argparse.Namespace, stdin: bool) -> None:
-    if stdin and getattr(args, "in_place", False):
+def check_destination(args: Args, stdin: bool) -> None:
+    if stdin and args.in_place:
         raise errors.ConflictingParameters("cannot use --in-place when reading from stdin")
-    if getattr(args, "in_place", False) and getattr(args, "output", None):
+    if args.in_place and args.output:
         raise errors.ConflictingParameters("cannot use both --output and --in-place")
 
 
 # ----------------------------------------------------------------------------- sessions and keys
 
 
-def session(args: argparse.Namespace, *, agent: bool = False):  # type: ignore[no-untyped-def]
+def session(args: Args, *, agent: bool = False) -> Session:
     """The command's Session; with ``agent``, served by the kvsops agent when one is configured
     (``decrypt``: data keys come from it, see kvsops.agent.session)."""
     from kvsops import api
 
-    order = getattr(args, "decryption_order", None)
-    order = api.decryption_order(order) if order else None
+    order = api.decryption_order(args.decryption_order) if args.decryption_order else None
     if agent:
         from kvsops.agent import client
 
@@ -234,7 +304,7 @@ def session(args: argparse.Namespace, *, agent: bool = False):  # type: ignore[n
     return api.Session(order=order)
 
 
-def recipient(sess, kind: str, spec: str) -> object:  # type: ignore[no-untyped-def]
+def recipient(sess: Session, kind: str, spec: str) -> Recipient:
     try:
         return sess.recipient(kind, spec)
     except ImportError:
@@ -245,7 +315,7 @@ def recipient(sess, kind: str, spec: str) -> object:  # type: ignore[no-untyped-
         raise errors.MissingDependency(f"{kind} keys need an optional extra", hint=hint) from None
 
 
-def recipients(sess, groups: Sequence[Sequence[tuple[str, str]]]) -> list[list[object]]:  # type: ignore[no-untyped-def]
+def recipients(sess: Session, groups: Sequence[Sequence[tuple[str, str]]]) -> list[list[Recipient]]:
     return [[recipient(sess, kind, spec) for kind, spec in group] for group in groups]
 
 
@@ -253,7 +323,7 @@ def split_list(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-def flag_keys(args: argparse.Namespace, env: Mapping[str, str]) -> list[tuple[str, str]]:
+def flag_keys(args: Args, env: Mapping[str, str]) -> list[tuple[str, str]]:
     """Keys from --age/--pgp/--azure-kv... (or their env vars): one group that overrides .sops.yaml,
     in the order sops builds it."""
     from kvsops import keys
@@ -293,7 +363,7 @@ def find_config(cwd: str, env: Mapping[str, str], explicit: str | None = None) -
     return None, warnings
 
 
-def load_config(cwd: str, env: Mapping[str, str], explicit: str | None = None):  # type: ignore[no-untyped-def]
+def load_config(cwd: str, env: Mapping[str, str], explicit: str | None = None) -> tuple[Config | None, list[str]]:
     """(the parsed config or None, warnings)."""
     from kvsops import config
 
@@ -304,27 +374,27 @@ def load_config(cwd: str, env: Mapping[str, str], explicit: str | None = None): 
     return cfg, warnings + [f"{display(cfg.path)}: {w}" for w in cfg.warnings]
 
 
-def config_for(args: argparse.Namespace, env: Mapping[str, str], cwd: str | None = None):  # type: ignore[no-untyped-def]
-    cfg, warnings = load_config(cwd or os.getcwd(), env, getattr(args, "config", None))
+def config_for(args: Args, env: Mapping[str, str], cwd: str | None = None) -> Config | None:
+    cfg, warnings = load_config(cwd or os.getcwd(), env, args.config)
     for w in warnings:
         warn(w)
     return cfg
 
 
-def output_indent(args: argparse.Namespace, fmt: str) -> int | None:
+def output_indent(args: Args, fmt: str) -> int | None:
     """The indent for output in ``fmt``: ``--indent``, else ``.sops.yaml``'s ``stores.<store>.indent``
     (sops' outputStore), else None (the store's default). The config is parsed only when it
     mentions ``stores``: plain decrypts should not pay for PyYAML."""
-    flag = getattr(args, "indent", None)
-    if flag is not None:
-        return flag  # type: ignore[no-any-return]
-    found = indent_config(fmt, getattr(args, "config", None))
+    if args.indent is not None:
+        return args.indent
+    found = indent_config(fmt, args.config)
     if found is None:
         return None
     from kvsops import config
 
     path, data, store = found
-    return getattr(config.parse_config(data, path).stores, store)  # type: ignore[no-any-return]
+    indent: int | None = getattr(config.parse_config(data, path).stores, store)
+    return indent
 
 
 def indent_config(fmt: str, explicit: str | None = None) -> tuple[str, bytes, str] | None:
@@ -342,7 +412,7 @@ def indent_config(fmt: str, explicit: str | None = None) -> tuple[str, bytes, st
     return os.path.abspath(path), data, store
 
 
-def creation_rule(args: argparse.Namespace, env: Mapping[str, str], target: str):  # type: ignore[no-untyped-def]
+def creation_rule(args: Args, env: Mapping[str, str], target: str) -> CreationRule | None:
     from kvsops import config
 
     cfg = config_for(args, env)
@@ -352,7 +422,7 @@ def creation_rule(args: argparse.Namespace, env: Mapping[str, str], target: str)
 # ----------------------------------------------------------------------------- key identities
 
 
-def group_specs(md) -> list[list[tuple[str, str]]]:  # type: ignore[no-untyped-def]
+def group_specs(md: Metadata) -> list[list[tuple[str, str]]]:
     from kvsops import keys
 
     return [[(e.kind, keys.entry_spec(e.kind, e.as_dict())) for e in group] for group in md.key_groups]
@@ -399,7 +469,7 @@ def iter_files(paths: Iterable[str]) -> Iterable[str]:
             yield p
 
 
-def run_each(items: Sequence[str], work) -> int:  # type: ignore[no-untyped-def]
+def run_each(items: Sequence[str], work: Callable[[str], None]) -> int:
     """Run ``work(path)`` for every item; report each failure and go on; fail at the end."""
     from kvsops import report
 

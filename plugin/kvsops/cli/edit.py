@@ -23,8 +23,9 @@ from kvsops._ramdir import ram_dir
 from kvsops.cli import common
 from kvsops.sops.tree import Branch
 
-if TYPE_CHECKING:  # argparse only for the annotations: sops' edit form (kvsops FILE) builds no parser
-    import argparse
+if TYPE_CHECKING:
+    from kvsops.api import Session
+    from kvsops.cli.common import Args
 
 _EXAMPLES = {
     "yaml": b"hello: Welcome to SOPS! Edit this file as you please!\nexample_key: example_value\n"
@@ -166,7 +167,7 @@ def _newer(a: str, b: str) -> bool:
     return parts(a) > parts(b)
 
 
-def edit(args: argparse.Namespace) -> int:
+def edit(args: Args) -> int:
     if not args.file:
         raise errors.NoFileSpecified("no file specified")
     path = os.path.abspath(args.file)
@@ -177,7 +178,7 @@ def edit(args: argparse.Namespace) -> int:
     return 0
 
 
-def edit_output(args: argparse.Namespace, path: str, name: str) -> bytes:
+def edit_output(args: Args, path: str, name: str) -> bytes:
     """The editor's work on ``path`` (an example for a new file), encrypted; ``name`` picks the
     format. ``show_master_keys`` (sops' ``-s``) shows the file's sops metadata under the values."""
     from kvsops import api
@@ -193,7 +194,7 @@ def edit_output(args: argparse.Namespace, path: str, name: str) -> bytes:
                       where=common.display(path))
     from kvsops.sops import stores
 
-    show = bool(getattr(args, "show_master_keys", False)) and stores.get(fmt).STRUCTURED
+    show = args.show_master_keys and stores.get(fmt).STRUCTURED
     if show:
         shown = stores.get(fmt).emit_encrypted(dec.docs, metadata.to_tree(dec.metadata), indent)
     else:
@@ -206,7 +207,7 @@ def edit_output(args: argparse.Namespace, path: str, name: str) -> bytes:
     return api.reencrypt(dec, docs, version=version, indent=indent)
 
 
-def _edit_new(args: argparse.Namespace, path: str, name: str, fmt: str, env: dict[str, str], sess,  # type: ignore[no-untyped-def]
+def _edit_new(args: Args, path: str, name: str, fmt: str, env: dict[str, str], sess: Session,
               indent: int | None) -> bytes:
     from kvsops import api
     from kvsops.cli.commands import encryption_settings

@@ -8,12 +8,16 @@ import sys
 from kvsops import errors, keys
 from kvsops.cli import common
 
-TYPE_CHECKING = False  # argparse only for the annotations: sops' -r form never builds a parser
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import argparse
+    from kvsops.api import Session
+    from kvsops.cli.common import Args
+    from kvsops.config import Config
+    from kvsops.sops.metadata import Metadata
+    from kvsops.sops.tree import Branch
 
 
-def _targets(paths: list[str], missing: type[errors.KvsopsError] = errors.InputError) -> tuple[list[str], bool]:
+def _targets(paths: list[str] | None, missing: type[errors.KvsopsError] = errors.InputError) -> tuple[list[str], bool]:
     """Files to work on, and whether a directory was walked (then unencrypted files are skipped).
     A missing path raises ``missing`` (sops: a read error, 2, for rotate; 1 for updatekeys)."""
     if not paths:
@@ -27,7 +31,7 @@ def _targets(paths: list[str], missing: type[errors.KvsopsError] = errors.InputE
     return [os.path.abspath(f) for f in files], walked
 
 
-def _load(path: str, fmt: str, walked: bool):  # type: ignore[no-untyped-def]
+def _load(path: str, fmt: str, walked: bool) -> tuple[list[Branch], Metadata] | None:
     """(docs, metadata), or None for a plaintext file found by walking a directory."""
     from kvsops import api
 
@@ -55,7 +59,7 @@ def _confirm(question: str) -> bool:
         sys.stderr.flush()
 
 
-def _update_one(path: str, args: argparse.Namespace, cfg, sess, walked: bool) -> None:  # type: ignore[no-untyped-def]
+def _update_one(path: str, args: Args, cfg: Config, sess: Session, walked: bool) -> None:
     from kvsops import api, config
 
     where = common.display(path)
@@ -86,7 +90,7 @@ def _update_one(path: str, args: argparse.Namespace, cfg, sess, walked: bool) ->
     common.info(f"{where}: synced with new keys")
 
 
-def updatekeys(args: argparse.Namespace) -> int:
+def updatekeys(args: Args) -> int:
     cfg = common.config_for(args, common.environ())  # sops looks for the config first
     if cfg is None or cfg.rules is None:
         raise errors.ConfigError("updatekeys needs a .sops.yaml with creation_rules",
@@ -99,7 +103,7 @@ def updatekeys(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- rotate
 
 
-def _key_changes(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def _key_changes(args: Args) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     adds, removes = [], []
     for row in keys.backends():
         if row.flag:
@@ -108,7 +112,7 @@ def _key_changes(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[
     return adds, removes
 
 
-def new_groups(md, adds, removes) -> list[list[tuple[str, str]]]:  # type: ignore[no-untyped-def]
+def new_groups(md: Metadata, adds: list[tuple[str, str]], removes: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
     """The file's key groups with additions (to group 1) and removals (from every group)."""
     groups = common.group_specs(md)
     for entry in md.entries():
@@ -124,13 +128,13 @@ def new_groups(md, adds, removes) -> list[list[tuple[str, str]]]:  # type: ignor
     return groups
 
 
-def _rotate_one(path: str, args: argparse.Namespace, sess, walked: bool) -> None:  # type: ignore[no-untyped-def]
+def _rotate_one(path: str, args: Args, sess: Session, walked: bool) -> None:
     if walked and _load(path, common.formats(args, path)[0], walked) is None:
         return
     common.deliver(rotated(path, args, sess), args, path, plaintext=False)
 
 
-def rotated(path: str, args: argparse.Namespace, sess, name: str | None = None) -> bytes:  # type: ignore[no-untyped-def]
+def rotated(path: str, args: Args, sess: Session, name: str | None = None) -> bytes:
     """``path`` under a new data key, with --add-*/--rm-* applied; ``name`` picks the formats."""
     from kvsops import api
 
@@ -145,7 +149,7 @@ def rotated(path: str, args: argparse.Namespace, sess, name: str | None = None) 
                          indent=common.output_indent(args, fmt_out))
 
 
-def rotate(args: argparse.Namespace) -> int:
+def rotate(args: Args) -> int:
     if not args.paths:
         raise errors.NoFileSpecified("no file specified")
     common.check_destination(args, stdin=False)

@@ -20,6 +20,7 @@ import os
 import sys
 
 from kvsops import errors
+from kvsops.cli.common import Args
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -99,25 +100,38 @@ _GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 
-class Namespace:
-    """The parsed flags, with every attribute kvsops' command functions read (argparse's role)."""
+class Namespace(Args):
+    """The parsed flags: kvsops' command functions take it as the parser's :class:`Args`; sops'
+    own flags are the fields below (tests/unit/test_cli_args.py: every flag has one)."""
 
-    # the attributes read here (set in __init__ from FLAGS, like all the others)
+    # the modes
+    decrypt: bool
+    encrypt: bool
+    rotate: bool
+    set: str | None
+    # accepted, refused when used: key types kvsops cannot wrap for, sops key services
+    kms: str | None
+    aws_profile: str | None
+    gcp_kms: str | None
+    hckms: str | None
+    hc_vault_transit: str | None
+    encryption_context: str | None
+    enable_local_keyservice: bool
+    keyservice: list[str]
+    # accepted, no effect
+    disable_version_check: bool
+    check_for_updates: bool
+    verbose: bool
+    # handed to argparse
     help: bool
     version: bool
-    in_place: bool
-    set: str | None
-    output: str | None
-    filename_override: str | None
-    decryption_order: str | None
-    keyservice: list[str]
 
     def __init__(self) -> None:
         for kind, dest in FLAGS.values():
             setattr(self, dest, False if kind == BOOL else 0 if kind == INT else [] if kind == LIST else None)
         self.enable_local_keyservice = True  # a BoolT flag in sops
-        self.indent: int | None = None  # sops asks IsSet("indent"): not given is not 0
-        self.file: str | None = None
+        self.indent = None  # sops asks IsSet("indent"): not given is not 0
+        self.file = None
 
 
 def parse(args: Sequence[str]) -> tuple[Namespace, list[str]]:
@@ -246,7 +260,7 @@ def run(ns: Namespace, rest: list[str]) -> int:
     name = os.path.abspath(ns.filename_override) if ns.filename_override else path
     env = common.environ()
     if modes != ["decrypt"]:  # sops loads the creation rule first, except for a plain decrypt (sops#868)
-        common.creation_rule(ns, env, name)  # type: ignore[arg-type]
+        common.creation_rule(ns, env, name)
     if ns.decryption_order:
         from kvsops import api
 
@@ -255,7 +269,7 @@ def run(ns: Namespace, rest: list[str]) -> int:
     if ns.in_place or not modes or "set" in modes:
         common.write_file(path, out, private=modes[-1:] == ["decrypt"])
     else:
-        common.deliver(out, ns, path, plaintext=modes[-1:] == ["decrypt"])  # type: ignore[arg-type]
+        common.deliver(out, ns, path, plaintext=modes[-1:] == ["decrypt"])
     return 0
 
 
@@ -274,8 +288,7 @@ def _outputs(ns: Namespace, modes: list[str], path: str, name: str) -> bytes:
     stands unless --set runs, rotate's and a malformed --set stop at once."""
     from kvsops.cli import commands, common
 
-    a = ns  # the command functions read an argparse-like namespace
-    sess = common.session(a)  # type: ignore[arg-type]
+    sess = common.session(ns)
     out = b""
     failed: errors.KvsopsError | None = None
     if "encrypt" in modes or not (modes or os.path.exists(path)):  # encrypt, or edit a new file
@@ -283,32 +296,32 @@ def _outputs(ns: Namespace, modes: list[str], path: str, name: str) -> bytes:
     if "rotate" in modes:
         _refuse_foreign(ns, [k for k in _KEY_CHANGES if k.endswith(tuple(_FOREIGN_KEYS))])
     if "encrypt" in modes:
-        settings = commands.encryption_settings(a, name, sess)  # type: ignore[arg-type]
+        settings = commands.encryption_settings(ns, name, sess)
         try:
-            out = commands.encrypt_output(a, path, name, settings)  # type: ignore[arg-type]
+            out = commands.encrypt_output(ns, path, name, settings)
         except errors.KvsopsError:
             if modes == ["encrypt"]:
                 raise
     if "decrypt" in modes:
         try:
-            out = commands.decrypt_output(a, path, name)  # type: ignore[arg-type]
+            out = commands.decrypt_output(ns, path, name)
         except errors.KvsopsError as exc:
             out, failed = b"", exc
     if "rotate" in modes:
         from kvsops.cli import keycmds
 
-        out = keycmds.rotated(path, a, sess, name)  # type: ignore[arg-type]
+        out = keycmds.rotated(path, ns, sess, name)
     if "set" in modes:
         index, value = set_arguments(ns.set or "")
         failed = None
         try:
-            out = commands.set_output(a, path, name, index, value)[0]  # type: ignore[arg-type]
+            out = commands.set_output(ns, path, name, index, value)[0]
         except errors.KvsopsError as exc:
             out, failed = b"", exc
     if not modes:
         from kvsops.cli import edit  # subprocess, tempfile, signal...: only to edit
 
-        out = edit.edit_output(a, path, name)  # type: ignore[arg-type]
+        out = edit.edit_output(ns, path, name)
     if failed is not None:
         raise failed
     return out

@@ -16,6 +16,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable, Sequence
 
+    from kvsops.cli.common import Args
+
 # Subcommands owned by other modules: name -> (module, function), imported only when used.
 DISPATCH: dict[str, tuple[str, str] | None] = {
     "krm": ("kvsops.hosts.kustomize.krm", "main"),
@@ -38,7 +40,8 @@ def _dispatched(name: str) -> Callable[[list[str]], int]:
         if exc.name and module_name.startswith(exc.name):
             raise UsageError(f"the {name!r} command is not available in this build") from None
         raise
-    return getattr(module, func)  # type: ignore[no-any-return]
+    found: Callable[[list[str]], int] = getattr(module, func)
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,20 +88,19 @@ def _decrypt_file(path: str) -> int:
             return 0
     from kvsops.cli import commands
 
-    ns = _Namespace(
-        command="decrypt", file=path, debug=False, config=None, input_type=None, output_type=None,
-        ignore_mac=False, decryption_order=None, extract=None, output=None, in_place=False,
-        filename_override=None, indent=None,
-        use_agent=link is None,  # the agent declined this request: the rest works in-process
-    )
-    return int(commands.decrypt(ns) or 0)  # type: ignore[arg-type]
+    # with a link, the agent declined this request: the rest works in-process
+    return int(commands.decrypt(decrypt_args(path, use_agent=link is None)) or 0)
 
 
-class _Namespace:
-    """argparse.Namespace's role (types.SimpleNamespace would be one more import)."""
+def decrypt_args(path: str, *, use_agent: bool = True) -> Args:
+    """What the parser gives for ``kvsops decrypt FILE``: every other field keeps its default."""
+    from kvsops.cli.common import Args
 
-    def __init__(self, **fields: object) -> None:
-        self.__dict__.update(fields)
+    ns = Args()
+    ns.command = "decrypt"
+    ns.file = path
+    ns.use_agent = use_agent
+    return ns
 
 
 def _own_command(args: list[str]) -> int:

@@ -7,6 +7,7 @@ import importlib
 from typing import Any, Callable, Sequence
 
 from kvsops import __version__, keys
+from kvsops.cli.common import Args
 from kvsops.errors import UsageError
 
 _SELECTION_FLAGS = (
@@ -33,9 +34,10 @@ class _Done(Exception):
     """--help or --version was printed."""
 
 
-def _lazy(module: str, func: str) -> Callable[[argparse.Namespace], int]:
-    def run(ns: argparse.Namespace) -> int:
-        return getattr(importlib.import_module(f"kvsops.cli.{module}"), func)(ns)  # type: ignore[no-any-return]
+def _lazy(module: str, func: str) -> Callable[[Args], int]:
+    def run(ns: Args) -> int:
+        command: Callable[[Args], int] = getattr(importlib.import_module(f"kvsops.cli.{module}"), func)
+        return command(ns)
 
     return run
 
@@ -184,8 +186,8 @@ def _hosts(sub: Any) -> None:
         p.set_defaults(func=_dispatch(name))
 
 
-def _dispatch(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(_ns: argparse.Namespace) -> int:
+def _dispatch(name: str) -> Callable[[Args], int]:
+    def run(_ns: Args) -> int:
         raise UsageError(f"'{name}' takes its own arguments: run 'kvsops {name} --help'")
 
     return run
@@ -204,8 +206,10 @@ def build() -> argparse.ArgumentParser:
     return parser
 
 
-def parse(argv: Sequence[str]) -> argparse.Namespace | None:
+def parse(argv: Sequence[str]) -> Args | None:
+    """The command line as an :class:`Args` (argparse sets what the subcommand defines; the
+    rest keeps the class's defaults, which are argparse's: tests/unit/test_cli_args.py)."""
     try:
-        return build().parse_args(list(argv))
+        return build().parse_args(list(argv), namespace=Args())
     except _Done:
         return None

@@ -101,6 +101,16 @@ def set_value(node: object, path: list[str | int], value: object) -> tuple[objec
     return new, not equals(node, new)
 
 
+def set_in_document(doc: Branch, path: list[str | int], value: object) -> bool:
+    """:func:`set_value` on a document: a mapping, so changed in place; whether the value changed."""
+    return set_value(doc, path, value)[1]
+
+
+def unset_in_document(doc: Branch, path: list[str | int]) -> None:
+    """:func:`unset_value` on a document: a mapping, so changed in place."""
+    unset_value(doc, path)
+
+
 def unset_value(node: object, path: list[str | int]) -> object:
     """sops' unset: remove the key or list item at ``path``; KeyNotFoundInTree when absent."""
     head = path[0]
