@@ -15,13 +15,19 @@ refuse attribute assignment, and copy with ``_replace(**changes)``.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, TypeVar
+
+    _R = TypeVar("_R", bound="Record")
+
 
 class Factory:
     """A default built per instance (``field(default_factory=...)``)."""
 
     __slots__ = ("make",)
 
-    def __init__(self, make: object) -> None:
+    def __init__(self, make: Callable[[], object]) -> None:
         self.make = make
 
 
@@ -45,7 +51,7 @@ class Record:
             elif name in self._defaults:
                 value = self._defaults[name]
                 if isinstance(value, Factory):
-                    value = value.make()  # type: ignore[operator]
+                    value = value.make()
             else:
                 raise TypeError(f"{type(self).__name__} is missing {name!r}")
             put(self, name, value)
@@ -58,7 +64,7 @@ class Record:
     def _values(self) -> tuple[object, ...]:
         return tuple(getattr(self, name) for name in self._fields)
 
-    def _replace(self, **changes: object) -> "Record":
+    def _replace(self: _R, **changes: object) -> _R:
         values = {name: getattr(self, name) for name in self._fields}
         values.update(changes)
         return type(self)(**values)

@@ -24,6 +24,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable, Sequence
 
+    from kvsops.keys.base import Recipient
+
 __all__ = [
     "DATA_KEY_SIZE", "DEADLINE_ENV", "Decrypted", "Session", "deadline_from_env", "decrypt", "decrypt_bytes",
     "decrypt_many", "decryption_order", "emit_plain", "encrypt_bytes", "encrypt_docs", "file_status",
@@ -263,7 +265,7 @@ def encrypt_docs(
 def encrypt_bytes(
     data: bytes,
     fmt: str,
-    groups: Sequence[Sequence[object]],
+    groups: Sequence[Sequence[Recipient]],
     *,
     rule: SelectionRule | None = None,
     threshold: int = 0,
@@ -308,7 +310,7 @@ def reencrypt(dec: Decrypted, docs: list[Branch] | None = None, *, fmt: str | No
     )
 
 
-def rewrap(data: bytes, fmt: str, groups: Sequence[Sequence[object]], *, threshold: int | None = None,
+def rewrap(data: bytes, fmt: str, groups: Sequence[Sequence[Recipient]], *, threshold: int | None = None,
            session: Session | None = None, indent: int | None = None) -> bytes:
     """updatekeys: wrap the same data key for new key groups; values, MAC and lastmodified stay."""
     session = session or Session()  # no process-wide Session: a render owns its keys

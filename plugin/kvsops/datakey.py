@@ -14,6 +14,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Iterable, Sequence
 
+    from kvsops.keys.base import Recipient
     from kvsops.session import Session
 
 DATA_KEY_SIZE = 32
@@ -105,16 +106,16 @@ def _not_recovered(tried: _Tried, some_parts: bool) -> errors.KvsopsError:
     )
 
 
-def _recipient_name(r: object) -> str:
+def _recipient_name(r: Recipient) -> str:
     # ``id`` may itself need the network (an Azure key URL without a version) and fail again.
     try:
-        return str(r.id)  # type: ignore[attr-defined]
+        return str(r.id)
     except KeyFailure:
         return str(getattr(r, "kind", "key"))
 
 
 def wrap_data_key(
-    data_key: bytes, groups: Sequence[Sequence[object]], threshold: int = 0
+    data_key: bytes, groups: Sequence[Sequence[Recipient]], threshold: int = 0
 ) -> tuple[tuple[tuple[KeyEntry, ...], ...], int]:
     """Wrap the data key (or one Shamir share per group) for every recipient."""
     if not groups or not any(groups):
@@ -134,10 +135,10 @@ def wrap_data_key(
         entries = []
         for r in group:
             try:
-                fields = r.wrap(share)  # type: ignore[attr-defined]
+                fields = r.wrap(share)
             except KeyFailure as exc:
                 raise errors.KeyWrapFailed(f"could not wrap the data key for {_recipient_name(r)}: {exc}") from None
-            entries.append(KeyEntry.make(r.kind, fields))  # type: ignore[attr-defined]
+            entries.append(KeyEntry.make(r.kind, fields))
         out.append(tuple(entries))
     return tuple(out), threshold
 

@@ -351,7 +351,7 @@ def read_grant(path_text: str) -> Allowed:
         os.close(fd)
     try:
         raw = json.loads(data)
-        return Allowed.from_lists(raw["allowed"], "grant")._replace(policy=str(raw.get("policy") or ""))  # type: ignore[return-value]
+        return Allowed.from_lists(raw["allowed"], "grant")._replace(policy=str(raw.get("policy") or ""))
     except (ValueError, KeyError, TypeError, errors.ConfigError):
         raise bad from None
 

@@ -100,7 +100,8 @@ class Remote:
         spec = self.spec()
         request["session"] = spec
         try:
-            return self.link.call(request, client.wait_for(spec["deadline_ms"]))  # type: ignore[arg-type]
+            deadline_ms = spec["deadline_ms"]
+            return self.link.call(request, client.wait_for(deadline_ms if isinstance(deadline_ms, int) else None))
         except client.Unavailable as exc:
             self.link.lost(exc)
             return _LOST

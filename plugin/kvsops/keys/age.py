@@ -53,15 +53,18 @@ def short(recipient: str) -> str:
     return recipient if len(recipient) <= 100 else f"{recipient[:24]}...{recipient[-8:]}"
 
 
-def _parse_recipient(spec: str):  # type: ignore[no-untyped-def]
+def _parse_recipient(spec: str) -> object | None:
+    """A pyrage X25519 or SSH recipient (pyrage has no type information), or None."""
     import pyrage
 
     try:
         if spec.startswith(("ssh-ed25519 ", "ssh-rsa ")):
-            return pyrage.ssh.Recipient.from_str(spec)
-        return pyrage.x25519.Recipient.from_str(spec)
+            parsed: object = pyrage.ssh.Recipient.from_str(spec)
+        else:
+            parsed = pyrage.x25519.Recipient.from_str(spec)
     except Exception:  # pyrage raises RecipientError / ValueError; the spec is public
         return None
+    return parsed
 
 
 class Recipient:

@@ -13,10 +13,13 @@ even when many files name it. Key Vault references are checked against the Sessi
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from kvsops import errors
 from kvsops.refs import grammar as refs
+
+if TYPE_CHECKING:
+    from kvsops.session import Session
 
 ReadFile = Callable[[str], bytes]
 DEFAULT_WORKERS = 8
@@ -32,38 +35,37 @@ def enabled(value: str | None) -> bool:
     raise errors.ConfigError("the references setting must be true or false")
 
 
-def _cache(session: Any) -> refs.Cache:
+def _cache(session: Session) -> refs.Cache:
     with _LOCK:
         cache = session.ctx.state.get("refs.cache")
-        if cache is None:
+        if not isinstance(cache, refs.Cache):  # None: the Session's first references
             cache = session.ctx.state["refs.cache"] = refs.Cache()
-        return cache  # type: ignore[no-any-return]
+        return cache
 
 
-def secret_refusal(session: Any, vault_url: str, name: str, version: str) -> str | None:
+def secret_refusal(session: Session, vault_url: str, name: str, version: str) -> str | None:
     """Why the Session's key policy refuses a Key Vault secret, or None when it allows it."""
-    secret_hook = getattr(session, "allowed_secret", None)
-    if secret_hook is not None:
-        return secret_hook(vault_url, name, version)  # type: ignore[no-any-return]
-    return "secret not allowed for this Argo CD project" if getattr(session, "allowed_entry", None) is not None else None
+    if session.allowed_secret is not None:
+        return session.allowed_secret(vault_url, name, version)
+    return "secret not allowed for this Argo CD project" if session.allowed_entry is not None else None
 
 
-def _check(session: Any) -> refs.Check:
+def _check(session: Session) -> refs.Check:
     # A Session served by the agent (kvsops.agent.session) asks it: the agent applies the policy.
-    remote = getattr(session, "remote", None)
+    remote = session.remote
 
     def check(ref: refs.Ref) -> str | None:
         if ref.backend != "azurekeyvault":
             return None  # ref+sops: the file's keys go through the key policy when it is decrypted
         if remote is not None:
-            return remote.secret_refusal(ref.vault_url, ref.name, ref.version)  # type: ignore[no-any-return]
+            return remote.secret_refusal(ref.vault_url, ref.name, ref.version)
         return secret_refusal(session, ref.vault_url, ref.name, ref.version)
 
     return check
 
 
-def _azure(session: Any) -> refs.Fetcher:
-    remote = getattr(session, "remote", None)
+def _azure(session: Session) -> refs.Fetcher:
+    remote = session.remote
 
     def fetch(ref: refs.Ref) -> refs.Fetched:
         if remote is not None:
@@ -75,7 +77,7 @@ def _azure(session: Any) -> refs.Fetcher:
     return fetch
 
 
-def _sops(session: Any, read_file: ReadFile | None) -> refs.Fetcher:
+def _sops(session: Session, read_file: ReadFile | None) -> refs.Fetcher:
     def fetch(ref: refs.Ref) -> refs.Fetched:
         from kvsops import api
         from kvsops.sops import stores
@@ -93,7 +95,7 @@ def _sops(session: Any, read_file: ReadFile | None) -> refs.Fetcher:
     return fetch
 
 
-def resolver(session: Any, read_file: ReadFile | None, *, workers: int = DEFAULT_WORKERS) -> refs.Resolver:
+def resolver(session: Session, read_file: ReadFile | None, *, workers: int = DEFAULT_WORKERS) -> refs.Resolver:
     return refs.Resolver(
         {"azurekeyvault": _azure(session), "sops": _sops(session, read_file)},
         check=_check(session),
@@ -102,7 +104,7 @@ def resolver(session: Any, read_file: ReadFile | None, *, workers: int = DEFAULT
     )
 
 
-def resolve(items: Sequence[tuple[str | None, Any]], session: Any, read_file: ReadFile | None,
+def resolve(items: Sequence[tuple[str | None, Any]], session: Session, read_file: ReadFile | None,
             *, workers: int = DEFAULT_WORKERS) -> int:
     """Resolve every reference in ``items`` (``(where, tree)``) in place; returns strings changed."""
     return resolver(session, read_file, workers=workers).resolve(items)

@@ -10,7 +10,7 @@ from kvsops.sops.tree import Branch
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Iterator
+    from typing import Iterator, Mapping
 
 # The sops release whose file layout we write (struct order, omitempty rules). Must be strict
 # semver: sops parses it on every decrypt and refuses the file otherwise.
@@ -126,7 +126,7 @@ class KeyEntry(Record):
         return dict(self.fields)
 
     @classmethod
-    def make(cls, kind: str, fields: dict[str, object]) -> "KeyEntry":
+    def make(cls, kind: str, fields: Mapping[str, object]) -> KeyEntry:
         return cls(kind, tuple(fields.items()))
 
 
@@ -148,7 +148,7 @@ class Metadata(Record):
             yield from group
 
     def with_(self, **changes: object) -> "Metadata":
-        return self._replace(**changes)  # type: ignore[return-value]
+        return self._replace(**changes)
 
 
 def _as_int(value: object, name: str) -> int:

@@ -5,6 +5,15 @@ from __future__ import annotations
 from kvsops._record import Record
 from kvsops.errors import ConfigError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class _Compiled(Protocol):
+        """A compiled ``re2`` pattern (google-re2 ships no type information)."""
+
+        def search(self, text: str) -> object: ...
+
 RULE_KINDS = (
     "unencrypted_suffix",
     "encrypted_suffix",
@@ -30,7 +39,7 @@ class Re2Pattern:
     __slots__ = ("_re", "_cache")
     _CACHE_MAX = 4096  # key names repeat across leaves: remember the answer for each
 
-    def __init__(self, compiled: object) -> None:
+    def __init__(self, compiled: _Compiled) -> None:
         self._re = compiled
         self._cache: dict[str, bool] = {}
 
@@ -39,10 +48,10 @@ class Re2Pattern:
         hit = self._cache.get(text)
         if hit is None:
             try:
-                hit = self._re.search(text) is not None  # type: ignore[attr-defined]
+                hit = self._re.search(text) is not None
             except UnicodeEncodeError:  # lone surrogates: Go sees each invalid byte as U+FFFD
                 fixed = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-                hit = self._re.search(fixed) is not None  # type: ignore[attr-defined]
+                hit = self._re.search(fixed) is not None
             if len(self._cache) < self._CACHE_MAX:
                 self._cache[text] = hit
         return True if hit else None

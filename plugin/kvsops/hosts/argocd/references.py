@@ -21,9 +21,11 @@ from kvsops.hosts.argocd import output, render
 
 
 def _name(doc: dict[str, Any]) -> str:
-    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
-    ns = meta.get("namespace")  # type: ignore[union-attr]
-    return f"{doc.get('kind')} {ns + '/' if ns else ''}{meta.get('name', '?')}"  # type: ignore[union-attr]
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict):
+        meta = {}
+    ns = meta.get("namespace")
+    return f"{doc.get('kind')} {ns + '/' if ns else ''}{meta.get('name', '?')}"
 
 
 def _secrets_of(docs: list[Any]) -> list[dict[str, Any]]:

@@ -162,6 +162,12 @@ def from_plugin_env(env: Mapping[str, str]) -> dict[str, object]:
     return out
 
 
+def _array(merged: Mapping[str, object], name: str) -> list[str]:
+    """An array parameter: a list of strings from every source (parse_parameters checks the JSON's)."""
+    value = merged.get(name)
+    return value if isinstance(value, list) else []
+
+
 def _bool(name: str, value: object) -> bool:
     text = str(value).strip().lower()
     if text in _TRUE:
@@ -216,13 +222,13 @@ def load(env: Mapping[str, str]) -> Settings:
     if mode not in MODES:
         raise _bad("mode", mode, f"must be one of {', '.join(MODES)}")
     api_versions = tuple(
-        v for v in (merged.get("api-versions") or [x for x in env.get("KUBE_API_VERSIONS", "").split(",") if x])  # type: ignore[attr-defined]
+        v for v in (_array(merged, "api-versions") or [x for x in env.get("KUBE_API_VERSIONS", "").split(",") if x])
     )
     for v in api_versions:
         _match("api-versions", v, _API_VERSION, "is not a group/version")
     return Settings(
         mode=mode,
-        values_files=tuple(_values_file(v) for v in merged.get("values-files") or ()),  # type: ignore[attr-defined]
+        values_files=tuple(_values_file(v) for v in _array(merged, "values-files")),
         release_name=_match("release-name", s("release-name") or default_release(env), _RELEASE,
                             "is not a valid Helm release name", 53),
         namespace=_match("namespace", s("namespace", env.get("ARGOCD_APP_NAMESPACE", "")), _DNS1123_LABEL,

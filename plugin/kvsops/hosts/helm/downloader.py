@@ -25,7 +25,11 @@ from kvsops.hosts.helm.urls import Policy, Request
 TYPE_CHECKING = False  # subprocess and signal are for PGP key imports only: off the common path
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
-    from typing import Iterator, Mapping
+    from signal import Handlers
+    from types import FrameType
+    from typing import Any, Callable, Iterator, Mapping
+
+    _Handler = Callable[[int, FrameType | None], Any] | int | Handlers | None  # signal.signal's
 
 
 def fetch(req: Request, pol: Policy, env: Mapping[str, str]) -> bytes:
@@ -180,16 +184,16 @@ def _private_gnupghome(key_path: str, shown: str, env: Mapping[str, str]) -> Ite
             pass
         shutil.rmtree(home, ignore_errors=True)
         for s, h in old.items():
-            signal.signal(s, h)  # type: ignore[arg-type]
+            signal.signal(s, h)
 
 
-def _trap(handler: object) -> dict[int, object]:
+def _trap(handler: _Handler) -> dict[int, _Handler]:
     import signal
 
-    old: dict[int, object] = {}
+    old: dict[int, _Handler] = {}
     for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         try:
-            old[s] = signal.signal(s, handler)  # type: ignore[arg-type]
+            old[s] = signal.signal(s, handler)
         except ValueError:  # not the main thread (library use): the finally block still cleans up
             pass
     return old

@@ -94,7 +94,8 @@ def dump(obj: Any, *, many: bool = False) -> bytes:
     yaml = _yaml()
     opts = {"Dumper": _dumper(), "sort_keys": False, "default_flow_style": False,
             "allow_unicode": True, "encoding": "utf-8", "width": 1 << 30}
-    return yaml.dump_all(obj, **opts) if many else yaml.dump(obj, **opts)  # type: ignore[no-any-return]
+    out: bytes = yaml.dump_all(obj, **opts) if many else yaml.dump(obj, **opts)  # bytes: opts has an encoding
+    return out
 
 
 def _parse(data: bytes, what: str) -> list[Any]:

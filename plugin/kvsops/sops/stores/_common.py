@@ -182,8 +182,9 @@ def flatten_metadata(md: Branch, prefix: str) -> list[tuple[str, object]]:
     return out
 
 
-def _tokenize(path: str) -> list[tuple[str, object]]:
-    tokens: list[tuple[str, object]] = []
+def _tokenize(path: str) -> list[tuple[str, str | int]]:
+    """``("m", key)`` and ``("l", index)`` tokens."""
+    tokens: list[tuple[str, str | int]] = []
     state = "n"
     last = 0
     i = 0
@@ -254,7 +255,7 @@ def unflatten_metadata(items: list[tuple[str, object]]) -> Branch:
             if kind == "m":
                 node = node.subkeys.setdefault(str(tok), _Node())
             else:
-                node = node.indices.setdefault(int(tok), _Node())  # type: ignore[call-overload]
+                node = node.indices.setdefault(int(tok), _Node())
         if node.has_value:
             raise errors.FormatError(f"error while unflattening metadata key {key!r}: duplicate value")
         node.has_value = True

@@ -391,8 +391,10 @@ def _write_value(w: _Writer, value: object, indent: int, inline: list[str], dept
     _write_scalar(w, value, w.next_indent(indent), inline)
 
 
-def _write_container_comments_only(w: _Writer, value: object, indent: int) -> None:
-    comments = [k.text for k, _ in value] if isinstance(value, Branch) else [c.text for c in value]  # type: ignore[attr-defined]
+def _write_container_comments_only(w: _Writer, value: list[object], indent: int) -> None:
+    """An empty container's comments: every key (of a Branch) or item (of a list) is a Comment."""
+    items = [k for k, _ in value] if isinstance(value, Branch) else value
+    comments = [c.text for c in items if isinstance(c, Comment)]
     if comments:
         if w.col:
             w.nl()
@@ -425,7 +427,7 @@ def _drop_leading(value: Any) -> Any:
     return value[n:]
 
 
-def _write_seq(w: _Writer, seq: list, indent: int, depth: int) -> None:  # type: ignore[type-arg]
+def _write_seq(w: _Writer, seq: list[object], indent: int, depth: int) -> None:
     if depth > _MAX_EMIT_DEPTH:
         raise errors.LimitExceeded("tree too deep to emit")
     first = True

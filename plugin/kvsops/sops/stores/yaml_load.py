@@ -170,10 +170,11 @@ class NeedNodes(Exception):
 
 
 def _event_tag(ev: Any) -> str:
-    tag = ev.tag
+    tag: str | None = ev.tag
     if tag is None or tag == "!":  # what the composer does: the resolver picks the implicit tag
-        tag = _IMPLICIT.resolve(yaml.ScalarNode, ev.value, ev.implicit)
-    return tag  # type: ignore[no-any-return]
+        resolved: str = _IMPLICIT.resolve(yaml.ScalarNode, ev.value, ev.implicit)
+        return resolved
+    return tag
 
 
 def _scalar_from_event(ev: Any, line: int) -> object:
