@@ -12,7 +12,7 @@ from kvsops.sops.tree import Branch
 
 TYPE_CHECKING = False  # argparse, json and datetime stay off the `kvsops decrypt` start-up path
 if TYPE_CHECKING:
-    from typing import Callable
+    from typing import Callable, NoReturn
 
     from kvsops.api import Decrypted, Session
     from kvsops.cli.common import Args
@@ -138,7 +138,7 @@ def json_value(text: str) -> object:
     """sops 3.11's jsonValueToTreeInsertableValue: a scalar as Go's encoding/json decodes it into an
     interface{} (a number is a float64), an object through the JSON store (its numbers floats too),
     and an array refused ("Invalid --set value format": the JSON store loads objects only)."""
-    def bad_constant(_name: str) -> object:
+    def bad_constant(_name: str) -> NoReturn:
         raise ValueError("not JSON")
 
     try:

@@ -5,6 +5,12 @@ from __future__ import annotations
 from kvsops import errors
 from kvsops.sops.tree import Branch, Comment
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    _Node = TypeVar("_Node")
+
 PathPart = "str | int"
 
 
@@ -111,7 +117,7 @@ def unset_in_document(doc: Branch, path: list[str | int]) -> None:
     unset_value(doc, path)
 
 
-def unset_value(node: object, path: list[str | int]) -> object:
+def unset_value(node: _Node, path: list[str | int]) -> _Node:
     """sops' unset: remove the key or list item at ``path``; KeyNotFoundInTree when absent."""
     head = path[0]
     if isinstance(node, Branch):

@@ -115,7 +115,8 @@ class Branch(list):  # type: ignore[type-arg]
 
 
 if TYPE_CHECKING:
-    Leaf = Union[str, int, float, bool, None, GoTime, Comment]
+    Scalar = Union[str, int, float, bool, None, GoTime]
+    Leaf = Union[Scalar, Comment]
     Value = Union[Leaf, list, Branch]  # type: ignore[type-arg]
 Document = Branch
 

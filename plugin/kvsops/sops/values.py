@@ -11,6 +11,7 @@ from kvsops.sops.tree import Comment, GoTime
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from kvsops.sops.tree import Leaf
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 # sops' regex, ``^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]`` (DOTALL), is greedy
@@ -79,7 +80,7 @@ class Cipher:
             ) from None
         return plain, tname, iv
 
-    def decrypt(self, text: str, aad: str) -> object:
+    def decrypt(self, text: str, aad: str) -> Leaf:
         if text == "":
             return ""
         plain, tname, _ = self.decrypt_raw(text, aad)
@@ -209,7 +210,7 @@ def decrypt_raw(text: str, key: bytes, aad: str) -> tuple[bytes, str, bytes]:
     return Cipher(key).decrypt_raw(text, aad)
 
 
-def parse_typed(plain: bytes, tname: str) -> object:
+def parse_typed(plain: bytes, tname: str) -> Leaf:
     """Turn decrypted bytes back into a typed value. Errors never include the plaintext."""
     if tname == "str":
         return plain.decode("utf-8", "surrogateescape")
@@ -246,5 +247,5 @@ def parse_typed(plain: bytes, tname: str) -> object:
     raise DecryptValueError("value has an unknown type tag")
 
 
-def decrypt(text: str, key: bytes, aad: str) -> object:
+def decrypt(text: str, key: bytes, aad: str) -> Leaf:
     return Cipher(key).decrypt(text, aad)

@@ -15,6 +15,10 @@ from ... import errors
 from ..tree import Branch, Comment, GoTime
 from . import _common
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 STRUCTURED = True
 is_metadata_key = _common.is_metadata_key
 no_documents = _common.no_documents
@@ -23,7 +27,7 @@ DEFAULT_INDENT = "\t"
 _MAX_DEPTH = 10000
 
 
-def _parse_number(s: str) -> object:
+def _parse_number(s: str) -> float:
     # Go's encoding/json decodes a number into an interface{} as strconv.ParseFloat(s, 64), which
     # rounds correctly as float() does, and fails beyond the float64 range.
     f = float(s)
@@ -32,7 +36,7 @@ def _parse_number(s: str) -> object:
     return f
 
 
-def _const(name: str) -> object:
+def _const(name: str) -> NoReturn:
     raise ValueError(f"invalid JSON constant {name}")
 
 

@@ -14,6 +14,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..tree import Scalar
+
 from ... import errors
 from ..tree import Branch
 from .yaml_resolve import TAG, resolve_scalar
@@ -46,7 +48,7 @@ def _is_implicit(node: yaml.ScalarNode) -> bool:
     return same
 
 
-def _resolve_node(node: yaml.ScalarNode, line: int) -> object:
+def _resolve_node(node: yaml.ScalarNode, line: int) -> Scalar:
     return resolve_scalar(node.tag, node.value, node.style, _is_implicit(node), line)
 
 
@@ -177,7 +179,7 @@ def _event_tag(ev: Any) -> str:
     return tag
 
 
-def _scalar_from_event(ev: Any, line: int) -> object:
+def _scalar_from_event(ev: Any, line: int) -> Scalar:
     if ev.style:  # quoted or block: resolve_scalar decides from the tag alone
         return resolve_scalar(_event_tag(ev), ev.value, ev.style, False, line)
     # Plain: the resolver's answer with implicit=(True, *) does not depend on the second flag, so

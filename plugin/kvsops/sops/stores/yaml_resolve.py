@@ -6,12 +6,16 @@ from __future__ import annotations
 from .. import timestamps
 from ..tree import GoTime, Uint64
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..tree import Scalar
+
 TAG = "tag:yaml.org,2002:"
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 _UINT64_MAX = (1 << 64) - 1
 
-_RESOLVE_MAP: dict[str, object] = {}
+_RESOLVE_MAP: dict[str, bool | float | None] = {}
 for _v, _words in (
     (True, ("true", "True", "TRUE")),
     (False, ("false", "False", "FALSE")),
@@ -142,7 +146,7 @@ def _parse_timestamp(s: str) -> GoTime | None:
         return None
 
 
-def resolve_plain(s: str, line: int | None = None) -> object:
+def resolve_plain(s: str, line: int | None = None) -> Scalar:
     """Resolve an untagged plain scalar like yaml.v3 does into ``interface{}``."""
     if not s:
         return None
@@ -181,7 +185,7 @@ def resolve_plain(s: str, line: int | None = None) -> object:
     return s
 
 
-def resolve_scalar(tag: str | None, value: str, style: str | None, implicit: bool, line: int) -> object:
+def resolve_scalar(tag: str | None, value: str, style: str | None, implicit: bool, line: int) -> Scalar:
     tag = tag or ""
     if style:
         # quoted and block scalars are strings unless an explicit non-string standard tag says otherwise
