@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DATA_KEY_SIZE", "DEADLINE_ENV", "Decrypted", "Session", "deadline_from_env", "decrypt", "decrypt_bytes",
-    "decrypt_many", "decryption_order", "emit_plain", "encrypt_bytes", "encrypt_docs", "file_status",
+    "decrypt_files", "decrypt_many", "decryption_order", "emit_plain", "encrypt_bytes", "encrypt_docs", "file_status",
     "is_encrypted", "key_id", "load_encrypted", "recover_data_key", "reencrypt", "rewrap", "verify_mac",
     "wrap_data_key",
 ]
@@ -157,6 +157,18 @@ def decrypt_many(
         if job.error is not None:
             raise job.error from None
     return out
+
+
+def decrypt_files(items: Sequence[tuple[str, bytes, str]], out: str, *, session: Session) -> list[bytes | None]:
+    """For ``(where, data, fmt)`` items that may be SOPS files: None for each that is not one
+    (:func:`is_encrypted`), else its plaintext emitted as ``out``. The SOPS files are decrypted
+    together (:func:`decrypt_many`: the first error in input order)."""
+    encrypted = [i for i, (_w, data, fmt) in enumerate(items) if is_encrypted(data, fmt)]
+    done = decrypt_many([items[i] for i in encrypted], session=session) if encrypted else []
+    plain: list[bytes | None] = [None] * len(items)
+    for i, dec in zip(encrypted, done):
+        plain[i] = emit_plain(dec.docs, out, where=items[i][0])
+    return plain
 
 
 def _until_failed(jobs: list[_Job]) -> list[_Job]:

@@ -21,7 +21,7 @@ import threading
 from collections import OrderedDict
 from typing import Any, Mapping
 
-from kvsops import api, errors, keycache, policy
+from kvsops import api, errors, keycache, manifests, policy
 from kvsops.agent import client
 from kvsops.azure import common as azure_common
 from kvsops.sops.metadata import KeyEntry, Metadata
@@ -134,20 +134,25 @@ class Service:
             indent = getattr(parsed.stores, _text(config, "attr"))
         return api.emit_plain(dec.docs, out, where=where, indent=indent if isinstance(indent, int) else None)
 
-    def decrypt_files(self, req: dict[str, object]) -> list[bytes | None]:
-        """The SOPS files among one render's files (Argo CD plain mode), decrypted together as
-        in-process (``api.is_encrypted`` tells them apart, ``api.decrypt_many`` decrypts them: the
-        first error in input order), each emitted as ``out``; None for the others."""
-        raw = req.get("items")
-        items = [_file_item(i) for i in raw] if isinstance(raw, list) else [_file_item(raw)]
-        out_fmt = _text(req, "out")
+    def render_plain(self, req: dict[str, object]) -> bytes:
+        """An Argo CD plain-mode render of the files a client read (kvsops.hosts.argocd.render):
+        the SOPS files among them decrypted together as in-process (the first error in input
+        order), every file checked and assembled (kvsops.manifests.plain_stream), and with
+        ``finish`` the stream checked whole as the render's output. The client then imports no
+        YAML or crypto."""
+        raw = req.get("files")
+        if not isinstance(raw, list):
+            raise errors.UsageError("malformed agent request (files)")
+        files = [_file_pair(f) for f in raw]
+        what = _text(req, "what")
         session = self.session(req.get("session"))
-        encrypted = [i for i, (_w, data, fmt) in enumerate(items) if api.is_encrypted(data, fmt)]
-        done = api.decrypt_many([items[i] for i in encrypted], session=session)
-        out: list[bytes | None] = [None] * len(items)
-        for i, dec in zip(encrypted, done):
-            out[i] = api.emit_plain(dec.docs, out_fmt, where=items[i][0])
-        return out
+        candidates = manifests.sops_candidates(files)
+        plain = api.decrypt_files(candidates, "yaml", session=session)
+        stream = manifests.plain_stream(files, {c[0]: p for c, p in zip(candidates, plain) if p is not None})
+        if req.get("finish") is True:
+            return manifests.finish(stream, allow_empty=req.get("allow_empty") is True, what=what)
+        manifests.check_size(stream, what)  # what the client's own checks would refuse first
+        return stream
 
     def recover(self, req: dict[str, object]) -> bytes:
         """The data key of one file's key groups (policy, order and report as in-process)."""
@@ -187,7 +192,7 @@ class Service:
                 "data_keys_cached": len(cache), "limiter": self.limiter.stats()}
 
 
-_OPS = {"decrypt": Service.decrypt, "decrypt_files": Service.decrypt_files, "recover": Service.recover,
+_OPS = {"decrypt": Service.decrypt, "render_plain": Service.render_plain, "recover": Service.recover,
         "secret": Service.secret, "check_secret": Service.check_secret}
 
 
@@ -235,12 +240,11 @@ def _group(raw: object) -> tuple[KeyEntry, ...]:
     return tuple(out)
 
 
-def _file_item(raw: object) -> tuple[str, bytes, str]:
-    """``[where, data, fmt]``."""
-    if not (isinstance(raw, list) and len(raw) == 3 and isinstance(raw[0], str) and isinstance(raw[1], bytes)
-            and isinstance(raw[2], str)):
-        raise errors.UsageError("malformed agent request (items)")
-    return raw[0], raw[1], raw[2]
+def _file_pair(raw: object) -> tuple[str, bytes]:
+    """``[where, data]``."""
+    if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], str) and isinstance(raw[1], bytes)):
+        raise errors.UsageError("malformed agent request (files)")
+    return raw[0], raw[1]
 
 
 def _bytes(req: Mapping[str, object], name: str) -> bytes:

@@ -54,20 +54,6 @@ class Remote:
             return key
         return api.recover_data_key(md, self._local_session())
 
-    def decrypt_files(self, items: list[tuple[str, bytes, str]], out: str) -> list[bytes | None] | None:
-        """For ``(where, data, fmt)`` items: None for each that is not a SOPS file, else its
-        plaintext emitted as ``out`` (the first error, in input order, is raised); None when the
-        agent is lost. The whole job in the agent: this process parses and decrypts nothing."""
-        done = self._ask({"op": "decrypt_files", "items": [list(i) for i in items], "out": out})
-        if done is _LOST:
-            return None
-        if not (isinstance(done, list) and len(done) == len(items)
-                and all(d is None or isinstance(d, bytes) for d in done)):
-            from kvsops.errors import AgentError
-
-            raise AgentError("the agent sent a malformed answer")
-        return done
-
     def secret_refusal(self, vault_url: str, name: str, version: str) -> str | None:
         from kvsops.refs import resolve
 

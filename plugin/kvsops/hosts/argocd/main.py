@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import BinaryIO, Sequence
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO, Sequence
 
 USAGE = """\
 usage: kvsops argocd init        (plugin.yaml spec.init)

@@ -15,9 +15,9 @@ import base64
 import binascii
 from typing import Any
 
-from kvsops import errors
+from kvsops import errors, manifests
 from kvsops.refs import grammar as refs
-from kvsops.hosts.argocd import output, render
+from kvsops.hosts.argocd import render
 
 
 def _name(doc: dict[str, Any]) -> str:
@@ -98,13 +98,13 @@ def resolve_stream(ctx: render.Context, stream: bytes, what: str) -> bytes:
 
     from kvsops.refs import resolve as references
 
-    docs = output.objects(stream, what)
+    docs = manifests.objects(stream, what)
     plan = _Plan()
     for i, doc in enumerate(_secrets_of(docs), 1):
         plan.add(doc, i, what)
     if not plan.items:
         return stream
-    references.resolve(plan.items, ctx.session, lambda rel: render.read_inside(ctx.app_dir, rel))
+    references.resolve(plan.items, ctx.session, lambda rel: render.read_inside(ctx.app_path, rel))
     for where, sd in plan.string_data:
         for k, v in list(sd.items()):
             sd[k] = _text(v, where, str(k))

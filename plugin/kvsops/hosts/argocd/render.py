@@ -14,43 +14,65 @@ from absolute paths; their temporary files go to the render's private work dir, 
 from __future__ import annotations
 
 import os
-import re
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Mapping
 
-from kvsops import api, errors, fs
-from kvsops.hosts.argocd.output import objects
-from kvsops.hosts.argocd.settings import Settings
-from kvsops.policy import GRANT_ENV, Allowed, session_for, write_grant
-from kvsops.sops import stores
+from kvsops import errors, fs
+from kvsops.policy import GRANT_ENV, session_for, write_grant
+
+# Every render imports this module, and plain mode served by an agent needs nothing else of it:
+# subprocess, tempfile, shutil, re, pathlib, dataclasses, typing, PyYAML and the decrypt path
+# (kvsops.api) are imported by the code that uses them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from subprocess import Popen
+    from typing import Any, Mapping
+
+    from kvsops import api
+    from kvsops.hosts.argocd.settings import Settings
+    from kvsops.policy import Allowed
 
 STDERR_TAIL = 8192
-_PLUGIN_CONFIG = re.compile(r"kust-plugin-config-[0-9]+")
 MANIFEST_EXT = (".yaml", ".yml", ".json")
+REQUEST_MARGIN = 1024 * 1024  # what a plain render's request carries besides the files (names, settings)
 
 
-@dataclass
 class Context:
-    app_dir: Path
-    repo_root: Path
-    env: dict[str, str]
-    settings: Settings
-    allowed: Allowed | None
-    deadline: float
-    work: Path | None = None
-    grant: Path | None = None
-    _session: api.Session | None = field(default=None, repr=False)
+    """One render: the app directory and the checkout root (absolute, real paths; ``app_dir`` and
+    ``repo_root`` as Paths), its environment, settings, key policy and deadline, and what it makes
+    on the way (the private work dir, the grant, the Session)."""
+
+    def __init__(self, app_path: str, root_path: str, env: dict[str, str], settings: Settings,
+                 allowed: Allowed | None, deadline: float) -> None:
+        self.app_path = app_path
+        self.root_path = root_path
+        self.env = env
+        self.settings = settings
+        self.allowed = allowed
+        self.deadline = deadline
+        self.work: Path | None = None
+        self.grant: Path | None = None
+        self.agent_lost = False  # the agent did not serve this render: the rest works in-process
+        self._session: api.Session | None = None
+
+    @property
+    def app_dir(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.app_path)
+
+    @property
+    def repo_root(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.root_path)
 
     def workdir(self) -> Path:
         """The render's private directory (0700, in TMPDIR), made on first use; see cleanup."""
         if self.work is None:
+            import tempfile
+            from pathlib import Path
+
             tmp = self.env.get("TMPDIR", "")
             self.work = Path(tempfile.mkdtemp(prefix="kvsops-render-", dir=tmp if os.path.isabs(tmp) else None))
         return self.work
@@ -65,16 +87,20 @@ class Context:
         """A child's stderr with this render's private paths made stable (Argo CD shows and caches
         it): the checkout and the localized copy as checkout-relative paths, the work dir by name,
         kustomize's temporary plugin config files without their random number."""
-        roots = [f"{self.work}/copy", str(self.repo_root)] if self.work is not None else [str(self.repo_root)]
+        import re
+
+        roots = [f"{self.work}/copy", self.root_path] if self.work is not None else [self.root_path]
         for root in roots:
             if len(root) > 1:
                 text = text.replace(root + "/", "").replace(root, ".")
         if self.work is not None:
             text = text.replace(str(self.work), "<work dir>")
-        return _PLUGIN_CONFIG.sub("kust-plugin-config-N", text)
+        return re.sub(r"kust-plugin-config-[0-9]+", "kust-plugin-config-N", text)
 
     def cleanup(self) -> None:
         if self.work is not None:
+            import shutil
+
             shutil.rmtree(self.work, ignore_errors=True)
         self.work = self.grant = None
 
@@ -89,11 +115,20 @@ class Context:
         """One Session per render: Key Vault clients, credentials and data keys are shared. With
         an agent, data keys and secrets come from it; it checks the render's grant itself."""
         if self._session is None:
-            self._session = self._agent_session() or self._local_session()
+            self._session = (None if self.agent_lost else self._agent_session()) or self._local_session()
         return self._session
 
     def _local_session(self) -> api.Session:
         return session_for(self.env, self.allowed, deadline_seconds=self.remaining())
+
+    def agent_env(self) -> dict[str, str]:
+        """The environment the agent serves this render with: the grant, as the children get it."""
+        env = dict(self.env)
+        env.pop(GRANT_ENV, None)
+        grant = self.grant_path()
+        if grant is not None:  # the agent reads the grant as the children do (policy.child_allowance)
+            env[GRANT_ENV] = str(grant)
+        return env
 
     def _agent_session(self) -> api.Session | None:
         from kvsops.agent import client
@@ -103,17 +138,12 @@ class Context:
             return None
         from kvsops.agent.session import AgentSession
 
-        env = dict(self.env)
-        env.pop(GRANT_ENV, None)
-        grant = self.grant_path()
-        if grant is not None:  # the agent reads the grant as the children do (policy.child_allowance)
-            env[GRANT_ENV] = str(grant)
-        return AgentSession(link, env, apply_policy=True, fallback=self._local_session,
+        return AgentSession(link, self.agent_env(), apply_policy=True, fallback=self._local_session,
                             deadline_seconds=self.remaining())
 
 
-def detect_mode(app_dir: Path) -> str:
-    names = {p.name for p in app_dir.iterdir()}
+def detect_mode(app_path: str) -> str:
+    names = set(os.listdir(app_path))
     if names & {"kustomization.yaml", "kustomization.yml", "Kustomization"}:
         return "kustomize"
     if "Chart.yaml" in names:
@@ -124,18 +154,21 @@ def detect_mode(app_dir: Path) -> str:
 # ----------------------------------------------------------------------------- files
 
 
-def read_inside(app_dir: Path, rel: str) -> bytes:
+def read_inside(app_dir: Path | str, rel: str) -> bytes:
     """A regular file beneath the app directory (race-free, capped: kvsops.fs)."""
     with fs.Beneath(str(app_dir), label="the application directory") as root:
         return root.read(rel)
 
 
 def _fmt(rel: str) -> str:
-    fmt = stores.detect(rel)
-    return fmt if fmt in ("yaml", "json") else "yaml"
+    from kvsops.manifests import fmt_of
+
+    return fmt_of(rel)
 
 
 def _encrypted(data: bytes, fmt: str) -> bool:
+    from kvsops import api
+
     return b"sops" in data and api.is_encrypted(data, fmt)
 
 
@@ -146,6 +179,9 @@ def run_tool(ctx: Context, argv: list[str], env: Mapping[str, str], what: str, *
              quiet: bool = False) -> bytes:
     """Run a tool without a shell in its own process group; kill the group at the deadline.
     ``quiet``: its stderr is shown only when it fails."""
+    import subprocess
+    import sys
+
     try:
         proc = subprocess.Popen(
             argv, cwd=cwd or ctx.app_dir, env=dict(env), stdin=subprocess.DEVNULL,
@@ -168,7 +204,10 @@ def run_tool(ctx: Context, argv: list[str], env: Mapping[str, str], what: str, *
     return out
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def _kill_group(proc: Popen[bytes]) -> None:
+    import signal
+    import subprocess
+
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
@@ -265,11 +304,15 @@ def _set_path(values: dict[str, Any], key: str, value: str) -> dict[str, Any]:
 
 def _helm_location(exc: BaseException) -> str:
     """Where a template failed, without Helm's message (it can quote values)."""
+    import re
+
     m = re.search(r"(?:template: |error at \()([\w./-]+:\d+(?::\d+)?)", str(exc))
     return f" at {m.group(1)}" if m else ""
 
 
 def _helm_engine(ctx: Context, values: list[tuple[str, bytes, bool]]) -> bytes:
+    from pathlib import Path
+
     try:
         import helm_python as helm
     except ImportError:
@@ -309,22 +352,20 @@ def _has_content(text: str) -> bool:
 
 
 def _plaintexts(ctx: Context, candidates: list[tuple[str, bytes, str]]) -> dict[str, bytes]:
-    """{file: its plaintext as YAML} for those candidates that are SOPS files. With an agent, the
-    agent tells them apart, decrypts and emits them (this process imports no crypto for it)."""
+    """{file: its plaintext as YAML} for those candidates that are SOPS files."""
     if not candidates:
         return {}
-    remote = ctx.session.remote
-    if remote is not None:
-        done = remote.decrypt_files(candidates, "yaml")
-        if done is not None:  # None: the agent is gone; the rest of the render works in-process
-            return {rel: out for (rel, _d, _f), out in zip(candidates, done) if out is not None}
-    encrypted = [(rel, data, fmt) for rel, data, fmt in candidates if api.is_encrypted(data, fmt)]
-    return dict(zip([r for r, _d, _f in encrypted], _decrypt_all(ctx, encrypted)))
+    from kvsops import api
+
+    done = api.decrypt_files(candidates, "yaml", session=ctx.session)
+    return {rel: out for (rel, _d, _f), out in zip(candidates, done) if out is not None}
 
 
 def _decrypt_all(ctx: Context, items: list[tuple[str, bytes, str]]) -> list[bytes]:
     if not items:
         return []
+    from kvsops import api
+
     results = api.decrypt_many([(rel, data, fmt) for rel, data, fmt in items], session=ctx.session)
     return [api.emit_plain(r.docs, "yaml", where=rel) for (rel, _d, _f), r in zip(items, results)]
 
@@ -332,45 +373,64 @@ def _decrypt_all(ctx: Context, items: list[tuple[str, bytes, str]]) -> list[byte
 # ----------------------------------------------------------------------------- plain
 
 
-def manifest_files(app_dir: Path, recurse: bool) -> list[str]:
+def manifest_files(app_path: str, recurse: bool) -> list[str]:
     """Manifest files in sorted order; hidden files and directories (``.sops.yaml``, ``.git``) skipped."""
     found = []
-    for dirpath, dirnames, filenames in os.walk(app_dir, followlinks=False):
+    top = app_path.rstrip("/")
+    for dirpath, dirnames, filenames in os.walk(app_path, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recurse else []
         for name in sorted(filenames):
             if name.startswith(".") or not name.endswith(MANIFEST_EXT):
                 continue
-            found.append((Path(dirpath) / name).relative_to(app_dir).as_posix())
+            found.append(name if dirpath == app_path else f"{dirpath[len(top) + 1:]}/{name}")
     return found
 
 
-def render_plain(ctx: Context) -> bytes:
-    files = [(rel, read_inside(ctx.app_dir, rel)) for rel in manifest_files(ctx.app_dir, ctx.settings.recurse)]
-    plain_of = _plaintexts(ctx, [(rel, data, _fmt(rel)) for rel, data in files if b"sops" in data])
-    out = []
-    for rel, data in files:
-        body = plain_of.get(rel, data)
-        if rel.endswith(".json") and rel not in plain_of:
-            body = _json_as_yaml(body, rel)
-        objects(body, rel)
-        text = body.decode("utf-8", "replace").strip()
-        if text:
-            out.append(f"---\n# Source: {rel}\n{text}\n")
-    return "".join(out).encode()
+def render_plain(ctx: Context, *, finish: str | None = None) -> bytes:
+    """Plain mode's stream (kvsops.manifests.plain_stream); with ``finish`` (the render's name),
+    also checked whole as the output (kvsops.manifests.finish).
+
+    When the files include SOPS files and an agent is configured, the agent decrypts, checks and
+    assembles what this process read, and this process imports neither YAML nor crypto. Without
+    SOPS files no agent is asked (none was before it did more than decrypt)."""
+    files = [(rel, read_inside(ctx.app_path, rel)) for rel in manifest_files(ctx.app_path, ctx.settings.recurse)]
+    if any(b"sops" in data for _rel, data in files):
+        done = _plain_by_agent(ctx, files, finish)
+        if done is not None:
+            return done
+    from kvsops import manifests
+
+    stream = manifests.plain_stream(files, _plaintexts(ctx, manifests.sops_candidates(files)))
+    return stream if finish is None else manifests.finish(stream, allow_empty=ctx.settings.allow_empty, what=finish)
 
 
-def _json_as_yaml(data: bytes, rel: str) -> bytes:
-    """A JSON manifest (or a List) as one YAML document per object."""
-    import json
+def _plain_by_agent(ctx: Context, files: list[tuple[str, bytes]], finish: str | None) -> bytes | None:
+    """The render as the agent made it, or None: no agent configured, too large for one request
+    (data keys still come from the agent), or the agent did not serve it (``KVSOPS_AGENT=required``:
+    [AGENT]; else the rest of the render works in-process). The request carries what the
+    Session this process would have built carries (grant, decryption order, deadline)."""
+    from kvsops.agent import client, protocol
 
-    import yaml
+    link = client.from_env(ctx.env)
+    if link is None or sum(len(rel) + len(data) for rel, data in files) > protocol.MAX_REQUEST - REQUEST_MARGIN:
+        return None
+    from kvsops.session import decryption_order
 
+    env = ctx.agent_env()
+    deadline_ms = max(1, int(ctx.remaining() * 1000))
+    spec = client.session_spec(env, policy=True, order=list(decryption_order(env.get("SOPS_DECRYPTION_ORDER"))),
+                               deadline_ms=deadline_ms)
+    request = {"op": "render_plain", "files": [[rel, data] for rel, data in files], "what": finish or "plain render",
+               "finish": finish is not None, "allow_empty": ctx.settings.allow_empty, "session": spec}
     try:
-        obj = json.loads(data)
-    except ValueError:
-        raise errors.InputError(f"{rel} is not valid JSON") from None
-    docs = obj if isinstance(obj, list) else [obj]
-    return yaml.safe_dump_all(docs, sort_keys=False).encode()
+        done = link.call(request, client.wait_for(deadline_ms))
+    except client.Unavailable as exc:
+        link.lost(exc)
+        ctx.agent_lost = True
+        return None
+    if not isinstance(done, bytes):
+        raise errors.AgentError("the agent sent a malformed answer")
+    return done
 
 
 MODES = {"kustomize": render_kustomize, "helm": render_helm, "plain": render_plain}

@@ -14,12 +14,15 @@ is checked against a narrow pattern first. Messages quote a bad value only in ``
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
-from typing import Mapping
 
 from kvsops import errors
+from kvsops._record import Record
+
+# Every Argo CD render loads these: dataclasses, typing and json (parameters only) stay off its path.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Mapping
 
 MODES = ("auto", "kustomize", "helm", "plain")
 MAX_PARAMS_BYTES = 256 * 1024
@@ -51,21 +54,25 @@ PARAMETERS = {
 }
 
 
-@dataclass(frozen=True)
-class Settings:
-    mode: str = "auto"
-    values_files: tuple[str, ...] = ()
-    release_name: str = ""
-    namespace: str = ""
-    kube_version: str = ""
-    api_versions: tuple[str, ...] = ()
-    set_values: tuple[tuple[str, str], ...] = ()
-    allow_empty: bool = False
-    recurse: bool = False
-    references: bool = False  # resolve ref+ references in rendered Secrets (argocd/references.py)
-    app_name: str = ""
-    project: str = ""
-    repo_url: str = ""
+class Settings(Record):
+    __slots__ = _fields = ("mode", "values_files", "release_name", "namespace", "kube_version", "api_versions",
+                           "set_values", "allow_empty", "recurse", "references", "app_name", "project", "repo_url")
+    _defaults = {"mode": "auto", "values_files": (), "release_name": "", "namespace": "", "kube_version": "",
+                 "api_versions": (), "set_values": (), "allow_empty": False, "recurse": False, "references": False,
+                 "app_name": "", "project": "", "repo_url": ""}
+    mode: str
+    values_files: tuple[str, ...]
+    release_name: str
+    namespace: str
+    kube_version: str
+    api_versions: tuple[str, ...]
+    set_values: tuple[tuple[str, str], ...]
+    allow_empty: bool
+    recurse: bool
+    references: bool  # resolve ref+ references in rendered Secrets (argocd/references.py)
+    app_name: str
+    project: str
+    repo_url: str
 
 
 def _show(value: object) -> str:
@@ -81,6 +88,8 @@ def parse_parameters(text: str) -> dict[str, object]:
     """``ARGOCD_APP_PARAMETERS`` -> {name: str | list[str] | dict[str, str]}."""
     if len(text) > MAX_PARAMS_BYTES:
         raise errors.LimitExceeded(f"ARGOCD_APP_PARAMETERS is larger than {MAX_PARAMS_BYTES} bytes")
+    import json
+
     try:
         raw = json.loads(text)
     except ValueError:
