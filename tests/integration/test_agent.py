@@ -550,6 +550,41 @@ def test_argocd_generate_is_identical(cmp: Cmp, app: str, params: Any) -> None:
         assert served == {"render_plain": 1} if app == "argocd/plain" else served.get("recover", 0) >= 1, served
 
 
+PLAIN_BREAKAGES: dict[str, dict[str, str | None]] = {
+    "not-yaml": {"configmap.yaml": "apiVersion: v1\nkind: ConfigMap\ndata: {a: [\n"},
+    "not-an-object": {"deployment.yaml": "just: a mapping\n"},
+    "ciphertext-passing-through": {"extra.yaml": "apiVersion: v1\nkind: Secret\nsops:\n  mac: x\n  lastmodified: y\n"},
+    "not-json": {"extra.json": '{"apiVersion": "v1", "kind": '},
+    "json-list": {"extra.json": '[{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "j"}}]'},
+    "mac-mismatch": {"credentials.enc.yaml": None},
+    "mentions-sops-only": {"credentials.enc.yaml": "apiVersion: v1\nkind: ConfigMap\ndata: {tool: sops}\n"},
+    "long-integer": {"configmap.yaml": "apiVersion: v1\nkind: ConfigMap\ndata: {n: " + "9" * 5000 + "}\n"},
+    # each file is fine alone; the stream of them is not (its first line loses its indentation), or is empty
+    "indented": {"configmap.yaml": "  apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: i}\n"},
+    "no-objects": {"configmap.yaml": "# sops\n", "deployment.yaml": "", "credentials.enc.yaml": "---\n"},
+}
+
+
+@pytest.mark.parametrize("params", [None, [{"name": "references", "string": "true"}]], ids=["", "references"])
+@pytest.mark.parametrize("case", sorted(PLAIN_BREAKAGES))
+def test_argocd_plain_errors_are_identical(cmp: Cmp, case: str, params: Any) -> None:
+    """The agent checks and assembles plain mode's files: every outcome is the in-process one."""
+    root = cmp.copy_repo(EXAMPLES)
+    for name, text in PLAIN_BREAKAGES[case].items():
+        target = root / "argocd/plain" / name
+        if text is None:  # a value changed after encryption
+            text = target.read_text().replace("password: ENC[AES256_GCM,data:", "password: ENC[AES256_GCM,data:AA")
+        target.write_text(text)
+    with cmp_agent(cmp) as agent:
+        with_agent = cmp.run(EXAMPLES, "argocd/plain", copy=root, params=params,
+                             sidecar={"KVSOPS_AGENT_SOCK": agent.sock, "KVSOPS_AGENT": "required"})
+        served = agent.status()["requests"]
+    without = cmp.run(EXAMPLES, "argocd/plain", copy=root, params=params)
+    same(with_agent, without)
+    assert (without.returncode == 0) == (case in ("json-list", "mentions-sops-only")), without.stderr.decode()
+    assert served == {"render_plain": 1}, served
+
+
 def test_argocd_plain_generate_through_the_agent_imports_no_heavy_module(cmp: Cmp) -> None:
     """Plain mode with SOPS files and an agent: the agent decrypts, checks and assembles; the client
     reads the files and writes the answer (Argo CD runs it for every app on every refresh)."""
