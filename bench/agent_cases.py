@@ -256,7 +256,7 @@ def case_10(b: ModuleType, kv: Path, work: Path, env: dict[str, str], renders: i
                        f"agent) vs {cpu_without * per:.0f} ms, ratio {(cpu_ours + agent_cpu) / cpu_without:.2f}x; "
                        f"Key Vault ({int(emu.latency * 1000)} ms per request) with the agent: "
                        f"{b._calls(calls_ours)}; without: {b._calls(calls_without)}")
-        table.add("10", f"the same, agent with --data-key-cache-ttl 300", cached, without, "<=0.2x", unit="s",
+        table.add("10", "the same, agent with --data-key-cache-ttl 300", cached, without, "<=0.2x", unit="s",
                   note=f"CPU per render {cpu_cached * per:.0f} ms; Key Vault: {b._calls(calls_cached)}")
         print(f"10   agent memory: at rest {at_rest.get('rss_kb', 0) / 1024:.1f} MB, after {renders} renders "
               f"{ours_rss / 1024:.1f} MB, after {more:,} more {grown['rss_kb'] / 1024:.1f} MB "

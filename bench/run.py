@@ -105,20 +105,33 @@ class Series:
         return max(self.rss_kb) / 1024
 
 
-def alternate(runs: int, *contenders: Callable[[], tuple[float, int, bytes]]) -> list[Series]:
+Contender = Callable[[], tuple[float, int, bytes]]  # one run: (seconds, peak RSS in kB, stdout)
+
+
+def alternate(runs: int, *contenders: Contender) -> list[Series]:
     """Run the contenders in turn, ``runs`` times each (after one warm-up round)."""
     for c in contenders:
         c()
     series = [Series() for _ in contenders]
     for _ in range(runs):
-        for s, c in zip(series, contenders):
+        for s, c in zip(series, contenders, strict=True):
             s.add(*c())
     return series
 
 
-def one(argv: list[str], cwd: Path, env: dict[str, str], stdin: bytes | None = None) -> Callable[[], tuple[float, int, bytes]]:
+def one(argv: list[str], cwd: Path, env: dict[str, str], stdin: bytes | None = None) -> Contender:
     def go() -> tuple[float, int, bytes]:
         r = spawn(argv, cwd=cwd, env=env, stdin=stdin)
+        return r.secs, r.rss_kb, r.out
+
+    return go
+
+
+def timed(argv: list[str], cwd: Path, env: dict[str, str], cpu: list[float]) -> Contender:
+    """:func:`one` that also appends each run's CPU seconds to ``cpu``."""
+    def go() -> tuple[float, int, bytes]:
+        r = spawn(argv, cwd=cwd, env=env)
+        cpu.append(r.cpu)
         return r.secs, r.rss_kb, r.out
 
     return go
@@ -345,9 +358,8 @@ def case_large(work: Path, env: dict[str, str], runs: int, table: Table, n_value
 
 def case_azure(work: Path, env: dict[str, str], table: Table, n_files: int, latency: float, sample: int) -> None:
     sys.path.insert(0, str(REPO))
-    from tests.azure_emulator import KeyVaultEmulator  # the test suite's HTTPS Key Vault emulator
-
     from kvsops import api
+    from tests.azure_emulator import KeyVaultEmulator  # the test suite's HTTPS Key Vault emulator
 
     root = work / "az"
     (root / "enc").mkdir(parents=True)
@@ -380,7 +392,7 @@ def case_azure(work: Path, env: dict[str, str], table: Table, n_files: int, late
         emu.latency = latency
         results: dict[str, tuple[Series, dict[str, int]]] = {}
 
-        def measure(label: str, fn: Callable[[], tuple[float, int, bytes]]) -> None:
+        def measure(label: str, fn: Contender) -> None:
             emu.reset_counters()
             s = Series()
             s.add(*fn())
@@ -399,7 +411,7 @@ def case_azure(work: Path, env: dict[str, str], table: Table, n_files: int, late
                 rss = max(rss, r.rss_kb)
             return (time.perf_counter() - t0) * len(names) / min(sample, len(names)), rss, b""
 
-        def krm(concurrency: str | None) -> Callable[[], tuple[float, int, bytes]]:
+        def krm(concurrency: str | None) -> Contender:
             e = dict(az_env, KVSOPS_CONCURRENCY=concurrency) if concurrency else az_env
 
             def go() -> tuple[float, int, bytes]:
@@ -449,18 +461,10 @@ def case_helm(work: Path, env: dict[str, str], runs: int, table: Table, n_files:
         txt = [*base, *(a for i in range(n_files) for a in ("-f", f"plain{i:02d}.yaml"))]
         cpu: dict[str, list[float]] = {"enc": [], "txt": [], "sops": []}
 
-        def timed(argv: list[str], cwd: Path, e: dict[str, str], label: str) -> Callable[[], tuple[float, int, bytes]]:
-            def go() -> tuple[float, int, bytes]:
-                r = spawn(argv, cwd=cwd, env=e)
-                cpu[label].append(r.cpu)
-                return r.secs, r.rss_kb, r.out
-
-            return go
-
-        e, p, d = alternate(runs, timed(enc, root, henv, "enc"), timed(txt, root, henv, "txt"),
-                            timed([sops, "decrypt", "secrets00.yaml"], root, env, "sops"))
+        e, p, d = alternate(runs, timed(enc, root, henv, cpu["enc"]), timed(txt, root, henv, cpu["txt"]),
+                            timed([sops, "decrypt", "secrets00.yaml"], root, env, cpu["sops"]))
         added = Series()
-        for es, ps, rss in zip(e.secs, p.secs, e.rss_kb):
+        for es, ps, rss in zip(e.secs, p.secs, e.rss_kb, strict=True):
             added.add((es - ps) / n_files, rss)
         med = {k: statistics.median(v[1:]) for k, v in cpu.items()}  # [0] is the warm-up round
         added_cpu = (med["enc"] - med["txt"]) / n_files

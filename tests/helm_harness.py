@@ -195,5 +195,5 @@ class HelmCLI:
         head, out = rows[0], {}
         for row in rows[1:]:
             if row[0]:
-                out[row[0]] = dict(zip(head, row))
+                out[row[0]] = dict(zip(head, row, strict=True))
         return out

@@ -41,7 +41,7 @@ class Record:
         if len(args) > len(fields):
             raise TypeError(f"{type(self).__name__} takes at most {len(fields)} arguments")
         put = object.__setattr__
-        for name, value in zip(fields, args):
+        for name, value in zip(fields, args, strict=False):  # fewer args than fields: defaults
             if name in kwargs:
                 raise TypeError(f"{type(self).__name__} got multiple values for {name!r}")
             put(self, name, value)

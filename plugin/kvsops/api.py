@@ -12,8 +12,7 @@ import os
 from kvsops import errors, keys
 from kvsops.datakey import DATA_KEY_SIZE, recover_data_key, verify_mac, wrap_data_key
 from kvsops.session import DEADLINE_ENV, Session, deadline_from_env, decryption_order, key_id
-from kvsops.sops import metadata as md_mod
-from kvsops.sops import stores, values, walk
+from kvsops.sops import metadata as md_mod, stores, values, walk
 from kvsops.sops.metadata import KeyEntry, Metadata
 from kvsops.sops.rules import SelectionRule
 from kvsops.sops.tree import Branch
@@ -146,17 +145,16 @@ def decrypt_many(
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=min(workers, len(todo))) as pool:
-            list(pool.map(lambda job: job.attempt(lambda: job.unwrap(session)), todo))
+            list(pool.map(lambda job: job.attempt(job.unwrap, session), todo))
     else:
         for job in todo:
-            job.attempt(lambda: job.unwrap(session))
-    out: list[Decrypted] = []
+            job.attempt(job.unwrap, session)
     for job in jobs:
         if job.error is None:
-            job.attempt(lambda: out.append(job.finish(ignore_mac, keep_ivs)))
+            job.attempt(job.finish, ignore_mac, keep_ivs)
         if job.error is not None:
             raise job.error from None
-    return out
+    return [job.decrypted() for job in jobs]
 
 
 def decrypt_files(items: Sequence[tuple[str, bytes, str]], out: str, *, session: Session) -> list[bytes | None]:
@@ -166,7 +164,7 @@ def decrypt_files(items: Sequence[tuple[str, bytes, str]], out: str, *, session:
     encrypted = [i for i, (_w, data, fmt) in enumerate(items) if is_encrypted(data, fmt)]
     done = decrypt_many([items[i] for i in encrypted], session=session) if encrypted else []
     plain: list[bytes | None] = [None] * len(items)
-    for i, dec in zip(encrypted, done):
+    for i, dec in zip(encrypted, done, strict=True):
         plain[i] = emit_plain(dec.docs, out, where=items[i][0])
     return plain
 
@@ -184,19 +182,20 @@ def _until_failed(jobs: list[_Job]) -> list[_Job]:
 class _Job:
     """One file of :func:`decrypt_many`: what is known of it so far, or why it failed."""
 
-    __slots__ = ("where", "data", "fmt", "docs", "md", "key", "error")
+    __slots__ = ("where", "data", "fmt", "docs", "md", "key", "done", "error")
 
     def __init__(self, where: str, data: bytes, fmt: str) -> None:
         self.where, self.data, self.fmt = where, data, fmt
         self.docs: list[Branch] = []
         self.md: Metadata | None = None
         self.key = b""
+        self.done: Decrypted | None = None
         self.error: BaseException | None = None
 
-    def attempt(self, step: Callable[[], object]) -> None:
+    def attempt(self, step: Callable[..., object], *args: object) -> None:
         """Run a step; a failure is kept (with this file's name) for decrypt_many to raise in order."""
         try:
-            step()
+            step(*args)
         except errors.KvsopsError as exc:
             self.error = exc.with_where(self.where) if self.where else exc
         except Exception as exc:  # noqa: BLE001 - raised by decrypt_many, in input order
@@ -212,8 +211,12 @@ class _Job:
     def unwrap(self, session: Session) -> None:
         self.key = recover_data_key(self.metadata(), session)
 
-    def finish(self, ignore_mac: bool, keep_ivs: bool) -> Decrypted:
-        return _decrypt_values(self.docs, self.metadata(), self.fmt, self.key, ignore_mac, keep_ivs)
+    def finish(self, ignore_mac: bool, keep_ivs: bool) -> None:
+        self.done = _decrypt_values(self.docs, self.metadata(), self.fmt, self.key, ignore_mac, keep_ivs)
+
+    def decrypted(self) -> Decrypted:
+        assert self.done is not None, "finished"
+        return self.done
 
 
 def _in_process(kind: str) -> bool:

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from kvsops import errors, keys
 from kvsops.errors import KeyFailure, NotMyKey
-from kvsops.sops import metadata as md_mod
-from kvsops.sops import shamir, values
+from kvsops.sops import metadata as md_mod, shamir, values
 from kvsops.sops.metadata import KeyEntry, Metadata
 
 TYPE_CHECKING = False
@@ -131,7 +130,7 @@ def wrap_data_key(
         threshold = min(threshold, len(groups))
         shares = shamir.split(data_key, len(groups), threshold)
     out = []
-    for share, group in zip(shares, groups):
+    for share, group in zip(shares, groups, strict=True):
         entries = []
         for r in group:
             try:

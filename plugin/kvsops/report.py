@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import sys
 
+from kvsops.errors import Interrupted, KvsopsError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable, Mapping, TextIO
-
-from kvsops.errors import Interrupted, KvsopsError
 
 INTERNAL_EXIT = 70
 # Set by guarded(debug=True) (--debug, KVSOPS_DEBUG): lets optional layers speak, e.g. the Azure SDK's

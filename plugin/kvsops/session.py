@@ -34,9 +34,7 @@ from kvsops.keys.base import KeyContext
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Mapping, Sequence
-
-    from typing import Protocol
+    from typing import Callable, Mapping, Protocol, Sequence
 
     from kvsops.keys.base import Recipient, Unwrapper
     from kvsops.sops.metadata import KeyEntry, Metadata

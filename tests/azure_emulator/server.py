@@ -37,9 +37,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from .certs import DEFAULT_NAMES, make_test_pki
-from .secrets_api import RBAC_ACTIONS as _SECRET_RBAC_ACTIONS
-from .secrets_api import SecretsMixin
-from .secrets_api import route_op as _secret_route_op
+from .secrets_api import RBAC_ACTIONS as _SECRET_RBAC_ACTIONS, SecretsMixin, route_op as _secret_route_op
 
 DEFAULT_TENANT = "11111111-1111-1111-1111-111111111111"
 MI_PRINCIPAL = "system-assigned-managed-identity"

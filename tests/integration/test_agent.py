@@ -23,7 +23,7 @@ import pytest
 
 from kvsops.agent import client, protocol
 from tests.agent_support import KVSOPS, Agent, wait_until
-from tests.cmp_harness import DEMO_KEY, EXAMPLES, Cmp, failed, objs, policy
+from tests.cmp_harness import DEMO_KEY, EXAMPLES, Cmp, failed, policy
 from tests.integration.test_argocd import DEMO_RECIPIENT, HELM_PARAMS, OTHER_RECIPIENT, helm_sidecar
 
 REPO = Path(__file__).resolve().parents[2]

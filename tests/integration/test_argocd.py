@@ -703,8 +703,7 @@ def test_render_script_runs_every_example() -> None:
 def test_policy_unknown_field_fails_closed_with_the_closest_name() -> None:
     """A misspelt selector would widen a rule (no `projects` left) and a misspelt key list would narrow
     it: unlike .sops.yaml (warnings), an unknown field refuses the whole policy, and says which."""
-    from kvsops import errors
-    from kvsops import policy as pol
+    from kvsops import errors, policy as pol
 
     with pytest.raises(errors.ConfigError) as ei:
         pol.parse_policy(json.dumps({"rules": [{"project": ["team-a"], "age": [DEMO_RECIPIENT]}]}), "p.yaml")

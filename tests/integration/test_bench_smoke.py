@@ -15,7 +15,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_bench_quick_prints_every_case(tools) -> None:  # type: ignore[no-untyped-def]
-    tools.sops, tools.kustomize58, tools.helm3, tools.helm4  # skips (or fails on CI) when setup.sh did not install them
+    for name in ("sops", "kustomize58", "helm3", "helm4"):
+        tools.path(name)  # skips (or fails on CI) when setup.sh did not install it
     pytest.importorskip("azure.identity")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SOPS_", "KVSOPS_"))}
     env["KVSOPS_TOOLS"] = str(Path(tools.sops).parent)

@@ -76,12 +76,12 @@ print(sorted(m for m in sys.modules if m.endswith(("age_pq", "hpke", "mlkem"))))
 def test_post_quantum_entries_do_not_load_pyrage_or_hashlib():
     """The other way round: a post-quantum key file and entry need neither pyrage nor the standard
     library's OpenSSL binding (cryptography's hashes are loaded for the key pair anyway)."""
-    code = f"""
+    code = """
 import sys
 from kvsops.context import KeyContext
 from kvsops.keys import age, age_pq
 ident = age_pq.Identity(bytes(range(32)))
-env = {{"HOME": "/nonexistent", "SOPS_AGE_KEY": str(ident)}}
+env = {"HOME": "/nonexistent", "SOPS_AGE_KEY": str(ident)}
 entry = age.Recipient(ident.recipient).wrap(b"d" * 32)
 assert age.Unwrapper(KeyContext(env, "/nonexistent")).unwrap(entry) == b"d" * 32
 print(sorted(m for m in sys.modules if m.split(".")[0] in ("pyrage", "hashlib", "_hashlib", "hmac")))

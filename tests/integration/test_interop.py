@@ -11,7 +11,12 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.interop_helpers import (
-    CORPUS, as_sops_311_comments, copy_corpus, mask_encrypted, run_sops, without_comments,
+    CORPUS,
+    as_sops_311_comments,
+    copy_corpus,
+    mask_encrypted,
+    run_sops,
+    without_comments,
 )
 from tests.keys import AgeKey, PgpKey
 from tests.processes import stop_gpg

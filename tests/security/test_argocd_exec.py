@@ -26,8 +26,8 @@ import yaml
 
 from tests.cmp_harness import BIN, KVSOPS, Cmp, objs, secret_value
 from tests.conftest import tool_dirs
-from tests.security.plugin import record
 from tests.keys import AgeKey
+from tests.security.plugin import record
 from tests.security.support import canary, leaks
 
 pytestmark = pytest.mark.security

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.security.plugin import record
 from tests.keys import AgeKey
+from tests.security.plugin import record
 from tests.security.support import KVSOPS, KVSOPS_KRM, canary, clean_env, leaks, run
 
 pytestmark = pytest.mark.security

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.security.plugin import record
 from tests.keys import AgeKey
+from tests.security.plugin import record
 from tests.security.support import KVSOPS, KVSOPS_KRM, Limits, run
 
 pytestmark = pytest.mark.security

@@ -28,8 +28,8 @@ from typing import Callable, Iterator
 import pytest
 import yaml
 
-from tests.security.plugin import record, tally
 from tests.keys import AgeKey
+from tests.security.plugin import record, tally
 from tests.security.support import KVSOPS, KVSOPS_KRM, canary, clean_env, run
 
 pytestmark = pytest.mark.security

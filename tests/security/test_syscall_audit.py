@@ -27,10 +27,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.keys import AgeKey
 from tests.processes import interactive_signals
 from tests.security.plugin import record
-from tests.keys import AgeKey
-from tests.security.support import STRACE_OPTS, KVSOPS, KVSOPS_KRM, Run, Trace, canary, leaks, run, strace_path
+from tests.security.support import KVSOPS, KVSOPS_KRM, STRACE_OPTS, Run, Trace, canary, leaks, run, strace_path
 
 pytestmark = [pytest.mark.security, pytest.mark.usefixtures("precompiled", "strace")]
 CAT = "syscall audit"

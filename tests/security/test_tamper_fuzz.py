@@ -21,15 +21,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from kvsops import api, errors
 from kvsops.sops import stores, values
 from kvsops.sops.rules import SelectionRule
 from kvsops.sops.tree import Branch
-from tests.security.plugin import record
 from tests.keys import AgeKey
+from tests.security.plugin import record
 from tests.security.support import KVSOPS, canary, clean_env, leaks
 
 pytestmark = pytest.mark.security

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.security.plugin import record, tally
 from tests.keys import AgeKey
+from tests.security.plugin import record, tally
 from tests.security.support import KVSOPS_KRM, Limits, run
 
 pytestmark = pytest.mark.security

@@ -10,7 +10,6 @@ import pytest
 from kvsops import errors
 from kvsops.agent import client, protocol
 
-
 VALUES = [
     None, True, False, 0, -1, 2**63 - 1, -(2**63), b"", b"\x00\xff" * 1000, "", "snow \u2603",
     "bad \udcff surrogate", [], [1, [2, [3]]], {}, {"a": {"b": [b"x", None, "y"]}, "": 7},

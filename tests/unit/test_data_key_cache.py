@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kvsops import api, errors, keycache, policy
-from kvsops import keys as key_types
+from kvsops import api, errors, keycache, keys as key_types, policy
 from kvsops.keys.base import KeyFailure
 from kvsops.sops.metadata import KeyEntry, Metadata
 from tests.keys import AgeKey

@@ -14,8 +14,7 @@ import pytest
 import yaml
 
 from kvsops import errors
-from kvsops.hosts.kustomize import krm
-from kvsops.hosts.kustomize import common, dotenv
+from kvsops.hosts.kustomize import common, dotenv, krm
 from kvsops.hosts.kustomize.generate import generate
 from kvsops.hosts.kustomize.paths import Root
 from tests.keys import AgeKey

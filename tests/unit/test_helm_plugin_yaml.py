@@ -198,7 +198,7 @@ def test_names_unique_and_types() -> None:
     metas = [load(p) for p in dirs]
     assert len({m["name"] for m in metas}) == 3
     assert [m.get("type") for m in metas] == [None, "getter/v1", None]
-    assert all(m["name"] == p.name for m, p in zip(metas, dirs))
+    assert all(m["name"] == p.name for m, p in zip(metas, dirs, strict=True))
 
 
 def test_protocols_match_what_the_downloader_handles() -> None:

@@ -9,7 +9,6 @@ import pytest
 
 from kvsops import report
 
-
 SECRET = "".join(["s3", "cr", "3t"])  # not spelled in any source line a traceback shows
 
 

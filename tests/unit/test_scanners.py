@@ -8,8 +8,7 @@ import binascii
 import re
 
 import pytest
-from hypothesis import example, given, settings
-from hypothesis import strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from kvsops import _b64
 from kvsops.hosts.helm import urls as helmurl

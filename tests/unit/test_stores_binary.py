@@ -3,8 +3,7 @@ from __future__ import annotations
 import pytest
 
 from kvsops import errors
-from kvsops.sops.stores import binary_store as b
-from kvsops.sops.stores import detect, get
+from kvsops.sops.stores import binary_store as b, detect, get
 from kvsops.sops.tree import Branch
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import pytest
 
@@ -75,7 +76,7 @@ def test_alias_expansion_and_limits() -> None:
     assert doc.get("copy") is not doc.get("base")
     names = "abcdefghi"
     bomb = 'a: &a ["x","x","x","x","x","x","x","x","x","x"]\n' + "".join(
-        f"{c}: &{c} [" + ",".join(["*" + p] * 10) + "]\n" for p, c in zip(names, names[1:])
+        f"{c}: &{c} [" + ",".join(["*" + p] * 10) + "]\n" for p, c in pairwise(names)
     )
     with pytest.raises(errors.LimitExceeded):
         y.load_plain(bomb.encode())

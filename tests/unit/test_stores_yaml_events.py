@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from kvsops import errors
-from kvsops.sops.stores import yaml_load
-from kvsops.sops.stores import yaml_store as y
+from kvsops.sops.stores import yaml_load, yaml_store as y
 
 HERE = Path(__file__).resolve().parent.parent
 CORPORA = [p for d in ("vectors",)

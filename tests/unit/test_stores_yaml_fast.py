@@ -9,13 +9,10 @@ import random
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from kvsops import errors
-from kvsops.sops.stores import yaml_fast
-from kvsops.sops.stores import yaml_load
-from kvsops.sops.stores import yaml_store as y
+from kvsops.sops.stores import yaml_fast, yaml_load, yaml_store as y
 from kvsops.sops.tree import Branch
 
 HERE = Path(__file__).resolve().parent.parent

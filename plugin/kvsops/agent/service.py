@@ -148,7 +148,7 @@ class Service:
         session = self.session(req.get("session"))
         candidates = manifests.sops_candidates(files)
         plain = api.decrypt_files(candidates, "yaml", session=session)
-        stream = manifests.plain_stream(files, {c[0]: p for c, p in zip(candidates, plain) if p is not None})
+        stream = manifests.plain_stream(files, {c[0]: p for c, p in zip(candidates, plain, strict=True) if p is not None})
         if req.get("finish") is True:
             return manifests.finish(stream, allow_empty=req.get("allow_empty") is True, what=what)
         manifests.check_size(stream, what)  # what the client's own checks would refuse first

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kvsops.azure import common as ac
 from kvsops import errors
+from kvsops.azure import common as ac
 from kvsops.context import KeyContext
 from kvsops.errors import KeyFailure
 

@@ -63,10 +63,10 @@ def equals(a: object, b: object) -> bool:
     """Go ``==`` on interface values: types must match (1 != 1.0, True != 1)."""
     if isinstance(a, Branch) or isinstance(b, Branch):
         return (isinstance(a, Branch) and isinstance(b, Branch) and len(a) == len(b)
-                and all(equals(x[0], y[0]) and equals(x[1], y[1]) for x, y in zip(a, b)))
+                and all(equals(x[0], y[0]) and equals(x[1], y[1]) for x, y in zip(a, b, strict=True)))
     if isinstance(a, list) or isinstance(b, list):
         return (isinstance(a, list) and isinstance(b, list) and len(a) == len(b)
-                and all(equals(x, y) for x, y in zip(a, b)))
+                and all(equals(x, y) for x, y in zip(a, b, strict=True)))
     if isinstance(a, Comment) and isinstance(b, Comment):
         return a.text == b.text
     return type(a) is type(b) and a == b

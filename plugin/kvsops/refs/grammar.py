@@ -380,7 +380,7 @@ class Resolver:
             where = next((w for w, refs in located if any(exc.message.startswith(r.text) for r in refs)), None)
             raise (exc.with_where(where) if where else exc) from None
         changed = 0
-        for (where, tree), (_w, refs) in zip(items, located):
+        for (where, tree), (_w, refs) in zip(items, located, strict=True):
             if refs:
                 try:
                     changed += substitute(tree, values)

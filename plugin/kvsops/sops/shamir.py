@@ -52,12 +52,12 @@ def split(secret: bytes, parts: int, threshold: int) -> list[bytes]:
     shares = [bytearray() for _ in range(parts)]
     for byte in secret:
         coeffs = [byte] + list(os.urandom(threshold - 1))
-        for share, x in zip(shares, xs):
+        for share, x in zip(shares, xs, strict=True):
             y = 0
             for c in reversed(coeffs):  # Horner
                 y = _mul(y, x) ^ c
             share.append(y)
-    for share, x in zip(shares, xs):
+    for share, x in zip(shares, xs, strict=True):
         share.append(x)
     return [bytes(s) for s in shares]
 

@@ -72,7 +72,7 @@ def _fields(s: str, pos: int, widths: tuple[tuple[int, int], ...], seps: tuple[s
     """Numbers of the given widths, each followed by its separator ("" for none); ([], -1) when
     they are not there."""
     out: list[str] = []
-    for (lo, hi), sep in zip(widths, seps):
+    for (lo, hi), sep in zip(widths, seps, strict=True):
         end = _digits(s, pos, lo, hi)
         if end < 0 or (sep and s[end : end + 1] != sep):
             return [], -1

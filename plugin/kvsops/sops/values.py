@@ -11,8 +11,9 @@ from kvsops.sops.tree import Comment, GoTime
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from kvsops.sops.tree import Leaf
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from kvsops.sops.tree import Leaf
 
 # sops' regex, ``^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]`` (DOTALL), is greedy
 # and unanchored at the end: _split_enc gives the same groups without importing ``re``.

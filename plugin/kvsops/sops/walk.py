@@ -9,8 +9,8 @@ from __future__ import annotations
 try:  # CPython's own SHA-512: hashlib would first load OpenSSL's libcrypto (milliseconds per process)
     from _sha512 import sha512 as _sha512  # type: ignore[import-not-found, unused-ignore]  # CPython 3.11
 except ImportError:  # pragma: no cover - other versions and implementations
-    try:
-        from _sha2 import sha512 as _sha512  # type: ignore[import-not-found, no-redef, unused-ignore]  # CPython >= 3.12
+    try:  # CPython >= 3.12
+        from _sha2 import sha512 as _sha512  # type: ignore[import-not-found, no-redef, unused-ignore]
     except ImportError:
         from hashlib import sha512 as _sha512
 

@@ -16,8 +16,8 @@ import binascii
 from typing import Any
 
 from kvsops import errors, manifests
-from kvsops.refs import grammar as refs
 from kvsops.hosts.argocd import render
+from kvsops.refs import grammar as refs
 
 
 def _name(doc: dict[str, Any]) -> str:

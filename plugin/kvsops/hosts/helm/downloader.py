@@ -18,8 +18,8 @@ from __future__ import annotations
 import os
 
 from kvsops import fs
-from kvsops.hosts.helm import urls as helmurl
 from kvsops.errors import FileMissing, GeneratorError, InputError, KeyServiceError, MetadataNotFound
+from kvsops.hosts.helm import urls as helmurl
 from kvsops.hosts.helm.urls import Policy, Request
 
 TYPE_CHECKING = False  # subprocess and signal are for PGP key imports only: off the common path
@@ -152,9 +152,8 @@ def _private_gnupghome(key_path: str, shown: str, env: Mapping[str, str]) -> Ite
     import subprocess
     import tempfile
 
-    from kvsops.keys import keyring
-
     from kvsops._ramdir import ram_dir
+    from kvsops.keys import keyring
 
     home = tempfile.mkdtemp(prefix="kvsops-gnupg-", dir=ram_dir(env))
     gpg = keyring.gpg_exec(env)

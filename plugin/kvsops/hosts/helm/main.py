@@ -89,9 +89,8 @@ def _note(text: str) -> None:
 
 
 def download(args: Sequence[str]) -> int:
-    from kvsops.hosts.helm import downloader as helmget
-    from kvsops.hosts.helm import urls as helmurl
     from kvsops.errors import UsageError
+    from kvsops.hosts.helm import downloader as helmget, urls as helmurl
 
     if not args:
         raise UsageError("the downloader needs the URL as its last argument", hint="kvsops helm downloader CERT KEY CA URL")
@@ -235,8 +234,8 @@ def _require_getter(env: Mapping[str, str], schemes: set[str]) -> None:
 def _helm_binary(env: dict[str, str], pol: object) -> str:
     import shutil
 
-    from kvsops.hosts.helm import urls as helmurl
     from kvsops.errors import PathRefused, UsageError
+    from kvsops.hosts.helm import urls as helmurl
 
     assert isinstance(pol, helmurl.Policy)
     name = env.get("HELM_BIN") or "helm"

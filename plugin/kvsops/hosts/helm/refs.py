@@ -27,8 +27,8 @@ def render(where: str, data: bytes, pol: Policy, env: Mapping[str, str]) -> byte
 
     report.full_site()  # the shim may have started Python without site (see report.full_site)
     from kvsops import api
-    from kvsops.refs import resolve as references
     from kvsops.agent.session import session_from_env
+    from kvsops.refs import resolve as references
     from kvsops.sops import stores
 
     fmt = helmurl.sniff_format(where, data)

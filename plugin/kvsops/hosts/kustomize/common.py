@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping  # isinstance checks at run time
 
 from kvsops import _schema, errors, report
 from kvsops.hosts.kustomize.sources import scalar_text
-from collections.abc import Mapping  # isinstance checks at run time
 
 TYPE_CHECKING = False  # typing costs milliseconds of every kustomize generator's start-up
 if TYPE_CHECKING:

@@ -11,12 +11,12 @@ returned or an error is raised: there is no partial result.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping  # isinstance checks at run time
 
 from kvsops import errors
 from kvsops.hosts.kustomize import common
 from kvsops.hosts.kustomize.paths import Root
 from kvsops.hosts.kustomize.sources import Sources
-from collections.abc import Mapping  # isinstance checks at run time
 
 TYPE_CHECKING = False  # typing costs milliseconds of every kustomize generator's start-up
 if TYPE_CHECKING:

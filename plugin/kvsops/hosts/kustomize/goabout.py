@@ -7,7 +7,6 @@ own labels, annotations and namespace are copied to the Secret.
 
 from __future__ import annotations
 
-
 from kvsops import errors
 from kvsops.hosts.kustomize import common, dotenv
 from kvsops.hosts.kustomize.sources import Sources, b64, flat_map, split_key_path, utf8

@@ -122,10 +122,10 @@ def _env() -> dict[str, str]:
 
 
 def _generate(configs: list[Any], *, legacy: bool = False) -> list[dict[str, Any]]:
-    from kvsops.api import deadline_from_env
-    from kvsops.hosts.kustomize.generate import generate
     # Argo CD key policy (the grant from `kvsops argocd generate`); data keys from the agent when one runs
     from kvsops.agent.session import session_from_env
+    from kvsops.api import deadline_from_env
+    from kvsops.hosts.kustomize.generate import generate
 
     env = _env()
     # One deadline for the whole run (Key Vault calls, templates): kustomize has none of its own.

@@ -7,11 +7,11 @@ object (kustomize reads ``kustomize.config.k8s.io/needs-hash`` / ``behavior`` it
 
 from __future__ import annotations
 
+from collections.abc import Mapping  # isinstance checks at run time
 
 from kvsops import errors
 from kvsops.hosts.kustomize import common, dotenv
 from kvsops.hosts.kustomize.sources import Sources, b64, split_key_path, utf8
-from collections.abc import Mapping  # isinstance checks at run time
 
 TYPE_CHECKING = False  # typing costs milliseconds of every kustomize generator's start-up
 if TYPE_CHECKING:

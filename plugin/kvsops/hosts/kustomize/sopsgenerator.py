@@ -5,11 +5,11 @@ base64 ``data``, name-suffix hash on, so the same content gets the same name as 
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping  # isinstance checks at run time
 
 from kvsops import errors
 from kvsops.hosts.kustomize import common
 from kvsops.hosts.kustomize.sources import Ref, Sources, b64, flat_map, scalar_text, split_key_path
-from collections.abc import Mapping  # isinstance checks at run time
 
 TYPE_CHECKING = False  # typing costs milliseconds of every kustomize generator's start-up
 if TYPE_CHECKING:

@@ -96,7 +96,7 @@ class Sources:
         session = self._session or api.Session(env=dict(self.env))
         self.deadline = session.ctx.deadline
         results = api.decrypt_many(items, session=session, workers=workers(self.env))
-        for ref, dec in zip(refs, results):
+        for ref, dec in zip(refs, results, strict=True):
             self._docs[ref] = dec.docs
         resolving = [ref for ref in refs if ref.refs]
         if resolving:

@@ -3,14 +3,14 @@ tree sops builds: indent 4 by default, unlimited width, comments where sops keep
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any, Iterable
-
 from ... import errors
 from ..tree import Branch, Comment, GoTime
 from . import _common
 from .yaml_resolve import dollar, resolve_plain
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 INDENT = 4
 # The writer recurses: a tree from another store (JSON nests 10,000 deep) must not exhaust the
@@ -50,7 +50,7 @@ def _analyze(value: str) -> tuple[bool, bool, bool, bool]:
 def _space_beside_break(value: str) -> tuple[bool, bool]:
     """(a space right after a line break, a line break right after a space)."""
     break_space = space_break = False
-    for a, b in zip(value, value[1:]):
+    for a, b in zip(value[:-1], value[1:], strict=True):  # neighbours
         if b == " " and a in _BREAK_CHARS:
             break_space = True
         elif a == " " and b in _BREAK_CHARS:
@@ -301,7 +301,7 @@ def _split_comments_map(branch: Branch) -> list[tuple[list[str], list[str], obje
 
 def _split_comments_seq(seq: list[object]) -> list[tuple[list[str], list[str], object, object]]:
     """The same for a sequence, with True for the key of every item."""
-    return _split_comments(zip(seq, seq), True)
+    return _split_comments(zip(seq, seq, strict=True), True)
 
 
 def _split_comments(pairs: Iterable[tuple[object, object]], seq: bool) -> list[tuple[list[str], list[str], object, object]]:

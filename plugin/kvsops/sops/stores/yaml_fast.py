@@ -15,12 +15,12 @@ refuses are left to the PyYAML path too, so its errors stay the only errors.
 
 from __future__ import annotations
 
+from kvsops.errors import KvsopsError
+from kvsops.sops.tree import Branch
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
-
-from kvsops.errors import KvsopsError
-from kvsops.sops.tree import Branch
 
 
 class _Unsupported(Exception):

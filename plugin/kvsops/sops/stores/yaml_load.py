@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import sys
 
+from ... import errors
+from ..tree import Branch
+from .yaml_resolve import TAG, resolve_scalar
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
     from ..tree import Scalar
-
-from ... import errors
-from ..tree import Branch
-from .yaml_resolve import TAG, resolve_scalar
 
 MAX_NODES = 1_000_000
 MAX_DEPTH = 200
