@@ -102,8 +102,8 @@ def agent(kv: Path, env: dict[str, str], *args: str) -> Iterator[Agent]:
 # ----------------------------------------------------------------------------- the cases
 
 
-def _cpu(a: Agent, env: dict[str, str], ours: tuple[list[str], dict[str, str]], theirs: tuple[list[str], dict[str, str]],
-         cwd: Path, runs: int) -> str:
+def _cpu(a: Agent, env: dict[str, str], ours: tuple[list[str], dict[str, str]],
+         theirs: tuple[list[str], dict[str, str]], cwd: Path, runs: int) -> str:
     """CPU time per run (user + system; ours plus what the agent spent on it) against the baseline's,
     alternating: less sensitive than wall time to what else runs on a busy machine."""
     mine: list[float] = []
@@ -323,8 +323,9 @@ def case_11(b: ModuleType, kv: Path, work: Path, env: dict[str, str], n: int, th
             limiter = a.status(az_env)["limiter"]
         arrivals = sorted(emu.arrivals)
         worst = max(sum(1 for t in arrivals if s <= t < s + 1.0) for s in arrivals)  # what the vault saw
-        print(f"11   {n} concurrent renders, vault answering 429 ({throttled} x Retry-After 1 s): {ok}/{n} succeeded in "
-              f"{elapsed:.1f} s (deadline 55 s); most vault requests in any second {worst} (rate {rate}), most at "
+        print(f"11   {n} concurrent renders, vault answering 429 ({throttled} x Retry-After 1 s): "
+              f"{ok}/{n} succeeded in {elapsed:.1f} s (deadline 55 s); "
+              f"most vault requests in any second {worst} (rate {rate}), most at "
               f"once {emu.max_in_flight} (concurrency {concurrency}); {emu.counts['decrypt']} decrypt requests, "
               f"{limiter['throttled']} answered 429", flush=True)
 

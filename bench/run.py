@@ -79,7 +79,8 @@ def spawn(argv: list[str], *, cwd: Path, env: dict[str, str], stdin: bytes | Non
     p.stdout.close()  # type: ignore[union-attr]
     p.stderr.close()  # type: ignore[union-attr]
     if check and rc != 0:
-        raise SystemExit(f"bench: {' '.join(map(str, argv))} failed (exit {rc}):\n{err[0].decode(errors='replace')[-2000:]}")
+        tail = err[0].decode(errors="replace")[-2000:]
+        raise SystemExit(f"bench: {' '.join(map(str, argv))} failed (exit {rc}):\n{tail}")
     return Run(secs, usage.ru_maxrss, out, err[0], rc, usage.ru_utime + usage.ru_stime)
 
 
@@ -344,7 +345,8 @@ def case_large(work: Path, env: dict[str, str], runs: int, table: Table, n_value
     plain.write_text(values_yaml(n_values // 100, 100, pad=40))
     enc = work / "large.enc.yaml"
     enc.write_bytes(sops_encrypt(sops, plain, env))
-    dec_o, dec_t = alternate(runs, one([kv, "decrypt", enc.name], work, env), one([sops, "decrypt", enc.name], work, env))
+    dec_o, dec_t = alternate(runs, one([kv, "decrypt", enc.name], work, env),
+                             one([sops, "decrypt", enc.name], work, env))
     same = "identical" if dec_o.out == dec_t.out else "DIFFERENT"
     mb = enc.stat().st_size / 1e6
     table.add("4d", f"decrypt {n_values} values ({mb:.1f} MB)", dec_o, dec_t, "<=1.0x", unit="s",
@@ -496,7 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes and few runs (CI smoke)")
     ap.add_argument("--runs", type=int, help="runs per contender for cases 1-2 (default 21, quick 3)")
     ap.add_argument("--cases", default="1,2,3,4,5,6,7,8,9,10,11", help="comma list of cases (default all)")
-    ap.add_argument("--helm-files", type=int, help="encrypted values files per helm run in case 7 (default 10, quick 3)")
+    ap.add_argument("--helm-files", type=int,
+                    help="encrypted values files per helm run in case 7 (default 10, quick 3)")
     ap.add_argument("--large-values", type=int, help="values in case 4 (default 100000, quick 5000)")
     ap.add_argument("--azure-sample", type=int, default=20,
                     help="case 5: how many of the one-process-per-file runs to time (the rest are scaled)")

@@ -37,7 +37,9 @@ def request_env(app: dict, workdir: Path) -> dict[str, str]:
     plugin = src.get("plugin") or {}
     params = plugin.get("parameters") or []
     env = {
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), str(ROOT / ".tools" / "bin"), os.environ.get("PATH", "")]),
+        "PATH": os.pathsep.join(
+            [str(Path(sys.executable).parent), str(ROOT / ".tools" / "bin"), os.environ.get("PATH", "")]
+        ),
         "HOME": str(workdir),
         "TMPDIR": str(workdir),
         "SOPS_AGE_KEY_FILE": str(DEMO_KEY),

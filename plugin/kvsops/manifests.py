@@ -40,7 +40,8 @@ def objects(stream: bytes, what: str) -> list[dict[str, Any]]:
     except ValueError:  # an integer longer than Python reads (4,300 digits)
         from kvsops.sops.stores import long_number_error
 
-        raise long_number_error(stream, f"{what}: ") or errors.GeneratorError(f"{what} is not a valid YAML stream") from None
+        invalid = errors.GeneratorError(f"{what} is not a valid YAML stream")
+        raise long_number_error(stream, f"{what}: ") or invalid from None
     for i, doc in enumerate(docs, 1):
         check_object(doc, f"{what}: document {i}")
     return docs

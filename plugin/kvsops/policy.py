@@ -52,7 +52,8 @@ never gets a data key another grant unwrapped, and a changed policy empties the 
 
 What the policy binds: Key Vault entries name the key that is called, so they are bound exactly.
 age entries are bound because kvsops only tries the identity (X25519 or post-quantum ``age1pq1...``)
-whose public key equals the entry's recipient (SSH-key identities are dropped under a policy unless an ssh recipient is allowed).
+whose public key equals the entry's recipient (SSH-key identities are dropped under a policy unless
+an ssh recipient is allowed).
 PGP fingerprints are claims gpg does not check: with several PGP secret keys in one sidecar, prefer
 age or Key Vault for tenant separation.
 """
@@ -126,7 +127,8 @@ class Allowed(Record):
 
     def _post_init(self) -> None:
         given = dict(self.keys)
-        object.__setattr__(self, "keys", tuple((row.kind, frozenset(given.get(row.kind, ()))) for row in _policy_kinds()))
+        keys = tuple((row.kind, frozenset(given.get(row.kind, ()))) for row in _policy_kinds())
+        object.__setattr__(self, "keys", keys)
 
     def items(self, kind: str) -> frozenset[str]:
         return dict(self.keys).get(kind, frozenset())
@@ -241,7 +243,8 @@ def parse_policy(text: str, source: str) -> Policy:
                 f"key policy {where} has neither projects nor repos",
                 hint="to match every project write projects: ['*']",
             )
-        rules.append(Rule(str(item.get("name") or f"rule {i + 1}"), sel["projects"], sel["repos"], Allowed.from_lists(item, where)))
+        name = str(item.get("name") or f"rule {i + 1}")
+        rules.append(Rule(name, sel["projects"], sel["repos"], Allowed.from_lists(item, where)))
     import hashlib
 
     return Policy(tuple(rules), source, hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32])

@@ -41,7 +41,8 @@ def warn(message: str, stream: TextIO | None = None) -> None:
 # environment where a host runs it (Helm, kustomize and Argo CD start kvsops themselves and pass
 # their environment through, but no flag of ours).
 DEBUG_BY_FLAG = "run with --debug for the stack frames, and report it"
-DEBUG_BY_ENV = "set KVSOPS_DEBUG=1 in the environment of the command that runs kvsops for the stack frames, and report it"
+DEBUG_BY_ENV = ("set KVSOPS_DEBUG=1 in the environment of the command that runs kvsops for the stack frames, "
+                "and report it")
 
 
 def env_debug(environ: Mapping[str, str]) -> bool:

@@ -143,7 +143,8 @@ class Session:
         if owner:
             try:
                 once.set(self._unwrap_uncached(entry) if self._cache is None
-                         else self._cache.unwrap(entry.kind, key[1], entry.enc, lambda: self._unwrap_uncached(entry)), None)
+                         else self._cache.unwrap(entry.kind, key[1], entry.enc, lambda: self._unwrap_uncached(entry)),
+                         None)
             except BaseException as exc:  # noqa: BLE001 - handed to every waiter
                 once.set(None, exc)
         return once.get()
@@ -162,7 +163,8 @@ def key_id(entry: KeyEntry) -> str:
     """A key entry's public identity: every field but the wrapped key and its date (the age
     recipient, the PGP fingerprint, the Key Vault URL and version). A stanza relabelled to another
     recipient is another key: it is never served what the first one unwrapped."""
-    return "\0".join(f"{k}={v}" for k, v in sorted(entry.fields, key=lambda kv: kv[0]) if k not in ("enc", "created_at"))
+    fields = sorted(entry.fields, key=lambda kv: kv[0])
+    return "\0".join(f"{k}={v}" for k, v in fields if k not in ("enc", "created_at"))
 
 
 class _Once:

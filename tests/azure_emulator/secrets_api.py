@@ -141,7 +141,8 @@ class SecretsMixin:
             if name not in self.secrets_store:
                 raise self._secret_not_found(name)
             return _Reply(200, {"value": [
-                {"id": f"{base}/secrets/{name}/{v.version}", "attributes": v.attributes(), "contentType": v.content_type}
+                {"id": f"{base}/secrets/{name}/{v.version}", "attributes": v.attributes(),
+                 "contentType": v.content_type}
                 for v in self.secrets_store[name]
             ], "nextLink": None})
         version = parts[2] if len(parts) > 2 else ""

@@ -432,7 +432,8 @@ class KeyVaultEmulator(SecretsMixin):
             if fault.kind == "throttle":
                 raise _Reply(
                     429,
-                    {"error": {"code": "Throttled", "message": "Request was not processed because too many requests were received."}},
+                    {"error": {"code": "Throttled",
+                               "message": "Request was not processed because too many requests were received."}},
                     {"Retry-After": f"{fault.retry_after:g}"},
                 )
             raise _kv_error(fault.status, "ServiceUnavailable", "The service is temporarily unavailable.")
@@ -474,13 +475,15 @@ class KeyVaultEmulator(SecretsMixin):
             raise _kv_error(400, "BadParameter", f"The request URI is not supported: {method} /{'/'.join(parts)}")
         if op == "list":
             self._check_permission(principal, "list", vault)
-            return _Reply(200, {"value": [{"kid": f"{base}/keys/{n}", "attributes": {"enabled": v[-1].enabled}} for n, v in self.keys.items()]})
+            return _Reply(200, {"value": [{"kid": f"{base}/keys/{n}", "attributes": {"enabled": v[-1].enabled}}
+                                          for n, v in self.keys.items()]})
         name = parts[1]
         if op in ("create", "rotate"):
             self._check_permission(principal, "create", vault)
             req = json.loads(body or b"{}")
             if op == "create":
-                version = self.create_key(name, size=int(req.get("key_size", 2048)), key_ops=req.get("key_ops") or ALL_KEY_OPS)
+                version = self.create_key(name, size=int(req.get("key_size", 2048)),
+                                          key_ops=req.get("key_ops") or ALL_KEY_OPS)
             else:
                 if name not in self.keys:
                     raise self._not_found(name)
@@ -490,7 +493,10 @@ class KeyVaultEmulator(SecretsMixin):
             self._check_permission(principal, "list", vault)
             if name not in self.keys:
                 raise self._not_found(name)
-            return _Reply(200, {"value": [{"kid": f"{base}/keys/{name}/{v.version}", "attributes": {"enabled": v.enabled, "created": v.created}} for v in self.keys[name]]})
+            return _Reply(200, {"value": [
+                {"kid": f"{base}/keys/{name}/{v.version}", "attributes": {"enabled": v.enabled, "created": v.created}}
+                for v in self.keys[name]
+            ]})
         if op == "get":
             self._check_permission(principal, "get", vault)
             version = parts[2] if len(parts) > 2 else ""
@@ -513,7 +519,8 @@ class KeyVaultEmulator(SecretsMixin):
         if not kv.enabled:
             raise _kv_error(403, "Forbidden", f"Operation {perm} is not allowed on a disabled key.", "KeyDisabled")
         if perm not in kv.key_ops:
-            raise _kv_error(403, "Forbidden", f"Operation {perm} is not permitted on this key.", "KeyOperationForbidden")
+            raise _kv_error(403, "Forbidden", f"Operation {perm} is not permitted on this key.",
+                            "KeyOperationForbidden")
         try:
             req = json.loads(body)
             alg, value = req["alg"], b64url_decode(req["value"])
@@ -537,7 +544,8 @@ class KeyVaultEmulator(SecretsMixin):
         return _kv_error(
             404,
             "KeyNotFound",
-            f"A key with (name/id) {what} was not found in this key vault. If you recently deleted this key you may be able to recover it using the correct recovery command.",
+            f"A key with (name/id) {what} was not found in this key vault. If you recently deleted this key "
+            "you may be able to recover it using the correct recovery command.",
         )
 
     # ----------------------------------------------------------------- token issuers
@@ -593,22 +601,27 @@ class KeyVaultEmulator(SecretsMixin):
             return (form.get(k) or [""])[0]
 
         if tenant != self.tenant_id:
-            return _Reply(400, {"error": "invalid_tenant", "error_description": f"AADSTS90002: Tenant '{tenant}' not found."})
+            return _Reply(400, {"error": "invalid_tenant",
+                                "error_description": f"AADSTS90002: Tenant '{tenant}' not found."})
         client_id, scope = one("client_id"), one("scope")
         if one("grant_type") != "client_credentials" or not client_id:
-            return _Reply(400, {"error": "unsupported_grant_type", "error_description": "AADSTS70003: unsupported grant."})
+            return _Reply(400, {"error": "unsupported_grant_type",
+                                "error_description": "AADSTS70003: unsupported grant."})
         if one("client_assertion"):
             if one("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
-                return _Reply(400, {"error": "invalid_request", "error_description": "AADSTS50027: bad assertion type."})
+                return _Reply(400, {"error": "invalid_request",
+                                    "error_description": "AADSTS50027: bad assertion type."})
         elif one("client_secret"):
             expected = self.client_secrets.get(client_id)
             if expected is not None and not secrets.compare_digest(expected, one("client_secret")):
-                return _Reply(401, {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."})
+                return _Reply(401, {"error": "invalid_client",
+                                    "error_description": "AADSTS7000215: Invalid client secret provided."})
         else:
             return _Reply(401, {"error": "invalid_client", "error_description": "AADSTS7000216: credentials missing."})
         audience = scope.split()[0].removesuffix("/.default") if scope else ""
         token, exp = self.issue_token(client_id, audience, "aad")
-        return _Reply(200, {"token_type": "Bearer", "expires_in": exp - int(time.time()), "ext_expires_in": exp - int(time.time()), "access_token": token})
+        left = exp - int(time.time())
+        return _Reply(200, {"token_type": "Bearer", "expires_in": left, "ext_expires_in": left, "access_token": token})
 
     def handle_msi(self, method: str, path: str, query: dict[str, list[str]], headers: Any) -> _Reply:
         if method != "GET" or path.rstrip("/") != "/msi/token":
@@ -638,7 +651,8 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, addr: tuple[str, int], handler: type, emu: KeyVaultEmulator, tls: ssl.SSLContext | None, role: str) -> None:
+    def __init__(self, addr: tuple[str, int], handler: type, emu: KeyVaultEmulator, tls: ssl.SSLContext | None,
+                 role: str) -> None:
         self.emu, self.tls, self.role = emu, tls, role
         super().__init__(addr, handler)
 

@@ -136,7 +136,8 @@ def build_workspace(tools, root: Path) -> Workspace:  # type: ignore[no-untyped-
     (tpl / "dir").mkdir()
     (tpl / "cfg").mkdir()
     (tpl / "cfg" / ".sops.yaml").write_text(
-        f"creation_rules:\n  - path_regex: \\.yaml$\n    encrypted_regex: ^(password|token)$\n    age: {key.recipient}\n")
+        "creation_rules:\n  - path_regex: \\.yaml$\n    encrypted_regex: ^(password|token)$\n"
+        f"    age: {key.recipient}\n")
     (tpl / "cfg" / "new.yaml").write_bytes(PLAIN["plain.yaml"])
     (tpl / "badcfg").mkdir()
     (tpl / "badcfg" / ".sops.yaml").write_text("creation_rules: [\n")

@@ -108,7 +108,8 @@ def test_tampered_wrapped_key_fails_closed(tmp_path, base_env, keys, tools, wher
     from kvsops.keys.armor import armor, dearmor
 
     (tmp_path / "s.yaml").write_text("password: hunter2\n")
-    text = run_sops(tools.sops, ["encrypt", "--age", keys["pq"].recipient, "s.yaml"], base_env, tmp_path).stdout.decode()
+    proc = run_sops(tools.sops, ["encrypt", "--age", keys["pq"].recipient, "s.yaml"], base_env, tmp_path)
+    text = proc.stdout.decode()
     block = re.search(r"(-----BEGIN AGE ENCRYPTED FILE-----\n.*?-----END AGE ENCRYPTED FILE-----\n)",
                       re.sub(r"\n\s+", "\n", text.split("enc: |", 1)[1]), re.S).group(1)  # type: ignore[union-attr]
     blob = bytearray(dearmor(block))
@@ -124,8 +125,8 @@ def test_tampered_wrapped_key_fails_closed(tmp_path, base_env, keys, tools, wher
     proc = subprocess.run([sys.executable, "-m", "kvsops", "decrypt", "bad.yaml"], env=with_key(base_env, keys["pq"]),
                           cwd=tmp_path, capture_output=True, timeout=120)
     assert (proc.returncode, proc.stdout) == (128, b"") and b"[NO_KEY]" in proc.stderr, proc.stderr
-    assert {"stanza": b"does not decrypt", "mac": b"bad header MAC", "payload": b"the payload does not decrypt"}[where] \
-        in proc.stderr, proc.stderr
+    said = {"stanza": b"does not decrypt", "mac": b"bad header MAC", "payload": b"the payload does not decrypt"}
+    assert said[where] in proc.stderr, proc.stderr
     assert b"hunter2" not in proc.stderr
     assert run_sops(tools.sops, ["decrypt", "bad.yaml"], with_key(base_env, keys["pq"]), tmp_path,
                     check=False).returncode != 0

@@ -340,7 +340,8 @@ def test_hostile_clients_are_bounded(home: Path) -> None:
             return protocol.decode(data[protocol.HEADER:]) if data else None
 
         huge = b"KVA\x01" + (protocol.MAX_REQUEST + 1).to_bytes(4, "big")
-        assert ask(huge) == {"unavailable": f"a frame of {protocol.MAX_REQUEST + 1} bytes is larger than the limit of {protocol.MAX_REQUEST}"}
+        limit = protocol.MAX_REQUEST
+        assert ask(huge) == {"unavailable": f"a frame of {limit + 1} bytes is larger than the limit of {limit}"}
         assert ask(b"GET / HTTP/1.1\r\n\r\n") == {"unavailable": "not a kvsops agent frame"}
         assert ask(protocol.frame({"op": "format-disk"}))["error"]["code"] == "USAGE"  # type: ignore[index]
         assert ask(protocol.frame({"op": "decrypt"}))["error"]["code"] == "USAGE"  # type: ignore[index]
@@ -384,7 +385,8 @@ def test_a_client_with_other_keys_works_in_process(agent: Agent, home: Path, sec
     without = run([KVSOPS, "decrypt", "secret.yaml"], base_env(home, SOPS_AGE_KEY_FILE=str(other)), secret_file.parent)
     same(run([KVSOPS, "decrypt", "secret.yaml"], env, secret_file.parent), without)
     req = run([KVSOPS, "decrypt", "secret.yaml"], {**env, "KVSOPS_AGENT": "required"}, secret_file.parent)
-    assert req.returncode == 12 and b"the agent holds the keys of another environment (SOPS_AGE_KEY_FILE differ)" in req.stderr
+    assert req.returncode == 12
+    assert b"the agent holds the keys of another environment (SOPS_AGE_KEY_FILE differ)" in req.stderr
     assert agent.status()["requests"] == {"declined": 2}  # asked once per run, never served
 
 
@@ -447,7 +449,8 @@ def test_cli_decrypt_through_the_agent_imports_no_heavy_module(agent: Agent, hom
     proc = run([sys.executable, "-X", "importtime", KVSOPS, "decrypt", "secret.yaml"], agent.env(base_env(home)),
                secret_file.parent)
     assert proc.returncode == 0 and b"pw-for-the-agent-test" in proc.stdout, proc.stderr.decode()
-    modules = {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.decode().splitlines() if ln.startswith("import time:")}
+    modules = {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.decode().splitlines()
+               if ln.startswith("import time:")}
     heavy = {m for m in modules if m.split(".")[0] in ("yaml", "cryptography", "pyrage", "azure", "re", "json",
                                                         "socket", "threading", "_yaml", "ruamel")}
     assert not heavy, sorted(heavy)
@@ -509,7 +512,8 @@ def test_kustomize_build_is_identical(agent: Agent, home: Path, tools: Any, tmp_
     assert agent.status()["requests"]["recover"] >= 3
     # a damaged input fails the same way through the agent
     env_file = overlay / "overlay/prod-db.enc.env"
-    env_file.write_text(env_file.read_text().replace("sops_mac=ENC[AES256_GCM,data:", "sops_mac=ENC[AES256_GCM,data:AA"))
+    mac = "sops_mac=ENC[AES256_GCM,data:"
+    env_file.write_text(env_file.read_text().replace(mac, mac + "AA"))
     same(run(argv, agent.env(base_env(home)), overlay), run(argv, base_env(home), overlay))
 
 
@@ -594,8 +598,10 @@ def test_argocd_plain_generate_through_the_agent_imports_no_heavy_module(cmp: Cm
         proc = run([sys.executable, "-X", "importtime", KVSOPS, "argocd", "generate"], env, root / "argocd/plain")
         assert agent.status()["requests"] == {"render_plain": 1}
     without = cmp.run(EXAMPLES, "argocd/plain", copy=root, init=False)
-    assert proc.returncode == 0 and proc.stdout == without.stdout and b"kind: Secret" in proc.stdout, proc.stderr[-2000:]
-    modules = {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.decode().splitlines() if ln.startswith("import time:")}
+    assert proc.returncode == 0 and proc.stdout == without.stdout and b"kind: Secret" in proc.stdout, \
+        proc.stderr[-2000:]
+    modules = {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.decode().splitlines()
+               if ln.startswith("import time:")}
     heavy = {m for m in modules if m.split(".")[0] in (
         "yaml", "_yaml", "cryptography", "pyrage", "azure", "json", "socket", "threading", "typing", "dataclasses",
         "pathlib", "subprocess", "tempfile", "shutil", "signal", "inspect", "concurrent")}
@@ -679,7 +685,9 @@ def kv_app(emu: Any, tmp_path: Path, home: Path, n: int = 3, key: str = "k") -> 
     env = {**base_env(home), **kv_env(emu)}
     for i in range(n):
         plain = tmp_path / f"s{i}.yaml"
-        plain.write_text(f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: s{i}\nstringData:\n  token: kv-secret-{i}\n")
+        plain.write_text(
+            f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: s{i}\nstringData:\n  token: kv-secret-{i}\n"
+        )
         enc = run([KVSOPS, "encrypt", "--azure-kv", emu.key_url(key), "--encrypted-regex", "^stringData$", str(plain)],
                   env, tmp_path)
         assert enc.returncode == 0, enc.stderr.decode()

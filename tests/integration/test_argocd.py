@@ -92,7 +92,8 @@ def test_helm_values_from_plugin_env_and_param_vars(cmp: Cmp) -> None:
     root = cmp.copy_repo(EXAMPLES)
     env = cmp.env(app="argocd/helm")
     env.update({"PARAM_VALUES_FILES_0": "secrets.enc.yaml", "PARAM_RELEASE_NAME": "p"})
-    proc = subprocess.run([KVSOPS, "argocd", "generate"], cwd=root / "argocd/helm", env=env, capture_output=True, timeout=90)
+    proc = subprocess.run([KVSOPS, "argocd", "generate"], cwd=root / "argocd/helm", env=env, capture_output=True,
+                          timeout=90)
     assert proc.returncode == 0, proc.stderr.decode()
     assert next(d for d in objs(proc.stdout) if d["kind"] == "Secret")["metadata"]["name"] == "p-db"
 
@@ -284,7 +285,8 @@ def test_policy_refuses_another_projects_key_in_every_mode(cmp: Cmp, app: str) -
 
 def test_policy_by_repo_and_fail_closed(cmp: Cmp, tmp_path: Path) -> None:
     pol = policy({"repos": ["https://github.com/example/apps"], "age": [DEMO_RECIPIENT]})
-    ok = cmp.run(EXAMPLES, "argocd/plain", repo_url="https://GitHub.com/example/apps.git/", sidecar={"KVSOPS_POLICY": pol})
+    ok = cmp.run(EXAMPLES, "argocd/plain", repo_url="https://GitHub.com/example/apps.git/",
+                 sidecar={"KVSOPS_POLICY": pol})
     assert ok.returncode == 0, ok.stderr.decode()
     failed(cmp.run(EXAMPLES, "argocd/plain", repo_url="https://github.com/evil/apps", sidecar={"KVSOPS_POLICY": pol}),
            "POLICY_REFUSED")
@@ -432,8 +434,11 @@ def test_key_vault_key_of_another_project_is_never_called(cmp: Cmp, emu: Any, tm
     (src / "app").mkdir(parents=True)
     for i, key in enumerate(["team-b", "team-b"]):
         plain = tmp_path / f"s{i}.yaml"
-        plain.write_text(f"apiVersion: v1\nkind: Secret\nmetadata: {{name: s{i}}}\nstringData: {{token: kv-secret-{i}}}\n")
-        enc = subprocess.run([KVSOPS, "encrypt", "--azure-kv", emu.key_url(key), "--encrypted-regex", "^stringData$", str(plain)],
+        plain.write_text(
+            f"apiVersion: v1\nkind: Secret\nmetadata: {{name: s{i}}}\nstringData: {{token: kv-secret-{i}}}\n"
+        )
+        enc = subprocess.run([KVSOPS, "encrypt", "--azure-kv", emu.key_url(key), "--encrypted-regex", "^stringData$",
+                              str(plain)],
                              env={**os.environ, **kv_env}, capture_output=True, timeout=60)
         assert enc.returncode == 0, enc.stderr.decode()
         (src / f"app/s{i}.enc.yaml").write_bytes(enc.stdout)
@@ -536,7 +541,8 @@ def test_plugin_yaml_matches_the_cmp_schema() -> None:
     assert set(doc) == {"apiVersion", "kind", "metadata", "spec"}
     assert doc["metadata"]["name"]
     spec = doc["spec"]
-    assert set(spec) <= PLUGIN_SPEC_FIELDS, set(spec) - PLUGIN_SPEC_FIELDS  # unknown fields are silently ignored upstream
+    # unknown fields are silently ignored upstream
+    assert set(spec) <= PLUGIN_SPEC_FIELDS, set(spec) - PLUGIN_SPEC_FIELDS
     for cmd in ("init", "generate"):
         assert set(spec[cmd]) <= {"command", "args"}
         argv = spec[cmd]["command"] + spec[cmd].get("args", [])
@@ -591,13 +597,19 @@ UPSTREAM_REPO_SERVER = """\
 apiVersion: v1
 kind: ServiceAccount
 metadata:
-  labels: {app.kubernetes.io/component: repo-server, app.kubernetes.io/name: argocd-repo-server, app.kubernetes.io/part-of: argocd}
+  labels:
+    app.kubernetes.io/component: repo-server
+    app.kubernetes.io/name: argocd-repo-server
+    app.kubernetes.io/part-of: argocd
   name: argocd-repo-server
 ---
 apiVersion: apps/v1
 kind: Deployment
 metadata:
-  labels: {app.kubernetes.io/component: repo-server, app.kubernetes.io/name: argocd-repo-server, app.kubernetes.io/part-of: argocd}
+  labels:
+    app.kubernetes.io/component: repo-server
+    app.kubernetes.io/name: argocd-repo-server
+    app.kubernetes.io/part-of: argocd
   name: argocd-repo-server
 spec:
   selector:
@@ -645,8 +657,11 @@ def test_repo_server_patch_applies_with_kustomize(tools: Any, tmp_path: Path) ->
         "namespace: argocd\nresources: [upstream.yaml]\ncomponents: [kvsops]\n")
     proc = subprocess.run([tools.kustomize58, "build", str(tmp_path)], capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()
-    docs = {(d["kind"], d["metadata"]["name"].rsplit("-", 1)[0] if d["kind"] == "ConfigMap" else d["metadata"]["name"]): d
-            for d in objs(proc.stdout)}
+    def key(d: dict[str, Any]) -> tuple[str, str]:
+        name = d["metadata"]["name"]
+        return d["kind"], name.rsplit("-", 1)[0] if d["kind"] == "ConfigMap" else name  # without the hash suffix
+
+    docs = {key(d): d for d in objs(proc.stdout)}
     sa = docs[("ServiceAccount", "argocd-repo-server")]
     assert "azure.workload.identity/client-id" in sa["metadata"]["annotations"]
     pod = docs[("Deployment", "argocd-repo-server")]["spec"]["template"]
@@ -665,7 +680,8 @@ def test_repo_server_patch_applies_with_kustomize(tools: Any, tmp_path: Path) ->
     assert mounts["/tmp"]["name"] != "tmp" and "emptyDir" in vols[mounts["/tmp"]["name"]]  # its own /tmp
     assert mounts["/home/argocd/cmp-server/config/plugin.yaml"]["subPath"] == "plugin.yaml"
     cm_name = vols[mounts["/home/argocd/cmp-server/config/plugin.yaml"]["name"]]["configMap"]["name"]
-    assert cm_name in {d["metadata"]["name"] for d in objs(proc.stdout) if d["kind"] == "ConfigMap"}  # hash suffix rewritten
+    # the hash suffix rewritten
+    assert cm_name in {d["metadata"]["name"] for d in objs(proc.stdout) if d["kind"] == "ConfigMap"}
     key_vol = mounts["/keys/age"]["name"]
     assert vols[key_vol]["secret"]["secretName"] == "kvsops-age-key"
     main = containers["argocd-repo-server"]
@@ -694,7 +710,8 @@ def test_example_applications_are_valid() -> None:
 
 def test_render_script_runs_every_example() -> None:
     proc = subprocess.run([sys.executable, str(EXAMPLES / "argocd/render.py")], capture_output=True, timeout=180,
-                          env={**os.environ, "PATH": os.pathsep.join([str(BIN), str(REPO / ".tools/bin"), os.environ.get("PATH", "")])})
+                          env={**os.environ, "PATH": os.pathsep.join([str(BIN), str(REPO / ".tools/bin"),
+                                                                      os.environ.get("PATH", "")])})
     assert proc.returncode == 0, proc.stderr.decode()
     out = proc.stdout.decode()
     assert "kind: Secret" in out and "ENC[" not in out

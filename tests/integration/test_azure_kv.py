@@ -103,7 +103,8 @@ def _assert_public(text: str, emu: KeyVaultEmulator, *secrets_: bytes) -> None:
 @pytest.mark.parametrize(
     "spec, vault, name, version",
     [
-        ("https://myvault.vault.azure.net/keys/sops-key/0123abcd", "https://myvault.vault.azure.net", "sops-key", "0123abcd"),
+        ("https://myvault.vault.azure.net/keys/sops-key/0123abcd", "https://myvault.vault.azure.net", "sops-key",
+         "0123abcd"),
         ("https://myvault.vault.azure.net/keys/sops-key", "https://myvault.vault.azure.net", "sops-key", ""),
         ("https://myvault.vault.azure.net/keys/sops-key/", "https://myvault.vault.azure.net", "sops-key", ""),
         ("https://MyVault.vault.azure.net:443/keys/k", "https://myvault.vault.azure.net", "k", ""),
@@ -274,7 +275,8 @@ def test_disabled_key(h: Harness, emu: KeyVaultEmulator) -> None:
     ctx = h.ctx()
     fields = _wrap(ctx, emu.key_url("k"), b"\x0a" * 32)
     emu.set_enabled("k", False)
-    for call in (lambda: azure_kv.Unwrapper(h.ctx()).unwrap(fields), lambda: _wrap(h.ctx(), emu.key_url("k"), b"x" * 32)):
+    for call in (lambda: azure_kv.Unwrapper(h.ctx()).unwrap(fields),
+                 lambda: _wrap(h.ctx(), emu.key_url("k"), b"x" * 32)):
         with pytest.raises(KeyFailure, match="disabled") as ei:
             call()
         _assert_public(str(ei.value), emu, b"\x0a" * 32)
@@ -490,7 +492,8 @@ def test_api_failure_is_a_no_key_error_without_secrets(h: Harness, emu: KeyVault
     api = _api()
     emu.create_key("k")
     ctx = h.ctx()
-    data = api.encrypt_bytes(b"a: secret-value\n", "yaml", [[api.Session(env=dict(ctx.env)).recipient("azure_kv", emu.key_url("k"))]])
+    recipient = api.Session(env=dict(ctx.env)).recipient("azure_kv", emu.key_url("k"))
+    data = api.encrypt_bytes(b"a: secret-value\n", "yaml", [[recipient]])
     emu.grant("someone-else", "decrypt")
     with pytest.raises(errors.KvsopsError) as ei:
         api.decrypt_bytes(data, "yaml", session=api.Session(env=dict(h.ctx().env)))
@@ -538,7 +541,8 @@ def test_root_sops_encrypts_kvsops_decrypts(root_emu: KeyVaultEmulator, tools: A
     plain = tmp_path / "secret.yaml"
     plain.write_text("db:\n  password: from-sops\n")
     url = f"https://{KVTEST_HOST}/keys/sops-key/{version}"
-    res = subprocess.run([tools.sops, "encrypt", "--azure-kv", url, str(plain)], env=env, capture_output=True, timeout=60)
+    res = subprocess.run([tools.sops, "encrypt", "--azure-kv", url, str(plain)], env=env, capture_output=True,
+                         timeout=60)
     assert res.returncode == 0, res.stderr.decode()[-2000:]
     assert b"azure_kv" in res.stdout and b"from-sops" not in res.stdout
     assert emu.counts["encrypt"] == 1 and emu.token_requests["msi"] >= 1

@@ -163,7 +163,8 @@ def test_console_script_decrypt_imports_no_re(cli: Cli, ws: Path) -> None:
     proc = subprocess.run([sys.executable, "-X", "importtime", str(script), "decrypt", enc.name], cwd=ws,
                           capture_output=True, env=cli.env, timeout=60, check=True)
     assert proc.stdout.decode() == PLAIN
-    imported = {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.decode().splitlines() if ln.startswith("import time:")}
+    imported = {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.decode().splitlines()
+                if ln.startswith("import time:")}
     assert "kvsops.api" in imported and not imported & {"re", "enum", "base64", "contextlib", "importlib"}
 
 
@@ -526,9 +527,12 @@ def test_updatekeys(cli: Cli, ws: Path, age_key2) -> None:  # type: ignore[no-un
     for name in ("a.yaml", "d/b.yaml"):
         (ws / name).write_bytes(cli("encrypt", "plain.yaml", cwd=ws).stdout)
     (ws / "d" / "notes.txt").write_text("plain, not a sops file\n")
-    values, mac, lm = enc_values(ws / "a.yaml"), metadata_line(ws / "a.yaml", "mac"), metadata_line(ws / "a.yaml", "lastmodified")
+    a = ws / "a.yaml"
+    values, mac, lm = enc_values(a), metadata_line(a, "mac"), metadata_line(a, "lastmodified")
     assert b"already up to date" in cli("updatekeys", "-y", "a.yaml", cwd=ws).stderr
-    (ws / ".sops.yaml").write_text(f"creation_rules:\n  - age: {cli.age.recipient},{age_key2.recipient}\n    pgp: {cli.pgp.fp}\n")
+    (ws / ".sops.yaml").write_text(
+        f"creation_rules:\n  - age: {cli.age.recipient},{age_key2.recipient}\n    pgp: {cli.pgp.fp}\n"
+    )
     snapshot = (ws / "a.yaml").read_bytes()
     proc = cli("updatekeys", "a.yaml", cwd=ws, stdin=b"n\n")
     assert (ws / "a.yaml").read_bytes() == snapshot and b"+++ age " + age_key2.recipient.encode() in proc.stderr
@@ -668,8 +672,9 @@ def test_check_reports_each_problem(cli: Cli, ws: Path, age_key2) -> None:  # ty
     for d in ("secrets", "k8s", ".git", "node_modules"):
         (ws / d).mkdir()
     (ws / "secrets" / "leak.yaml").write_text(PLAIN)
-    (ws / "secrets" / "ok.yaml").write_bytes(cli("encrypt", "--age", cli.age.recipient, "plain.yaml", cwd=ws).stdout)
-    (ws / "secrets" / "stale.yaml").write_bytes(cli("encrypt", "--age", age_key2.recipient, "plain.yaml", cwd=ws).stdout)
+    for name, key in (("ok", cli.age), ("stale", age_key2)):
+        enc = cli("encrypt", "--age", key.recipient, "plain.yaml", cwd=ws).stdout
+        (ws / "secrets" / f"{name}.yaml").write_bytes(enc)
     (ws / ".sops.yaml").write_text(f"""creation_rules:
   - path_regex: secrets/.*\\.yaml$
     age: {cli.age.recipient}

@@ -140,7 +140,8 @@ def test_the_recommended_set_serves_helm3_and_helm4_from_one_directory(
     h4.install(hh.V1_GETTER)
     proc = h3.run("template", "t", str(charts["helm3"]), "-f", "secrets://secrets.yaml", cwd=hs["work"])
     assert proc.returncode != 0 and b"open secrets://secrets.yaml: no such file or directory" in proc.stderr
-    assert rendered(h4.run("template", "t", str(charts["helm4"]), "-f", "secrets://secrets.yaml", cwd=hs["work"]))[0] == 81
+    port, _ = rendered(h4.run("template", "t", str(charts["helm4"]), "-f", "secrets://secrets.yaml", cwd=hs["work"]))
+    assert port == 81
 
 
 def test_helm4_installs_into_the_data_home_whatever_helm_plugins_says(tools: Any, tmp_path: Path) -> None:
@@ -181,7 +182,8 @@ def signer(tools: Any, tmp_path: Path) -> Iterator[dict[str, Path]]:
         return subprocess.run([gpg, "--batch", "--quiet", *args], env=env, check=True, capture_output=True,
                               timeout=120).stdout
 
-    run("--passphrase", "", "--quick-gen-key", "kvsops plugin test <plugins@example.invalid>", "ed25519", "sign", "never")
+    run("--passphrase", "", "--quick-gen-key", "kvsops plugin test <plugins@example.invalid>", "ed25519", "sign",
+        "never")
     (tmp_path / "secring.gpg").write_bytes(run("--export-secret-keys"))
     (tmp_path / "pubring.gpg").write_bytes(run("--export"))
     yield {"secring": tmp_path / "secring.gpg", "pubring": tmp_path / "pubring.gpg"}
@@ -215,7 +217,8 @@ def test_helm4_signed_tarballs(tools: Any, tmp_path: Path, signer: dict[str, Pat
     listed = h.plugin_list()
     assert {n: r["PROVENANCE"] for n, r in listed.items()} == {"kvsops-getter": "signed", "kvsops": "signed"}
     assert os.access(h.plugins / "kvsops-getter/bin/kvsops-helm", os.X_OK)  # a copy, not a link: no venv beside it
-    assert rendered(h.run("template", "t", str(charts["helm4"]), "-f", "secrets://secrets.yaml", cwd=hs["work"]))[0] == 81
+    port, _ = rendered(h.run("template", "t", str(charts["helm4"]), "-f", "secrets://secrets.yaml", cwd=hs["work"]))
+    assert port == 81
     assert rendered(h.run("kvsops", "template", "t", str(charts["helm4"]), "-f", "some-secrets.yaml",
                           cwd=hs["work"]))[0] == 83
 
@@ -242,7 +245,8 @@ def test_helm4_unsigned_tarball_needs_verify_false(tools: Any, tmp_path: Path, c
     assert proc.returncode != 0 and b"no provenance file" in proc.stderr and h.plugin_list() == {}
     h.install(tgz, "--verify=false")
     assert h.plugin_list()["kvsops-getter-legacy"]["PROVENANCE"] == "unsigned"
-    assert rendered(h.run("template", "t", str(charts["helm4"]), "-f", "secrets://secrets.yaml", cwd=hs["work"]))[0] == 81
+    port, _ = rendered(h.run("template", "t", str(charts["helm4"]), "-f", "secrets://secrets.yaml", cwd=hs["work"]))
+    assert port == 81
 
 
 # ------------------------------------------------------------------------------ every protocol
@@ -282,12 +286,15 @@ PROTOCOLS: list[tuple[str, list[str], int, str, str]] = [
     ("secrets-age", ["-f", "secrets://secrets.age.yaml"], 92, "global_age", "all"),
     ("kvsops", ["-f", "kvsops://secrets.yaml"], 81, "global_bar", "all"),
     ("uppercase-scheme", ["-f", "SECRETS://secrets.yaml"], 81, "global_bar", "all"),
-    ("later-wins", ["-f", "secrets://secrets.yaml", "-f", "secrets://some-secrets.windows.yaml"], 83, "global_bar", "all"),
-    ("optional-missing", ["-f", "secrets://secrets.yaml", "-f", "secrets://?does-not-exist.yaml"], 81, "global_bar", "all"),
+    ("later-wins", ["-f", "secrets://secrets.yaml", "-f", "secrets://some-secrets.windows.yaml"], 83, "global_bar",
+     "all"),
+    ("optional-missing", ["-f", "secrets://secrets.yaml", "-f", "secrets://?does-not-exist.yaml"], 81, "global_bar",
+     "all"),
     ("optional-only", ["-f", "secrets://?does-not-exist.yaml"], 80, "", "all"),
     ("gotpl", ["-f", "secrets://secrets.yaml.gotpl"], 85, "global_tpl", "all"),
     ("age-import", ["-f", "secrets+age-import://../../age/key.txt?secrets.age.yaml"], 92, "global_age", "none"),
-    ("gpg-import", ["-f", "secrets+gpg-import://../../gpg/private2.gpg?secrets.gpg_key.yaml"], 91, "global_baz", "none"),
+    ("gpg-import", ["-f", "secrets+gpg-import://../../gpg/private2.gpg?secrets.gpg_key.yaml"], 91, "global_baz",
+     "none"),
     ("kvsops-age-import", ["-f", "kvsops+age-import://../../age/key.txt?secrets.age.yaml"], 92, "global_age", "none"),
 ]
 

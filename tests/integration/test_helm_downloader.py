@@ -268,7 +268,8 @@ def test_gpg_import_uses_a_private_home_that_is_removed(world: World, tmp_path: 
 
 def test_import_syntax_error(world: World) -> None:
     res = world.run("secrets+age-import://keys/a.txt", COMBOS[0])
-    assert res.returncode != 0 and b"Invalid syntax: secrets+age-import://[path to key]?[path secrets.yaml]" in res.stderr
+    assert res.returncode != 0
+    assert b"Invalid syntax: secrets+age-import://[path to key]?[path secrets.yaml]" in res.stderr
 
 
 # ------------------------------------------------------------------------------ literals
@@ -282,8 +283,9 @@ def test_literal_plain_and_encrypted(world: World) -> None:
     literal = enc.decode().replace("\n", "")
     res = world.run("secrets+literal://" + literal, COMBOS[2])
     assert res.returncode == 0, res.stderr.decode()
-    assert res.stdout == run_sops(world.sops, ["decrypt", "--input-type", "json", "--output-type", "json",
-                                               "/dev/stdin"], world.sops_env(), world.root, stdin=literal.encode()).stdout
+    theirs = run_sops(world.sops, ["decrypt", "--input-type", "json", "--output-type", "json", "/dev/stdin"],
+                      world.sops_env(), world.root, stdin=literal.encode())
+    assert res.stdout == theirs.stdout
 
 
 @pytest.mark.parametrize("literal", ["ref+echo://87", "ref+azurekeyvault://v/s", "secretref+vault://a/b#/c"])

@@ -110,9 +110,10 @@ def test_cli_plugin_invocation(setup: dict[str, object], tmp_path: Path) -> None
     env.update(hh.settings_env(tmp_path / "plugins", tmp_path))
     env["HELM_PLUGINS"] = str(Path(setup["env"]["HELM_PLUGINS"]))  # type: ignore[index]
     env["HELM_BIN"] = str(setup["fake"])  # Helm sets os.Args[0]; ours is the recording double
-    argv = [hh._go_expand(w, env) for w in meta["command"].split(" ")] + ["template", "t", "./chart", "-f", "secrets.yaml"]
-    proc = subprocess.run(argv, cwd=setup["work"], env=env, stdin=subprocess.DEVNULL, capture_output=True,  # type: ignore[arg-type]
-                          timeout=60)
+    argv = [hh._go_expand(w, env) for w in meta["command"].split(" ")]
+    argv += ["template", "t", "./chart", "-f", "secrets.yaml"]
+    proc = subprocess.run(argv, cwd=setup["work"], env=env, stdin=subprocess.DEVNULL,  # type: ignore[arg-type]
+                          capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()
     rec = json.loads(Path(setup["record"]).read_text())  # type: ignore[arg-type]
     assert rec["argv"] == ["template", "t", "./chart", "-f", "kvsops://./secrets.yaml"]
@@ -140,8 +141,9 @@ def test_missing_getter_is_named_before_helm_runs(setup: dict[str, object], tmp_
     # HELM_DATA_HOME/plugins when HELM_PLUGINS is unset, as Helm computes it
     env = {k: v for k, v in setup["env"].items() if k != "HELM_PLUGINS"}  # type: ignore[union-attr]
     env["HELM_DATA_HOME"] = str(tmp_path / "data")
-    proc = subprocess.run([sys.executable, "-m", "kvsops.cli.main", "helm", "--", "template", ".", "-f", "secrets.yaml"],
-                          cwd=setup["work"], env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)  # type: ignore[arg-type]
+    proc = subprocess.run([sys.executable, "-m", "kvsops.cli.main", "helm", "--", "template", ".", "-f",
+                           "secrets.yaml"], cwd=setup["work"], env=env, stdin=subprocess.DEVNULL,  # type: ignore[arg-type]
+                          capture_output=True, timeout=60)
     assert proc.returncode != 0 and f"installed in {tmp_path / 'data' / 'plugins'} [" in proc.stderr.decode()
     # nothing encrypted, nothing rewritten: no getter needed
     proc, rec = _wrap(setup, "template", "t", "./chart", "-f", "plain.yaml", HELM_PLUGINS=str(d))

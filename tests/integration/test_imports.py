@@ -24,8 +24,8 @@ PLUGIN_ENV = {"PYTHONPATH": str(REPO / "plugin"), "PATH": "/usr/bin:/bin"}
 
 @pytest.mark.parametrize("code", [
     # the decrypt and downloader paths' modules, and the scanners run on every kind of scalar
-    "import kvsops.cli.main, kvsops.cli.commands, kvsops.api, kvsops.hosts.helm.main, kvsops.hosts.helm.downloader, kvsops.hosts.helm.urls,"
-    " kvsops.policy, kvsops.keys.age, kvsops.keys.keyring, kvsops.sops.stores.yaml_fast\n"
+    "import kvsops.cli.main, kvsops.cli.commands, kvsops.api, kvsops.hosts.helm.main, kvsops.hosts.helm.downloader,"
+    " kvsops.hosts.helm.urls, kvsops.policy, kvsops.keys.age, kvsops.keys.keyring, kvsops.sops.stores.yaml_fast\n"
     "from kvsops.sops.stores import yaml_store, yaml_emit\n"
     "for s in ('1', '0x1f', '1.5', '.5', '2024-01-02', '2024-01-02T03:04:05Z', 'abc', 'true', '~'):\n"
     "    yaml_store.resolve_plain(s); yaml_emit._style_for(s, False)\n"

@@ -68,7 +68,8 @@ def _env(bin_dir: Path, home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in keep}
     home.mkdir(parents=True, exist_ok=True)
     env.update(HOME=str(home), SOPS_DISABLE_VERSION_CHECK="1",
-               PATH=os.pathsep.join([str(bin_dir), *(str(d) for d in tool_dirs()), "/usr/local/bin", "/usr/bin", "/bin"]))
+               PATH=os.pathsep.join([str(bin_dir), *(str(d) for d in tool_dirs()),
+                                     "/usr/local/bin", "/usr/bin", "/bin"]))
     return env
 
 
@@ -139,5 +140,5 @@ def test_readme_quick_start_demo_runs(tmp_path: Path) -> None:
     env = dict(os.environ, HOME=str(tmp_path / "home"))
     proc = _run_block(body, REPO_ROOT, env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert re.search(r"^# Secret prod-app-[\w-]+: data\.[\w.-]+ is base64; decoded, as the cluster will see it:\n#   '.+'$",
-                     proc.stdout, re.M), proc.stdout[-3000:]
+    assert re.search(r"^# Secret prod-app-[\w-]+: data\.[\w.-]+ is base64; decoded, as the cluster will see it:"
+                     r"\n#   '.+'$", proc.stdout, re.M), proc.stdout[-3000:]

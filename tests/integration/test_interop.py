@@ -26,7 +26,8 @@ FILES = ["types.yaml", "comments.yaml", "multidoc.yaml", "data.json", "numbers.j
 
 RULES = [
     ([], None),
-    (["--encrypted-regex", "^(password|user|data|stringData)$"], ("encrypted_regex", "^(password|user|data|stringData)$")),
+    (["--encrypted-regex", "^(password|user|data|stringData)$"],
+     ("encrypted_regex", "^(password|user|data|stringData)$")),
     (["--unencrypted-regex", "^(public|name)"], ("unencrypted_regex", "^(public|name)")),
     (["--encrypted-suffix", "word"], ("encrypted_suffix", "word")),
     (["--unencrypted-suffix", "_unencrypted"], ("unencrypted_suffix", "_unencrypted")),
@@ -149,7 +150,8 @@ def test_age_and_pgp_in_one_group(tools, env, age_key, pgp_key, tmp_path):
     src = copy_corpus("types.yaml", tmp_path)
     enc = run_sops(tools.sops, ["-e", "--age", age_key.recipient, "--pgp", pgp_key.fp, str(src)], env, tmp_path).stdout
     s = session(env)
-    ours = api.encrypt_bytes(src.read_bytes(), "yaml", [[s.recipient("age", age_key.recipient), s.recipient("pgp", pgp_key.fp)]])
+    group = [s.recipient("age", age_key.recipient), s.recipient("pgp", pgp_key.fp)]
+    ours = api.encrypt_bytes(src.read_bytes(), "yaml", [group])
     assert as_sops_311_comments(mask_encrypted(ours)).decode() == mask_encrypted(enc).decode()
     want = run_sops(tools.sops, ["-d", "--input-type", "yaml", "--output-type", "yaml", "/dev/stdin"], env, tmp_path,
                     stdin=enc).stdout

@@ -116,7 +116,8 @@ def ws(tmp_path: Path) -> Path:
 
 
 def run(ws: Path, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {"PATH": "/usr/bin:/bin", "HOME": str(ws), "PYTHONPATH": str(REPO / "plugin"), "SOPS_DISABLE_VERSION_CHECK": "1"}
+    base = {"PATH": "/usr/bin:/bin", "HOME": str(ws), "PYTHONPATH": str(REPO / "plugin"),
+            "SOPS_DISABLE_VERSION_CHECK": "1"}
     proc = subprocess.run([sys.executable, str(ws / "launcher.py"), str(ws / "plugin"), *args], cwd=ws,
                           env={**base, **env}, capture_output=True, text=True, timeout=120)
     if check:

@@ -90,7 +90,8 @@ def _project(tmp: Path, key: AgeKey, fn: dict | None = KRM_FN) -> Path:
     key.write(base / "db.enc.env", "USER=app\nPASS=base-pass\n")
     key.write(base / "app.enc.yaml", "db:\n    password: nested-pass\n    port: 5432\n")
     key.write(base / "blob.bin", bytes(range(256)))
-    key.write(base / "cm.enc.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n    name: settings\ndata:\n    mode: fast\n")
+    key.write(base / "cm.enc.yaml",
+              "apiVersion: v1\nkind: ConfigMap\nmetadata:\n    name: settings\ndata:\n    mode: fast\n")
     (base / "conf.j2").write_text("password={{ app.db.password }}\nport={{ app.db.port }}\n")
     write_yaml(base / "gen.yaml", gen_config(
         "base-gen", fn, files=["cm.enc.yaml"], options={"labels": {"team": "core"}},
@@ -271,7 +272,9 @@ def _two_secrets(tmp_path: Path, key: AgeKey) -> Path:
 
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("damage", ["value", "mac", "other-key"])
-def test_tampered_or_undecryptable_input_fails_the_whole_build(tools, version: str, damage: str, tmp_path: Path, key: AgeKey) -> None:  # type: ignore[no-untyped-def]
+def test_tampered_or_undecryptable_input_fails_the_whole_build(  # type: ignore[no-untyped-def]
+    tools, version: str, damage: str, tmp_path: Path, key: AgeKey
+) -> None:
     bad = _two_secrets(tmp_path, key)
     text = bad.read_text()
     if damage == "value":  # splice in a ciphertext made under another data key
@@ -366,5 +369,6 @@ def test_a_relative_key_file_that_is_not_there_says_where_it_was_looked_for(tool
     env = {**key.env(tools.env()), "SOPS_AGE_KEY_FILE": "keys/age-key.txt"}  # relative to tmp_path, not app
     proc = build(tools, "kustomize58", app, env)
     assert proc.returncode != 0 and proc.stdout == ""
-    assert (f"SOPS_AGE_KEY_FILE: file keys/age-key.txt does not exist in {app} (a relative path is resolved from "
-            "the working directory, which under kustomize is the kustomization root: use an absolute path)") in proc.stderr
+    said = (f"SOPS_AGE_KEY_FILE: file keys/age-key.txt does not exist in {app} (a relative path is resolved from "
+            "the working directory, which under kustomize is the kustomization root: use an absolute path)")
+    assert said in proc.stderr

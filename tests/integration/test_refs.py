@@ -121,7 +121,8 @@ def test_typed_and_interpolated_references(w: World) -> None:
 
 
 def test_versions(w: World) -> None:
-    tree = {"old": w.ref(f"db-password/{w.v_old}"), "new": w.ref(f"db-password/{w.v_new}"), "latest": w.ref("db-password")}
+    tree = {"old": w.ref(f"db-password/{w.v_old}"), "new": w.ref(f"db-password/{w.v_new}"),
+            "latest": w.ref("db-password")}
     references.resolve([(None, tree)], w.session(), None)
     assert tree == {"old": OLD_PASSWORD, "new": DB_PASSWORD, "latest": DB_PASSWORD}
     assert set(w.emu.secret_gets) == {("db-password", w.v_old), ("db-password", w.v_new), ("db-password", "")}
@@ -143,7 +144,8 @@ def test_missing_secret_version_or_key(w: World, rest: str, why: str) -> None:
 def test_disabled_secret(w: World) -> None:
     w.emu.set_secret_enabled("db-password", False, w.v_old)
     tree = {"k": w.ref(f"db-password/{w.v_old}")}
-    with pytest.raises(errors.ReferenceFailed, match=r"the secret is disabled \(HTTP 403 \[Forbidden/SecretDisabled\]\)") as e:
+    disabled = r"the secret is disabled \(HTTP 403 \[Forbidden/SecretDisabled\]\)"
+    with pytest.raises(errors.ReferenceFailed, match=disabled) as e:
         references.resolve([(None, tree)], w.session(), None)
     _no_secret(str(e.value))
     latest = {"k": w.ref("db-password")}
@@ -383,7 +385,9 @@ def test_argocd_policy_through_the_generator_grant(w: World, tmp_path: Path, too
 
 def test_argocd_reference_outside_a_secret_is_an_error(w: World, tmp_path: Path) -> None:
     app = _app(tmp_path, w.ref("db-password"))
-    (app / "cm.yaml").write_text(f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\ndata: {{a: {w.ref('db-password')}}}\n")
+    (app / "cm.yaml").write_text(
+        f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\ndata: {{a: {w.ref('db-password')}}}\n"
+    )
     p = _generate(w, app)
     assert p.returncode != 0 and p.stdout == b""
     assert "ConfigMap c" in p.stderr.decode() and "only in Secrets" in p.stderr.decode()

@@ -234,8 +234,9 @@ def test_legacy_forms_import_no_argparse(ws: Workspace, argv: list[str]) -> None
 
 def test_subcommands_and_help_still_reach_argparse(ws: Workspace) -> None:
     env = dict(ws.env)
-    for argv, want in ((["--help"], b"decrypt"), (["help"], b"decrypt"), (["-v"], b"kvsops "), (["--version"], b"kvsops "),
-                       (["help", "decrypt"], b"--extract"), (["--indent", "2", "decrypt", "--help"], b"--extract")):
+    for argv, want in ((["--help"], b"decrypt"), (["help"], b"decrypt"), (["-v"], b"kvsops "),
+                       (["--version"], b"kvsops "), (["help", "decrypt"], b"--extract"),
+                       (["--indent", "2", "decrypt", "--help"], b"--extract")):
         proc = subprocess.run([sys.executable, "-m", "kvsops", *argv], capture_output=True, env=env, timeout=60,
                               cwd=ws.template)
         assert proc.returncode == 0 and want in proc.stdout, (argv, proc.stderr)

@@ -70,7 +70,8 @@ class Sidecar:
         self.cmp = Cmp(tmp / "cmp", tools)
 
     def run(self, app: str = "team-b/app", *, version: str = "kustomize58", project: str = "team-b",
-            sidecar: dict[str, str] | None = None, copy: Path | None = None, **kw: Any) -> subprocess.CompletedProcess[bytes]:
+            sidecar: dict[str, str] | None = None, copy: Path | None = None,
+            **kw: Any) -> subprocess.CompletedProcess[bytes]:
         side = {**self.env, "KVSOPS_KUSTOMIZE_BIN": self.tools[version], **(sidecar or {})}
         return self.cmp.run(self.src, app, project=project, sidecar=side, copy=copy, **kw)
 
@@ -220,7 +221,8 @@ def inline(s: Sidecar, m: Path) -> None:
 
 def wrapped_in_list(s: Sidecar, m: Path) -> None:
     _kust(s.app, "generators: [gen.yaml]\n")
-    (s.app / "gen.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [yaml.safe_load(evil(m))]}))
+    listed = {"apiVersion": "v1", "kind": "List", "items": [yaml.safe_load(evil(m))]}
+    (s.app / "gen.yaml").write_text(yaml.safe_dump(listed))
 
 
 def very_large_file(s: Sidecar, m: Path) -> None:
@@ -280,14 +282,16 @@ def served_kind_foreign_program(s: Sidecar, m: Path) -> None:
 
 def ksops_container(s: Sidecar, m: Path) -> None:
     _kust(s.app, "generators: [gen.yaml]\n")
-    (s.app / "gen.yaml").write_text(evil(m, kind="ksops", api="viaduct.ai/v1", spec="container:\n  image: ksops:evil\n"))
+    (s.app / "gen.yaml").write_text(evil(m, kind="ksops", api="viaduct.ai/v1",
+                                         spec="container:\n  image: ksops:evil\n"))
 
 
 def generator_directory(s: Sidecar, m: Path) -> None:
     """A generators entry that is a kustomization whose transformers add the function annotation."""
     gens = s.app / "gens"
     gens.mkdir()
-    _kust(gens, f"resources: [g.yaml]\ncommonAnnotations:\n  config.kubernetes.io/function: 'exec: {{path: {SHELL}}}'\n")
+    _kust(gens, "resources: [g.yaml]\ncommonAnnotations:\n"
+                f"  config.kubernetes.io/function: 'exec: {{path: {SHELL}}}'\n")
     (gens / "g.yaml").write_text(f"apiVersion: x/v1\nkind: Evil\nmetadata: {{name: e}}\nrun: |\n  touch {m}\n")
     _kust(s.app, "generators: [gens]\n")
 
@@ -405,7 +409,8 @@ def test_every_refusal_names_the_config_and_the_way_out(side: Sidecar) -> None:
 
 
 KRM = {
-    "SopsGenerator": ("kvsops/v1", "kvsops-krm", "secrets:\n  - name: b-gen\n    files:\n      - token=secret.enc.yaml\n"),
+    "SopsGenerator": ("kvsops/v1", "kvsops-krm",
+                      "secrets:\n  - name: b-gen\n    files:\n      - token=secret.enc.yaml\n"),
     "ksops": ("viaduct.ai/v1", "ksops", "files:\n  - ./secret.enc.yaml\n"),
     "SopsSecretGenerator": ("goabout.com/v1beta1", "SopsSecretGenerator",
                             "disableNameSuffixHash: true\nfiles:\n  - token=secret.enc.yaml\n"),
@@ -458,7 +463,8 @@ def test_exec_envs_cannot_widen_the_root_or_change_the_project(side: Sidecar) ->
     allow-listed environment): no KVSOPS_ALLOW_OUTSIDE_ROOT, no other project."""
     _kust(side.app, "generators: [gen.yaml]\n")
     gen = _krm("ksops").replace("        path: ksops\n", "        path: ksops\n        envs:\n"
-                                "          - KVSOPS_ALLOW_OUTSIDE_ROOT=true\n          - ARGOCD_APP_PROJECT_NAME=team-a\n")
+                                "          - KVSOPS_ALLOW_OUTSIDE_ROOT=true\n"
+                                "          - ARGOCD_APP_PROJECT_NAME=team-a\n")
     (side.app / "gen.yaml").write_text(gen.replace("./secret.enc.yaml", "../../team-a/secret.enc.yaml"))
     proc = side.run()
     side.clean(proc, side.tmp / "none")
@@ -584,7 +590,8 @@ SPY_SHIM = """#!/bin/sh
 exec {target} "$@"
 """
 HOSTILE_SIDECAR = {  # what must never reach a child, whatever the sidecar holds
-    "ARGOCD_ENV_FOO": "bar", "PARAM_X": "y", "KVSOPS_ALLOW_OUTSIDE_ROOT": "true", "KVSOPS_HELM_ALLOW_SYMLINKS_OUTSIDE": "true",
+    "ARGOCD_ENV_FOO": "bar", "PARAM_X": "y", "KVSOPS_ALLOW_OUTSIDE_ROOT": "true",
+    "KVSOPS_HELM_ALLOW_SYMLINKS_OUTSIDE": "true",
     "PYTHONPATH": "/nonexistent", "GIT_SSH_COMMAND": "/bin/false", "UNRELATED_SIDECAR_VAR": "x",
     "KVSOPS_POLICY_FILE": "/nonexistent/policy.yaml",
 }
@@ -618,7 +625,8 @@ def test_kustomize_plugin_child_gets_only_the_allow_list(side: Sidecar) -> None:
     (names,) = _envs(log)
     allowed = set(children.BASE + children.BUILD_ENV + children.KEYS) | {
         "PATH", "TMPDIR", "KVSOPS_DEADLINE_SECONDS", "KVSOPS_POLICY_GRANT", "KUSTOMIZE_PLUGIN_HOME",
-        "KVSOPS_KUSTOMIZE_COPY", "KVSOPS_KUSTOMIZE_SOURCE", "KUSTOMIZE_PLUGIN_CONFIG_STRING", "KUSTOMIZE_PLUGIN_CONFIG_ROOT",
+        "KVSOPS_KUSTOMIZE_COPY", "KVSOPS_KUSTOMIZE_SOURCE", "KUSTOMIZE_PLUGIN_CONFIG_STRING",
+        "KUSTOMIZE_PLUGIN_CONFIG_ROOT",
         "PWD", "SHLVL", "_"}  # the last three: the shell of the shim
     git = {n for n in names if n.startswith("GIT_")}
     azure = {n for n in names if n.startswith(children.AZURE_PREFIXES)}

@@ -4,7 +4,8 @@ plus a wall-clock timeout, so a regression fails the test instead of taking the 
 
 Limits (documented in SECURITY.md): YAML nodes after alias expansion 1,000,000 and nesting 200
 (stores/yaml_load.py), tree depth 200 (sops/walk.py), 1,000 keys per file (sops/metadata.py),
-64 MiB per input file and stdin on every path (kvsops.fs), 100 MiB of output under Argo CD, regexes run by RE2 (linear time) and at most 1,024 characters.
+64 MiB per input file and stdin on every path (kvsops.fs), 100 MiB of output under Argo CD, regexes
+run by RE2 (linear time) and at most 1,024 characters.
 """
 
 from __future__ import annotations
@@ -120,7 +121,8 @@ def test_hostile_generator_config_and_resource_list(tmp_path: Path, age: AgeKey,
     _check(r, {"LIMIT"}, "legacy: alias-bomb config + oversized file")
     rl = "apiVersion: config.kubernetes.io/v1\nkind: ResourceList\n" + _bomb(9).replace("a0:", "x0:", 1) \
         .replace("\na", "\nx").replace("*a", "*x").replace("&a", "&x") + \
-        "items: [*x8, *x8]\nfunctionConfig: {apiVersion: viaduct.ai/v1, kind: ksops, metadata: {name: g}, files: [big.enc.yaml]}\n"
+        "items: [*x8, *x8]\n" \
+        "functionConfig: {apiVersion: viaduct.ai/v1, kind: ksops, metadata: {name: g}, files: [big.enc.yaml]}\n"
     r = run([KVSOPS_KRM], env=env, cwd=root, stdin=rl.encode(), limits=LIMITS, timeout=WALL + 5)
     _check(r, {"LIMIT", "INPUT", "GENERATOR"}, "krm: alias-bomb ResourceList")
 

@@ -169,7 +169,8 @@ def test_path_refusals_leak_nothing(tmp_path: Path, debug: bool) -> None:
     age = AgeKey(tmp_path / "k")
     secrets = [canary("p")]
     other = tmp_path / "other-tenant"
-    age.write(other / "s.enc.yaml", f"apiVersion: v1\nkind: Secret\nmetadata:\n    name: x\nstringData:\n    a: {secrets[0]}\n")
+    age.write(other / "s.enc.yaml",
+              f"apiVersion: v1\nkind: Secret\nmetadata:\n    name: x\nstringData:\n    a: {secrets[0]}\n")
     root = tmp_path / "repo"
     root.mkdir()
     (root / "link.enc.yaml").symlink_to(other / "s.enc.yaml")

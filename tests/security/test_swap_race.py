@@ -169,7 +169,9 @@ def _in_process(call: Callable[[], bytes]) -> Callable[[], tuple[bytes, str]]:
     return once
 
 
-def _process(argv: list[str], world: World, env: dict[str, str], stdin: bytes | None = b"") -> Callable[[], tuple[bytes, str]]:
+def _process(
+    argv: list[str], world: World, env: dict[str, str], stdin: bytes | None = b""
+) -> Callable[[], tuple[bytes, str]]:
     def once() -> tuple[bytes, str]:
         r = run(argv, env=env, cwd=world.root, stdin=stdin, timeout=60)
         return r.stdout, r.stderr.decode("utf-8", "replace")
@@ -254,7 +256,9 @@ def test_helm_downloader(world: World) -> None:
 
 
 def test_ref_sops(world: World) -> None:
-    (world.root / "values.yaml").write_text("".join(f"v{i}: ref+sops://{f}#/stringData/a\n" for i, f in enumerate(FILES)))
+    (world.root / "values.yaml").write_text(
+        "".join(f"v{i}: ref+sops://{f}#/stringData/a\n" for i, f in enumerate(FILES))
+    )
     t = Tally()
     url = "kvsops+refs://values.yaml"
     _race(world, _in_process(_helm_in_process(world, url)), SECONDS, t)

@@ -233,7 +233,8 @@ def _argocd_env(env: dict, tmp_path: Path, **extra: str) -> dict:
 def test_argocd_generate_plain(tmp_path: Path, age: AgeKey, env: dict, broken: bool) -> None:
     app = tmp_path / "app"
     secret = canary("argo")
-    age.write(app / "secret.enc.yaml", f"apiVersion: v1\nkind: Secret\nmetadata:\n    name: s\nstringData:\n    pw: {secret}\n")
+    age.write(app / "secret.enc.yaml",
+              f"apiVersion: v1\nkind: Secret\nmetadata:\n    name: s\nstringData:\n    pw: {secret}\n")
     (app / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: b\n")
     if broken:
         _break(app, "secret.enc.yaml")

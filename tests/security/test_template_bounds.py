@@ -98,7 +98,8 @@ def test_ordinary_templates_still_render(repo: tuple[Path, dict[str, str]]) -> N
     import base64
 
     root, env = repo
-    source = ("pin={{ d.pin }}\n{% for i in range(1000) %}{{ '%05d' % i }}{{ ',' if not loop.last else '' }}{% endfor %}\n"
+    source = ("pin={{ d.pin }}\n"
+              "{% for i in range(1000) %}{{ '%05d' % i }}{{ ',' if not loop.last else '' }}{% endfor %}\n"
               "{{ ['a', 'b'] | join('-') }} {{ '{:>8}'.format('x') }} {{ ('ab' * 1000) | length }} "
               "{{ d.big | length }} {{ (d.big[:10] ~ 'z') | upper }} {{ {'k': 'v'} | tojson }}\n")
     r = _krm(root, env, source)

@@ -77,7 +77,9 @@ def test_builtins_stay_but_not_helm(tmp_path: Path) -> None:
     ("generators: [sub/../g.yaml]\n", ("plain relative file name",)),
     ("generators: g.yaml\n", ("is not a list",)),
 ])
-def test_kustomizations_kvsops_cannot_read_safely_are_refused(tmp_path: Path, kust: str, words: tuple[str, ...]) -> None:
+def test_kustomizations_kvsops_cannot_read_safely_are_refused(
+    tmp_path: Path, kust: str, words: tuple[str, ...]
+) -> None:
     _refused(tmp_path, {"kustomization.yaml": kust, "g.yaml": _ksops()}, *words)
 
 

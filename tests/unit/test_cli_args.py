@@ -43,7 +43,8 @@ def destinations(top: argparse.ArgumentParser) -> dict[str, dict[str, object]]:
     out: dict[str, dict[str, object]] = {}
     for name, p in parsers(top).items():
         out[name] = {a.dest: a.default for a in p._actions
-                     if not isinstance(a, (argparse._HelpAction, argparse._VersionAction)) and a.dest != argparse.SUPPRESS}
+                     if not isinstance(a, (argparse._HelpAction, argparse._VersionAction))
+                     and a.dest != argparse.SUPPRESS}
     return out
 
 
@@ -73,7 +74,8 @@ def test_a_flag_without_a_field_fails_the_check() -> None:
     built = parser.build()
     parsers(built)["decrypt"].add_argument("--brand-new-flag", help="no field in Args")
     parsers(built)["rotate"].add_argument("--yes", type=int, default=3, dest="yes")
-    assert mismatches(built) == ["decrypt: brand_new_flag has no field in Args", "rotate: yes defaults to 3, Args to False"]
+    assert mismatches(built) == ["decrypt: brand_new_flag has no field in Args",
+                                 "rotate: yes defaults to 3, Args to False"]
 
 
 def test_every_field_is_a_destination_or_said_to_be_none() -> None:

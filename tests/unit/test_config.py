@@ -37,7 +37,9 @@ creation_rules:
 
 
 def test_flat_group_order_is_sops_order_whatever_the_yaml_order() -> None:
-    cfg = parse(f"creation_rules:\n  - pgp: {FP1}\n    azure_keyvault: https://v.vault.azure.net/keys/k\n    age: {AGE1}\n")
+    cfg = parse(
+        f"creation_rules:\n  - pgp: {FP1}\n    azure_keyvault: https://v.vault.azure.net/keys/k\n    age: {AGE1}\n"
+    )
     assert [k for k, _ in cfg.rules[0].key_groups[0]] == ["age", "pgp", "azure_kv"]  # type: ignore[index]
 
 

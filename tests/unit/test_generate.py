@@ -112,7 +112,8 @@ def test_template_strict_and_sandboxed(root: Path, key: AgeKey) -> None:
     key.write(root / "app.enc.yaml", "db:\n    password: s3cret-value\n")
     for source, expect in (("{{ app.db.missing }}", "UndefinedError"), ("{{ app.__class__ }}", "SecurityError"),
                            ("{{ ''.__class__.__mro__ }}", "SecurityError"), ("{% if %}", "TemplateSyntaxError")):
-        cfg = ours(secrets=[{"name": "s", "template": {"key": "k", "inline": source, "values": {"app": "app.enc.yaml"}}}])
+        template = {"key": "k", "inline": source, "values": {"app": "app.enc.yaml"}}
+        cfg = ours(secrets=[{"name": "s", "template": template}])
         with pytest.raises(errors.GeneratorError) as exc:
             gen([cfg], root, key)
         assert "template error at line 1: " in str(exc.value) and f"({expect})" in str(exc.value)
@@ -240,7 +241,9 @@ def _rl(cfg: dict) -> bytes:
                            "items": [item], "functionConfig": cfg}).encode()
 
 
-def _run(argv: list[str], stdin: bytes, root: Path, key: AgeKey, monkeypatch: pytest.MonkeyPatch) -> tuple[int, bytes, str]:
+def _run(
+    argv: list[str], stdin: bytes, root: Path, key: AgeKey, monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, bytes, str]:
     monkeypatch.chdir(root)
     for k, v in key.env().items():
         monkeypatch.setenv(k, v)
@@ -279,7 +282,8 @@ def test_legacy_mode(root: Path, key: AgeKey, monkeypatch: pytest.MonkeyPatch) -
     assert rc == 0, err
     (s,) = list(yaml.safe_load_all(out))
     assert s["data"] == {"A": "MQ=="}
-    (root / "a.enc.env").write_bytes((root / "a.enc.env").read_bytes().replace(b"A=ENC[AES256_GCM,data:", b"A=ENC[AES256_GCM,data:AA"))
+    value = b"A=ENC[AES256_GCM,data:"
+    (root / "a.enc.env").write_bytes((root / "a.enc.env").read_bytes().replace(value, value + b"AA"))
     rc, out, err = _run(["cfg.yaml"], b"", root, key, monkeypatch)
     assert rc != 0 and out == b"" and "a.enc.env" in err
 
@@ -329,7 +333,9 @@ def test_krm_rejects_garbage_without_echoing_it(root: Path, key: AgeKey, monkeyp
 # ----------------------------------------------------------------------------- documented examples
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parents[2] / "kustomize" / "examples").glob("*.yaml")))
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (Path(__file__).parents[2] / "kustomize" / "examples").glob("*.yaml"))
+)
 def test_documented_example_configs_are_valid(name: str, tmp_path: Path) -> None:
     """Every config in kustomize/examples plans cleanly (files are named, not read, at plan time)."""
     from kvsops.hosts.kustomize.generate import _module

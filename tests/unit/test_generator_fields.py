@@ -74,9 +74,11 @@ TYPOS = [  # (config, the message, the hint names the level's fields)
      "unknown field `secrets[0].templates[0].values.v.paht`; did you mean `path`?"),
     (ours(files=[{"path": "b.enc.yaml", "fromat": "yaml"}]), "unknown field `files[0].fromat`; did you mean `format`?"),
     (ours(metadata={"nmae": "g"}, secrets=[S]), "unknown field `metadata.nmae`; did you mean `name`?"),
-    (ours(disableNameSuffixHash=True, secrets=[S]), "unknown field `disableNameSuffixHash`; it belongs under `options`"),
+    (ours(disableNameSuffixHash=True, secrets=[S]),
+     "unknown field `disableNameSuffixHash`; it belongs under `options`"),
     (ours(envs=["a.enc.env"]), "unknown field `envs`; it belongs in a `secrets[]` entry"),
-    (ours(secrets=[{**S, "behavior": "merge"}]), "unknown field `secrets[0].behavior`; it belongs under this entry's `options`"),
+    (ours(secrets=[{**S, "behavior": "merge"}]),
+     "unknown field `secrets[0].behavior`; it belongs under this entry's `options`"),
     (ksops(file=["b.enc.yaml"]), "unknown field `file`; did you mean `files`?"),
     (ksops(secretfrom=[{"metadata": {"name": "s"}, "envs": ["a.enc.env"]}]),
      "unknown field `secretfrom`; did you mean `secretFrom`?"),
@@ -86,8 +88,10 @@ TYPOS = [  # (config, the message, the hint names the level's fields)
      "unknown field `secretFrom[0].binaryfiles`; did you mean `binaryFiles`?"),
     (ksops(secretFrom=[{"metadata": {"name": "s", "lables": {"a": "b"}}, "envs": ["a.enc.env"]}]),
      "unknown field `secretFrom[0].metadata.lables`; did you mean `labels`?"),
-    (ksops(secretFrom=[{"name": "s", "envs": ["a.enc.env"]}]), "unknown field `secretFrom[0].name`; it belongs under `metadata`"),
-    (ksops(secretFrom=[{"metadata": {"name": "s"}, "stringData": {"a": "b"}}]), "unknown field `secretFrom[0].stringData`"),
+    (ksops(secretFrom=[{"name": "s", "envs": ["a.enc.env"]}]),
+     "unknown field `secretFrom[0].name`; it belongs under `metadata`"),
+    (ksops(secretFrom=[{"metadata": {"name": "s"}, "stringData": {"a": "b"}}]),
+     "unknown field `secretFrom[0].stringData`"),
     (goabout(env=["a.enc.env"]), "unknown field `env`; did you mean `envs`?"),
     (goabout(files=["b.enc.yaml"], disableNameSuffixhash=True),
      "unknown field `disableNameSuffixhash`; did you mean `disableNameSuffixHash`?"),
@@ -120,7 +124,8 @@ def test_every_documented_field_is_accepted(root: Path, key: AgeKey) -> None:
             "annotations": {"config.kubernetes.io/function": "exec: {path: kvsops-krm}",
                             "config.kubernetes.io/local-config": "true", "internal.config.kubernetes.io/x": "y"}}
     opts = {"disableNameSuffixHash": True, "behavior": "merge", "immutable": True, "labels": {}, "annotations": {}}
-    out = gen(ours(metadata=meta, format=None, references=False, options=opts, files=[{"path": "m.enc.yaml", "format": "yaml"}], secrets=[{
+    files = [{"path": "m.enc.yaml", "format": "yaml"}]
+    out = gen(ours(metadata=meta, format=None, references=False, options=opts, files=files, secrets=[{
         "name": "s", "namespace": "n", "type": "Opaque", "labels": {}, "annotations": {}, "format": None,
         "options": opts, "references": False, "envs": [{"path": "a.enc.env", "format": "dotenv"}],
         "files": [{"key": "f", "path": "b.enc.yaml", "format": "yaml"}], "binaryFiles": ["bin=b.enc.yaml"],
@@ -129,9 +134,9 @@ def test_every_documented_field_is_accepted(root: Path, key: AgeKey) -> None:
         "template": {"key": "i", "inline": "{{ v.db.password }}", "values": {"v": "b.enc.yaml"}},
     }]), root, key)
     assert out[0]["kind"] == "ConfigMap" and sorted(out[1]["data"]) == ["A", "bin", "f", "i", "p", "t"]
-    (s,) = gen(ksops(metadata=meta, secretFrom=[{"metadata": {"name": "s", "namespace": "n", "labels": {}, "annotations": {}},
-                                                  "type": "Opaque", "files": ["b.enc.yaml"], "binaryFiles": ["b.enc.yaml"],
-                                                  "envs": ["a.enc.env"]}]), root, key)
+    secret_meta = {"name": "s", "namespace": "n", "labels": {}, "annotations": {}}
+    (s,) = gen(ksops(metadata=meta, secretFrom=[{"metadata": secret_meta, "type": "Opaque", "files": ["b.enc.yaml"],
+                                                  "binaryFiles": ["b.enc.yaml"], "envs": ["a.enc.env"]}]), root, key)
     assert s["stringData"]["A"] == "1"
     (s,) = gen(goabout(metadata=meta, behavior="merge", disableNameSuffixHash=True, type="Opaque",
                        envs=["a.enc.env"], files=["b.enc.yaml"]), root, key)

@@ -81,14 +81,16 @@ def test_unwrapper_without_keys_is_not_my_key(kind: str) -> None:
     """No identity for the entry: NotMyKey (callers try the next key), never a data key. Network
     backends are tested against their server (azure_kv: tests/integration/test_azure_kv.py)."""
     wrapped = {"age": lambda: keys.backend("age").recipient(AgeKey().recipient, CTX).wrap(b"k" * 32),
-               "pgp": lambda: {**EXAMPLES["pgp"][1], "enc": "-----BEGIN PGP MESSAGE-----\nx\n-----END PGP MESSAGE-----"}}
+               "pgp": lambda: {**EXAMPLES["pgp"][1],
+                               "enc": "-----BEGIN PGP MESSAGE-----\nx\n-----END PGP MESSAGE-----"}}
     fields = wrapped[kind]()  # a well-formed entry, for a key that is not there
     ctx = KeyContext({"HOME": "/nonexistent", "SOPS_AGE_KEY": AgeKey().identity}, "/nonexistent", run=_gpg_without_keys)
     with pytest.raises(NotMyKey):
         keys.backend(kind).Unwrapper(ctx).unwrap(fields)
 
 
-@pytest.mark.parametrize(("raised", "message"), [(FileNotFoundError, "was not found"), (TimeoutError, "did not answer")])
+@pytest.mark.parametrize(("raised", "message"),
+                         [(FileNotFoundError, "was not found"), (TimeoutError, "did not answer")])
 def test_pgp_runs_gpg_through_the_context(raised: type[Exception], message: str) -> None:
     def run(argv, stdin, env, timeout):  # type: ignore[no-untyped-def]
         assert argv[0] == "gpg" and env["GNUPGHOME"] == "/home/u/.gnupg" and timeout > 0
@@ -107,7 +109,8 @@ def test_age_round_trip_through_the_protocol() -> None:
     ctx = KeyContext({"HOME": "/nonexistent", "SOPS_AGE_KEY": key.identity}, "/nonexistent")
     assert b.Unwrapper(ctx).unwrap(fields) == b"k" * 32
     with pytest.raises(NotMyKey):
-        b.Unwrapper(KeyContext({"HOME": "/nonexistent", "SOPS_AGE_KEY": AgeKey().identity}, "/nonexistent")).unwrap(fields)
+        other = KeyContext({"HOME": "/nonexistent", "SOPS_AGE_KEY": AgeKey().identity}, "/nonexistent")
+        b.Unwrapper(other).unwrap(fields)
 
 
 def test_table_rules() -> None:

@@ -24,7 +24,8 @@ def test_ksops_hash_fixture_value() -> None:
 
 
 def test_throwaway_plugin_value() -> None:
-    assert name_hash({"kind": "Secret", "metadata": {"name": "gen"}, "data": {"a": "YQ=="}, "type": "Opaque"}) == "hbc28hm2g8"
+    secret = {"kind": "Secret", "metadata": {"name": "gen"}, "data": {"a": "YQ=="}, "type": "Opaque"}
+    assert name_hash(secret) == "hbc28hm2g8"
 
 
 def test_name_and_namespace_never_enter_the_hash() -> None:

@@ -160,7 +160,8 @@ def test_yaml_float_matches_regex(text):
 @example("\u0663")
 def test_digit_sets_match_regexes(text):
     for chars, pattern in ((yaml_resolve._DIGITS, r"^[0-9]+$"), (yaml_resolve._OCTAL, r"^[0-7]+$"),
-                           (yaml_resolve._GO_INT["0x"][1], r"^[0-9a-fA-F]+$"), (yaml_resolve._GO_INT["0b"][1], r"^[01]+$")):
+                           (yaml_resolve._GO_INT["0x"][1], r"^[0-9a-fA-F]+$"),
+                           (yaml_resolve._GO_INT["0b"][1], r"^[01]+$")):
         assert yaml_resolve._all_of(chars, text) == bool(re.match(pattern, text)), pattern
 
 

@@ -21,7 +21,8 @@ def test_line_without_equals_names_line_not_content() -> None:
 
 
 def test_emit_non_strings() -> None:
-    doc = Branch([("f", 1.0), ("g", 2.5), ("b", True), ("i", 3), ("t", GoTime("2024-01-01T00:00:00.5Z")), ("s", "a\nb")])
+    doc = Branch([("f", 1.0), ("g", 2.5), ("b", True), ("i", 3), ("t", GoTime("2024-01-01T00:00:00.5Z")),
+                  ("s", "a\nb")])
     assert d.emit_plain([doc]) == b"f=1.0\ng=2.5\nb=true\ni=3\nt=2024-01-01T00:00:00Z\ns=a\\nb\n"
     with pytest.raises(errors.EmitError):
         d.emit_plain([Branch([("x", Branch())])])

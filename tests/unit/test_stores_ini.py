@@ -25,20 +25,23 @@ def test_pretty_format_emission() -> None:
         ("t", Branch([("a", "1")])),
     ])
     assert i.emit_plain([doc]) == (
-        b"; sec\n[s]\n; kc\nk      = v\nlonger = `a;b`\nsp     = \" x\"\nml     = \"\"\"a\nb\"\"\"\n`k:c`  = 1\n\n[t]\na = 1\n"
+        b"; sec\n[s]\n; kc\nk      = v\nlonger = `a;b`\nsp     = \" x\"\n"
+        b"ml     = \"\"\"a\nb\"\"\"\n`k:c`  = 1\n\n[t]\na = 1\n"
     )
     assert i.load_plain(i.emit_plain([doc]))[0][1] == doc[1]
 
 
 def test_metadata_section_roundtrip() -> None:
-    md = Branch([("age", [Branch([("enc", "x\ny\n"), ("recipient", "age1")])]), ("mac", "ENC[m]"), ("version", "3.11.0")])
+    md = Branch([("age", [Branch([("enc", "x\ny\n"), ("recipient", "age1")])]), ("mac", "ENC[m]"),
+                 ("version", "3.11.0")])
     out = i.emit_encrypted([Branch([("DEFAULT", Branch()), ("s", Branch([("k", "ENC[v]")]))])], md)
     assert b"[sops]\nage__list_0__map_enc       = x\\ny\\n\n" in out
     docs, got = i.load_encrypted(out)
     assert got == md
     assert docs[0].get("s") == Branch([("k", "ENC[v]")])
     # 3.13.0/3.13.1 wrote go-ini multi-line values: read them too
-    legacy = b'[sops]\nage__list_0__map_enc = """x\ny\n"""\nage__list_0__map_recipient = age1\nmac = ENC[m]\nversion = 3.11.0\n'
+    legacy = (b'[sops]\nage__list_0__map_enc = """x\ny\n"""\nage__list_0__map_recipient = age1\n'
+              b"mac = ENC[m]\nversion = 3.11.0\n")
     assert i.load_encrypted(legacy)[1] == md
     with pytest.raises(errors.MetadataNotFound):
         i.load_encrypted(b"[a]\nb = 1\n")

@@ -44,7 +44,8 @@ def test_uint64_loads_but_the_walks_refuse_it_without_the_value() -> None:
     (doc,) = y.load_plain(b"a: 18446744073709551615\nb: 9223372036854775807\n")
     assert type(doc.get("a")) is Uint64 and type(doc.get("b")) is int
     assert y.emit_plain([doc]) == b"a: 18446744073709551615\nb: 9223372036854775807\n"
-    for run, cls, code in ((walk.encrypt_docs, errors.EncryptError, 23), (walk.decrypt_docs, errors.DecryptValueError, 25)):
+    for run, cls, code in ((walk.encrypt_docs, errors.EncryptError, 23),
+                           (walk.decrypt_docs, errors.DecryptValueError, 25)):
         with pytest.raises(cls) as exc:
             run([doc], b"k" * 32, None)
         assert exc.value.exit_code == code and "18446744073709551615" not in str(exc.value)

@@ -75,7 +75,8 @@ class Service:
         names = set(self.identity) | (set(theirs) if isinstance(theirs, dict) else set())
         differ = sorted(n for n in names if not isinstance(theirs, dict) or theirs.get(n) != self.identity.get(n))
         raise client.Unavailable(
-            "the agent holds the keys of another environment (" + (", ".join(differ[:8]) or "malformed request") + " differ)"
+            "the agent holds the keys of another environment ("
+            + (", ".join(differ[:8]) or "malformed request") + " differ)"
         )
 
     def age_unwrapper(self, ctx: Any) -> Unwrapper:
@@ -148,7 +149,8 @@ class Service:
         session = self.session(req.get("session"))
         candidates = manifests.sops_candidates(files)
         plain = api.decrypt_files(candidates, "yaml", session=session)
-        stream = manifests.plain_stream(files, {c[0]: p for c, p in zip(candidates, plain, strict=True) if p is not None})
+        decrypted = {c[0]: p for c, p in zip(candidates, plain, strict=True) if p is not None}
+        stream = manifests.plain_stream(files, decrypted)
         if req.get("finish") is True:
             return manifests.finish(stream, allow_empty=req.get("allow_empty") is True, what=what)
         manifests.check_size(stream, what)  # what the client's own checks would refuse first

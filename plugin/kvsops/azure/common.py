@@ -566,7 +566,8 @@ _SOURCES = {
 }
 # Why a source was unavailable, from azure-identity's wording (first match, lower case) to ours.
 _REASONS = (
-    ("environment variables are not fully configured", "AZURE_TENANT_ID, AZURE_CLIENT_ID and a secret or certificate not set"),
+    ("environment variables are not fully configured",
+     "AZURE_TENANT_ID, AZURE_CLIENT_ID and a secret or certificate not set"),
     ("missing required arguments", "AZURE_FEDERATED_TOKEN_FILE, AZURE_TENANT_ID and AZURE_CLIENT_ID not set"),
     ("not fully configured", "not configured"),
     ("no response from the imds endpoint", "no endpoint answered (not on an Azure host?)"),
@@ -629,7 +630,8 @@ def explain(exc: BaseException, where: str, st: State, deadline: float, fail: Ca
 
     who = st.identity()
     timed_out = isinstance(exc, (DeadlineExceeded, ae.ServiceRequestTimeoutError, ae.ServiceResponseTimeoutError))
-    if timed_out or (isinstance(exc, (ae.ServiceRequestError, ae.ServiceResponseError)) and time.monotonic() >= deadline - 0.05):
+    unreachable = isinstance(exc, (ae.ServiceRequestError, ae.ServiceResponseError))
+    if timed_out or (unreachable and time.monotonic() >= deadline - 0.05):
         return errors.Timeout(
             f"{where} did not finish before the deadline",
             hint="raise KVSOPS_DEADLINE_SECONDS, or check the vault's throttling and network path",
@@ -637,7 +639,8 @@ def explain(exc: BaseException, where: str, st: State, deadline: float, fail: Ca
     status = getattr(exc, "status_code", None)
     if isinstance(exc, ae.ClientAuthenticationError) and status is None:
         # Raised by the credential, before any vault answer: no token could be obtained.
-        msg = f"{where}: could not get a token with {who} ({credential_summary(getattr(exc, 'message', None) or str(exc))})"
+        why = credential_summary(getattr(exc, "message", None) or str(exc))
+        msg = f"{where}: could not get a token with {who} ({why})"
         st.auth_failure = msg
         return fail(msg, hint=CREDENTIAL_HINT)
     if isinstance(exc, ae.HttpResponseError) and status is not None:

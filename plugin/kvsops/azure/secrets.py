@@ -53,7 +53,9 @@ def get_secret(ctx: KeyContext, vault_url: str, name: str, version: str = "") ->
         raise errors.ReferenceFailed(f"Azure Key Vault get secret {url}: {exc}") from None
     props = secret.properties
     if props.enabled is False:
-        raise errors.ReferenceFailed(f"Azure Key Vault secret {url}: the secret is disabled; enable it or pin another version")
+        raise errors.ReferenceFailed(
+            f"Azure Key Vault secret {url}: the secret is disabled; enable it or pin another version"
+        )
     if secret.value is None:
         raise errors.ReferenceFailed(f"Azure Key Vault secret {url}: the answer has no value")
     return Secret(str(secret.value), props.content_type, str(props.version or ""))
@@ -66,14 +68,17 @@ def _explain(exc: BaseException, url: str, st: ac.State, deadline: float) -> Exc
 
     def specific(status: int, code: str, inner: str, detail: str, exc: BaseException) -> Exception | None:
         if status == 403 and (inner == "SecretDisabled" or "disabled" in str(getattr(exc, "message", "")).lower()):
-            return errors.ReferenceFailed(f"{where}: the secret is disabled (HTTP 403{detail}); enable it or pin another version")
+            return errors.ReferenceFailed(
+                f"{where}: the secret is disabled (HTTP 403{detail}); enable it or pin another version"
+            )
         if status == 403:
             return errors.ReferenceFailed(
                 f"{where}: {st.identity()} is not allowed (HTTP 403{detail}); it needs the 'get' secret permission "
                 f"(RBAC role {ROLE}, or an access policy with secrets/get)"
             )
         if status == 404:
-            what = "version of the secret" if url.count("/secrets/") and url.split("/secrets/")[1].count("/") else "secret"
+            versioned = url.count("/secrets/") and url.split("/secrets/")[1].count("/")
+            what = "version of the secret" if versioned else "secret"
             return errors.ReferenceFailed(f"{where}: no such {what} in the vault (HTTP 404{detail})")
         return None
 

@@ -81,7 +81,8 @@ def _docs(data: bytes, fmt: str, encrypted: bool) -> list[Branch]:
 
 
 MAC_ONLY_WARNING = ("mac_only_encrypted is set and the file holds Kubernetes objects: its MAC does not cover "
-                    "their unencrypted fields (a namespace, labels, the kind) nor documents added to the file; drop mac_only_encrypted and re-encrypt to cover them")
+                    "their unencrypted fields (a namespace, labels, the kind) nor documents added to the file; "
+                    "drop mac_only_encrypted and re-encrypt to cover them")
 
 
 def _kubernetes(doc: Branch) -> bool:

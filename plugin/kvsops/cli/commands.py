@@ -53,8 +53,8 @@ def decrypt_output(args: Args, path: str | None, name: str | None) -> bytes:
     extract = treepath.parse(args.extract) if args.extract else None
     data = common.read_stdin() if path is None else common.read_file(path)
     where = common.display(path)
-    dec = api.decrypt(data, fmt_in, session=common.session(args, agent=args.use_agent), ignore_mac=args.ignore_mac, where=where,
-                      keep_ivs=False)  # nothing is re-encrypted: no per-value IV map
+    dec = api.decrypt(data, fmt_in, session=common.session(args, agent=args.use_agent), ignore_mac=args.ignore_mac,
+                      where=where, keep_ivs=False)  # nothing is re-encrypted: no per-value IV map
     indent = common.output_indent(args, fmt_out)
     if extract is None:
         return api.emit_plain(dec.docs, fmt_out, where=where, indent=indent)

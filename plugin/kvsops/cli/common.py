@@ -239,7 +239,9 @@ def make_private_parents(path: str) -> None:
         try:
             os.mkdir(directory, 0o700)
         except OSError as exc:
-            raise errors.OutputError(f"cannot create the directory {display(directory)} ({type(exc).__name__})") from None
+            raise errors.OutputError(
+                f"cannot create the directory {display(directory)} ({type(exc).__name__})"
+            ) from None
 
 
 def write_new_private(path: str, data: bytes) -> None:
@@ -350,7 +352,9 @@ def find_config(cwd: str, env: Mapping[str, str], explicit: str | None = None) -
         candidate = os.path.join(here, CONFIG_NAME)
         if os.path.isfile(candidate):
             if alternate:
-                warnings.append(f"ignoring {alternate}: the config file must be called {CONFIG_NAME}; using {candidate}")
+                warnings.append(
+                    f"ignoring {alternate}: the config file must be called {CONFIG_NAME}; using {candidate}"
+                )
             return candidate, warnings
         if alternate is None and os.path.isfile(os.path.join(here, ALTERNATE_NAME)):
             alternate = os.path.join(here, ALTERNATE_NAME)

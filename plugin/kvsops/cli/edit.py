@@ -1,8 +1,8 @@
 """``kvsops edit``: decrypt to a private temp file, run the editor, re-encrypt what changed.
 
 The plaintext lives only in a 0600 file inside a 0700 directory, on /dev/shm when it exists (RAM,
-so it never reaches a disk; ``KVSOPS_SHM_DIR`` names another), and the directory is removed on every way out: success, error,
-Ctrl-C, SIGTERM and SIGHUP.
+so it never reaches a disk; ``KVSOPS_SHM_DIR`` names another), and the directory is removed on
+every way out: success, error, Ctrl-C, SIGTERM and SIGHUP.
 """
 
 from __future__ import annotations

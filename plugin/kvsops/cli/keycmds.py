@@ -112,7 +112,9 @@ def _key_changes(args: Args) -> tuple[list[tuple[str, str]], list[tuple[str, str
     return adds, removes
 
 
-def new_groups(md: Metadata, adds: list[tuple[str, str]], removes: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+def new_groups(
+    md: Metadata, adds: list[tuple[str, str]], removes: list[tuple[str, str]]
+) -> list[list[tuple[str, str]]]:
     """The file's key groups with additions (to group 1) and removals (from every group)."""
     groups = common.group_specs(md)
     for entry in md.entries():

@@ -237,7 +237,8 @@ def run(ns: Namespace, rest: list[str]) -> int:
 
     modes = [m for m in ("encrypt", "decrypt", "rotate") if getattr(ns, m)] + (["set"] if ns.set else [])
     if not rest:
-        raise errors.NoFileSpecified("no file specified", hint="kvsops FILE edits it; kvsops --help shows the other forms")
+        raise errors.NoFileSpecified("no file specified",
+                                     hint="kvsops FILE edits it; kvsops --help shows the other forms")
     if len(rest) > 1:
         flagged = [a for a in rest[1:] if a.startswith("-")]
         _warn("more than one positional argument provided; only the first one is used"

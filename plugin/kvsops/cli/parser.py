@@ -164,7 +164,8 @@ def _misc(sub: Any) -> None:
     p = _add(sub, "keygen", ("commands", "keygen"), "generate an age identity (age-keygen format)")
     p.add_argument("--output", "-o", help="write the identity to this file (mode 0600; never overwrites)")
     p.add_argument("--pq", "-pq", action="store_true",
-                   help="a post-quantum (ML-KEM-768 + X25519) identity, as age-keygen -pq: AGE-SECRET-KEY-PQ-1..., age1pq1...")
+                   help="a post-quantum (ML-KEM-768 + X25519) identity, as age-keygen -pq: "
+                        "AGE-SECRET-KEY-PQ-1..., age1pq1...")
     p = _add(sub, "check", ("check", "check"),
              "fail when files .sops.yaml wants encrypted are plaintext, Secrets are plaintext, or keys are stale")
     p.add_argument("paths", nargs="*", metavar="PATH", help="files or directories (default: .)")

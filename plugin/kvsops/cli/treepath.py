@@ -52,7 +52,9 @@ def truncate(doc: Branch, path: list[str | int]) -> object:
             current = current.get(comp)
         else:
             if not isinstance(current, list) or isinstance(current, Branch):
-                raise errors.KeyNotFoundInTree(f"component [{comp}] is an index, but that part of the tree is not a list")
+                raise errors.KeyNotFoundInTree(
+                    f"component [{comp}] is an index, but that part of the tree is not a list"
+                )
             if not 0 <= comp < len(current):
                 raise errors.KeyNotFoundInTree(f"component [{comp}] is out of bounds")
             current = current[comp]

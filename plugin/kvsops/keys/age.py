@@ -167,7 +167,9 @@ class Unwrapper:
             return bytes(pyrage.decrypt(blob, candidates))
         except pyrage.DecryptError:
             if matching:
-                raise KeyFailure("the identity matches the recipient but the wrapped data key does not decrypt") from None
+                raise KeyFailure(
+                    "the identity matches the recipient but the wrapped data key does not decrypt"
+                ) from None
             raise NotMyKey(self._why_none()) from None
 
     def _unwrap_pq(self, recipient: str, blob: bytes) -> bytes:
@@ -201,7 +203,8 @@ class Unwrapper:
     def _why_none(self) -> str:
         count = len(self._x25519) + len(self._others) + len(self._pq_text)
         if not self._sources and not count:
-            why = "no age identity found (SOPS_AGE_KEY, SOPS_AGE_KEY_FILE, SOPS_AGE_KEY_CMD, sops/age/keys.txt, ssh keys)"
+            why = ("no age identity found "
+                   "(SOPS_AGE_KEY, SOPS_AGE_KEY_FILE, SOPS_AGE_KEY_CMD, sops/age/keys.txt, ssh keys)")
         else:
             why = f"none of the {count} loaded identities matches"
         if self._problems:

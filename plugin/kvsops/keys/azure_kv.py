@@ -296,7 +296,9 @@ class Recipient:
             raise KeyFailure(f"{where}: sops needs an RSA key, this one is {jwk.kty}")
         ops = [str(getattr(o, "value", o)) for o in (jwk.key_ops or [])]
         if "encrypt" not in ops:
-            raise KeyFailure(f"{where}: the key itself does not allow 'encrypt'; its key operations must include encrypt")
+            raise KeyFailure(
+                f"{where}: the key itself does not allow 'encrypt'; its key operations must include encrypt"
+            )
         return rsa.RSAPublicNumbers(int.from_bytes(jwk.e, "big"), int.from_bytes(jwk.n, "big")).public_key()
 
     def wrap(self, data_key: bytes) -> dict[str, str]:
@@ -385,7 +387,8 @@ class Unwrapper:
 
         st = ac.state(self._ctx)
         cc = st.vault(_key_client(), ref.vault_url).child(
-            (ref.name, ref.version), lambda client: client.get_cryptography_client(ref.name, key_version=ref.version or None)
+            (ref.name, ref.version),
+            lambda client: client.get_cryptography_client(ref.name, key_version=ref.version or None),
         )
         result = _guarded(
             "decrypt", ref, self._ctx, st,

@@ -47,7 +47,9 @@ def secret_refusal(session: Session, vault_url: str, name: str, version: str) ->
     """Why the Session's key policy refuses a Key Vault secret, or None when it allows it."""
     if session.allowed_secret is not None:
         return session.allowed_secret(vault_url, name, version)
-    return "secret not allowed for this Argo CD project" if session.allowed_entry is not None else None
+    if session.allowed_entry is not None:
+        return "secret not allowed for this Argo CD project"
+    return None
 
 
 def _check(session: Session) -> refs.Check:

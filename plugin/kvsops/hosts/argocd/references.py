@@ -87,7 +87,9 @@ def _decode(value: Any) -> str | None:
 def _text(value: Any, where: str, key: str) -> str:
     if isinstance(value, (dict, list)):
         kind = "map" if isinstance(value, dict) else "list"
-        raise errors.ReferenceFailed(f"{where}: key {key!r}: the reference resolves to a {kind}; Secret values are strings")
+        raise errors.ReferenceFailed(
+            f"{where}: key {key!r}: the reference resolves to a {kind}; Secret values are strings"
+        )
     return value if isinstance(value, str) else refs.scalar_text(value, refs.Ref("", ""))
 
 

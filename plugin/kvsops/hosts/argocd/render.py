@@ -337,7 +337,9 @@ def _helm_engine(ctx: Context, values: list[tuple[str, bytes, bool]]) -> bytes:
             crds = [(c["filename"], c["data"]) for c in chart.crds]
             rendered = chart.render(merged, name=s.release_name, namespace=s.namespace or "default", is_install=True)
     except helm.HelmError as exc:
-        raise errors.GeneratorError(f"Helm could not render the chart ({type(exc).__name__}){_helm_location(exc)}") from None
+        raise errors.GeneratorError(
+            f"Helm could not render the chart ({type(exc).__name__}){_helm_location(exc)}"
+        ) from None
     parts = [(f"crds/{Path(str(n)).name}", d if isinstance(d, str) else bytes(d).decode()) for n, d in crds]
     parts += sorted((k, v) for k, v in rendered.items() if not k.endswith("NOTES.txt"))
     out = []

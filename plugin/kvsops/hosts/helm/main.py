@@ -93,7 +93,8 @@ def download(args: Sequence[str]) -> int:
     from kvsops.hosts.helm import downloader as helmget, urls as helmurl
 
     if not args:
-        raise UsageError("the downloader needs the URL as its last argument", hint="kvsops helm downloader CERT KEY CA URL")
+        raise UsageError("the downloader needs the URL as its last argument",
+                         hint="kvsops helm downloader CERT KEY CA URL")
     env = dict(os.environ)
     pol = helmurl.policy_from_env(env, os.getcwd())
     for note in pol.notes:
@@ -243,8 +244,10 @@ def _helm_binary(env: dict[str, str], pol: object) -> str:
     if os.sep in name:
         found = os.path.realpath(os.path.join(pol.cwd, name))
         if not pol.allow_executables and (not os.path.isabs(name) or helmurl._inside(found, pol.root)):
-            raise PathRefused(f"HELM_BIN={name}: a helm inside the repository (or a relative path) is never run",
-                              hint=f"use an absolute path outside the checkout, or set {helmurl.ALLOW_EXECUTABLES}=true")
+            raise PathRefused(
+                f"HELM_BIN={name}: a helm inside the repository (or a relative path) is never run",
+                hint=f"use an absolute path outside the checkout, or set {helmurl.ALLOW_EXECUTABLES}=true",
+            )
     else:
         found = shutil.which(name, path=safe.get("PATH")) or ""
     if not found or not os.access(found, os.X_OK):

@@ -337,7 +337,9 @@ def _before_call(meter: Meter, obj: Any, args: tuple[Any, ...], kwargs: dict[str
     return args, kwargs
 
 
-def _before_str_method(meter: Meter, s: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+def _before_str_method(
+    meter: Meter, s: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, ...]:
     if name in ("center", "ljust", "rjust", "zfill"):
         meter.check(max(len(s), _width(args[0] if args else 0)))
     elif name == "replace" and len(args) >= 2:

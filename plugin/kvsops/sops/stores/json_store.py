@@ -76,7 +76,9 @@ def load_plain(data: bytes) -> list[Branch]:
             f"Could not unmarshal input data: {exc.msg} at line {exc.lineno}, column {exc.colno}"
         ) from None
     except (ValueError, RecursionError) as exc:
-        err = _common.long_number_error(text, "Could not unmarshal input data: ") if isinstance(exc, ValueError) else None
+        err = None
+        if isinstance(exc, ValueError):
+            err = _common.long_number_error(text, "Could not unmarshal input data: ")
         raise err or errors.InputError(f"Could not unmarshal input data: {type(exc).__name__}") from None
     # sops reads tokens until the top-level object closes; trailing content is ignored by Go's
     # token reader as long as it is not read. We do the same.

@@ -304,7 +304,9 @@ def _split_comments_seq(seq: list[object]) -> list[tuple[list[str], list[str], o
     return _split_comments(zip(seq, seq, strict=True), True)
 
 
-def _split_comments(pairs: Iterable[tuple[object, object]], seq: bool) -> list[tuple[list[str], list[str], object, object]]:
+def _split_comments(
+    pairs: Iterable[tuple[object, object]], seq: bool
+) -> list[tuple[list[str], list[str], object, object]]:
     groups: list[tuple[list[str], list[str], object, object]] = []
     head: list[str] = []
     inline: list[str] = []

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 MAX_NODES = 1_000_000
 MAX_DEPTH = 200
+# sops' words (go-yaml's) for a document that is not a mapping
+_SEQUENCE_DOCUMENT = "Error unmarshaling input YAML: YAML documents that are sequences are not supported"
+_VALUE_DOCUMENT = "Error unmarshaling input YAML: YAML documents that are values are not supported"
 
 # PyYAML (with libyaml) is imported on first use: its import is the largest single start-up cost
 # of a decrypt (module code plus a dozen regexes), and a canonical sops file is read by
@@ -55,7 +58,9 @@ def _resolve_node(node: yaml.ScalarNode, line: int) -> Scalar:
 class Item:
     """A mapping entry or sequence element, located in the source."""
 
-    __slots__ = ("container", "index", "line", "col", "end", "depth", "scalar_line", "is_scalar", "leaf", "doc", "parent")
+    __slots__ = (
+        "container", "index", "line", "col", "end", "depth", "scalar_line", "is_scalar", "leaf", "doc", "parent",
+    )
 
     def __init__(self, container: list[Any], index: int, line: int, col: int, depth: int) -> None:
         self.container = container
@@ -96,7 +101,8 @@ class Builder:
             self.visited.add(id(node))
         if isinstance(node, yaml.ScalarNode):
             if self.want:
-                self.spans.append((node.start_mark.line, node.start_mark.column, node.end_mark.line, node.end_mark.column))
+                start, end = node.start_mark, node.end_mark
+                self.spans.append((start.line, start.column, end.line, end.column))
             return _resolve_node(node, node.start_mark.line + 1)
         if isinstance(node, yaml.SequenceNode):
             seq: list[object] = []
@@ -313,7 +319,7 @@ class _EventTree:
         if not self.stack:
             if ev.anchor is not None:
                 raise NeedNodes
-            raise errors.InputError("Error unmarshaling input YAML: YAML documents that are sequences are not supported")
+            raise errors.InputError(_SEQUENCE_DOCUMENT)
         self.open(ev)
         self.stack.append(_SeqFrame())
 
@@ -364,7 +370,7 @@ def _set_key(top: _MapFrame, ev: Any) -> None:
 def _root_scalar(ev: Any) -> Branch:
     """A scalar document: only an empty (null) one is accepted, as an empty map."""
     if not (_event_tag(ev) == TAG + "null" and ev.value in ("", "~", "null", "Null", "NULL")):
-        raise errors.InputError("Error unmarshaling input YAML: YAML documents that are values are not supported")
+        raise errors.InputError(_VALUE_DOCUMENT)
     return Branch()
 
 
@@ -391,12 +397,13 @@ def docs_from_nodes(text: str, want_comments: bool) -> list[Branch]:
             br = Branch()
         elif isinstance(node, yaml.MappingNode):
             br = builder.mapping(node, 1, False)
-        elif isinstance(node, yaml.ScalarNode) and node.tag == TAG + "null" and node.value in ("", "~", "null", "Null", "NULL"):
+        elif (isinstance(node, yaml.ScalarNode) and node.tag == TAG + "null"
+              and node.value in ("", "~", "null", "Null", "NULL")):
             br = Branch()
         elif isinstance(node, yaml.SequenceNode):
-            raise errors.InputError("Error unmarshaling input YAML: YAML documents that are sequences are not supported")
+            raise errors.InputError(_SEQUENCE_DOCUMENT)
         else:
-            raise errors.InputError("Error unmarshaling input YAML: YAML documents that are values are not supported")
+            raise errors.InputError(_VALUE_DOCUMENT)
         docs.append(br)
     if want_comments and docs:
         from .yaml_comments import attach_comments
