@@ -243,7 +243,7 @@ def _helm_binary(env: dict[str, str], pol: object) -> str:
     safe = helmurl.executable_env(env, pol)
     if os.sep in name:
         found = os.path.realpath(os.path.join(pol.cwd, name))
-        if not pol.allow_executables and (not os.path.isabs(name) or helmurl._inside(found, pol.root)):
+        if not pol.allow_executables and (not os.path.isabs(name) or helmurl.inside(found, pol.root)):
             raise PathRefused(
                 f"HELM_BIN={name}: a helm inside the repository (or a relative path) is never run",
                 hint=f"use an absolute path outside the checkout, or set {helmurl.ALLOW_EXECUTABLES}=true",

@@ -166,7 +166,7 @@ def policy_from_env(env: Mapping[str, str], cwd: str, realpath: Callable[[str], 
         relax = dict.fromkeys(relax, False)
     root = realpath(os.path.join(cwd, env[ROOT])) if relax[ROOT] else realpath(cwd)
     real_cwd = realpath(cwd)
-    if not _inside(real_cwd, root):
+    if not inside(real_cwd, root):
         raise PathRefused(f"{ROOT} must contain the current directory")
     prefix = env.get(KEY_PREFIX, "").strip()
     files: frozenset[str] = frozenset()
@@ -189,7 +189,8 @@ def policy_from_env(env: Mapping[str, str], cwd: str, realpath: Callable[[str], 
     )
 
 
-def _inside(path: str, root: str) -> bool:
+def inside(path: str, root: str) -> bool:
+    """``path`` is ``root`` or beneath it (a lexical test: resolve both first)."""
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
@@ -226,7 +227,7 @@ def resolve_values_path(pol: Policy, path: str, realpath: Callable[[str], str] =
     if climbs and not pol.allow_traversal:
         raise PathRefused(f"{path}: the path leaves the current directory (..)",
                           hint=_hint("keep values files under the directory helm runs in", ALLOW_TRAVERSAL, pol))
-    if not (absolute or climbs or pol.allow_symlinks) and not _inside(real, pol.root):
+    if not (absolute or climbs or pol.allow_symlinks) and not inside(real, pol.root):
         raise PathRefused(f"{path}: a symbolic link leads outside {pol.root}", hint=symlink_hint(pol))
     return real
 
@@ -247,7 +248,7 @@ def symlink_hint(pol: Policy) -> str:
 
 def resolve_key_path(pol: Policy, path: str, realpath: Callable[[str], str] = os.path.realpath) -> str:
     real = realpath(os.path.join(pol.cwd, path))
-    if not _inside(real, pol.key_prefix):
+    if not inside(real, pol.key_prefix):
         raise PathRefused(f"key file {path}: outside the allowed key location {pol.key_prefix}",
                           hint=f"put the key under it, or set {KEY_PREFIX} to the directory holding your keys")
     return real
@@ -267,13 +268,13 @@ def executable_env(env: Mapping[str, str], pol: Policy) -> dict[str, str]:
     if pol.allow_executables:
         return out
     parts = out.get("PATH", "").split(os.pathsep)
-    out["PATH"] = os.pathsep.join(p for p in parts if os.path.isabs(p) and not _inside(os.path.realpath(p), pol.root))
+    out["PATH"] = os.pathsep.join(p for p in parts if os.path.isabs(p) and not inside(os.path.realpath(p), pol.root))
     for name in ("SOPS_GPG_EXEC", "SOPS_AGE_KEY_CMD", "SOPS_AGE_SSH_PRIVATE_KEY_CMD"):
         value = out.get(name, "").strip()
         if not value:
             continue
         exe = value.split()[0] if name != "SOPS_GPG_EXEC" else value
-        if ("/" in exe or "\\" in exe) and (not os.path.isabs(exe) or _inside(os.path.realpath(exe), pol.root)):
+        if ("/" in exe or "\\" in exe) and (not os.path.isabs(exe) or inside(os.path.realpath(exe), pol.root)):
             raise PathRefused(f"{name} names a program inside the repository (or a relative path)",
                               hint=_hint("use an absolute path outside the checkout", ALLOW_EXECUTABLES, pol))
     return out

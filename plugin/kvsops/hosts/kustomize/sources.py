@@ -159,9 +159,9 @@ def scalar_text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        from kvsops.sops.stores import _common
+        from kvsops.sops.stores import go_format_g
 
-        return _common.go_format_g(value)
+        return go_format_g(value)
     if isinstance(value, (int,)) or hasattr(value, "text"):
         return str(value)
     raise TypeError(type(value).__name__)

@@ -72,6 +72,13 @@ def long_number_error(text: str | bytes, prefix: str = "") -> InputError | None:
     return found(text, prefix)
 
 
+def go_format_g(x: float) -> str:
+    """A float as sops (Go's ``strconv.FormatFloat(x, 'g', -1, 64)``) writes it."""
+    from kvsops.sops.stores._common import go_format_g as formatted
+
+    return formatted(x)
+
+
 def detect(path: str) -> str:
     """Format by extension, exactly as sops: anything unknown is binary (case-sensitive)."""
     if path.endswith((".yaml", ".yml")):
