@@ -1,8 +1,8 @@
 """Import direction between the package's layers, read from the source with ``ast`` (no import, no
 subprocess): function-level and TYPE_CHECKING imports count like the others.
 
-    format core (sops/)  <-  azure/, keys/  <-  session layer (api, session, datakey, ...)  <-  refs/
-                         <-  hosts/{kustomize,helm,argocd}, cli/, agent/
+    format core (sops/)  <-  azure/, keys/  <-  session layer (api, session, datakey, ...)
+                         <-  refs/  <-  agent/  <-  hosts/{kustomize,helm,argocd}, cli/
 
 A lower layer never imports a higher one, the hosts do not import each other, and nothing private
 is used outside its owner: a name ``_x`` outside its module (``from m import _x``, ``m._x``; for a
