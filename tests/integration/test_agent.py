@@ -594,17 +594,19 @@ def test_argocd_plain_generate_through_the_agent_imports_no_heavy_module(cmp: Cm
     reads the files and writes the answer (Argo CD runs it for every app on every refresh)."""
     root = cmp.copy_repo(EXAMPLES)
     with cmp_agent(cmp) as agent:
-        env = cmp.env(app="argocd/plain", sidecar={"KVSOPS_AGENT_SOCK": agent.sock, "KVSOPS_AGENT": "required"})
+        # no parameters: Argo CD sends an empty list (read without json)
+        env = cmp.env(app="argocd/plain", params=[],
+                      sidecar={"KVSOPS_AGENT_SOCK": agent.sock, "KVSOPS_AGENT": "required"})
         proc = run([sys.executable, "-X", "importtime", KVSOPS, "argocd", "generate"], env, root / "argocd/plain")
         assert agent.status()["requests"] == {"render_plain": 1}
-    without = cmp.run(EXAMPLES, "argocd/plain", copy=root, init=False)
+    without = cmp.run(EXAMPLES, "argocd/plain", copy=root, init=False, params=[])
     assert proc.returncode == 0 and proc.stdout == without.stdout and b"kind: Secret" in proc.stdout, \
         proc.stderr[-2000:]
     modules = {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.decode().splitlines()
                if ln.startswith("import time:")}
     heavy = {m for m in modules if m.split(".")[0] in (
         "yaml", "_yaml", "cryptography", "pyrage", "azure", "json", "socket", "threading", "typing", "dataclasses",
-        "pathlib", "subprocess", "tempfile", "shutil", "signal", "inspect", "concurrent")}
+        "pathlib", "subprocess", "tempfile", "shutil", "signal", "inspect", "concurrent", "re", "enum")}
     assert not heavy, sorted(heavy)
     assert {"kvsops.agent.client", "_socket", "kvsops.hosts.argocd.render"} <= modules
     assert not {m for m in modules if m.startswith(("kvsops.sops.stores", "kvsops.sops.values", "kvsops.api",

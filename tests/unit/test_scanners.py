@@ -11,6 +11,7 @@ import pytest
 from hypothesis import example, given, settings, strategies as st
 
 from kvsops import _b64
+from kvsops.hosts.argocd import settings as argocd_settings
 from kvsops.hosts.helm import urls as helmurl
 from kvsops.sops import metadata, timestamps, values
 from kvsops.sops.stores import yaml_emit, yaml_resolve
@@ -262,3 +263,74 @@ def test_helm_url_checks_match_regexes(text):
     assert text.startswith(("ref+", "secretref+")) == bool(re.match(r"(secret)?ref\+", text))
     assert helmurl.is_absolute(text) == (text.startswith(("/", "\\")) or bool(re.match(r"[A-Za-z]:", text)))
     assert text.replace("\\", "/").split("/") == re.split(r"[/\\]", text)
+
+
+# ------------------------------------------------------------------------------------- Argo CD settings
+
+_ARGOCD_PATTERNS = {
+    "is_dns1123_label": r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+    "is_release_name": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+    "is_kube_version": r"^v?\d{1,3}\.\d{1,3}(\.\d{1,5})?([-+][0-9A-Za-z.-]{1,64})?$",
+    "is_api_version": r"^[A-Za-z0-9.-]{1,253}(/[A-Za-z0-9.-]{1,63}){0,2}$",
+}
+_ARGOCD_PIECES = st.one_of(
+    _pieces("v", ".", "-", "+", "/", "a", "z", "A", "Z", "_", "1.31.2", "v1.30.0-rc.1+k3s", "apps/v1", "web-1",
+            "x" * 61, "y" * 62, "7" * 4, "8" * 6),
+    st.integers(0, 300).map(lambda n: "a" * n),  # the length bounds
+    st.integers(0, 300).map(lambda n: "v1.2.3-" + "b" * n),
+    st.integers(0, 80).map(lambda n: "g/v/" + "c" * n),
+)
+
+
+@SETTINGS
+@given(_ARGOCD_PIECES)
+@example("1.31.2")
+@example("v1.31.2\n")
+@example("1.31.2\n\n")
+@example("\u0661.\u0663")  # Arabic-Indic digits: \d takes them
+@example("\uff11.\uff12")  # fullwidth digits: so does \d
+@example("\u00b9.\u00b2")  # superscripts: \d does not
+@example("1.2.")
+@example("1.2.3.4")
+@example("1.2-")
+@example("1.2+a+b")
+@example("1234.1")
+@example("1.2.123456")
+@example("1.2.3-" + "b" * 64)
+@example("1.2.3-" + "b" * 65)
+@example("a" * 63)
+@example("a" * 64)
+@example("a-" * 31 + "a")
+@example("-a")
+@example("a-")
+@example("a..b")
+@example(".a")
+@example("a.b.")
+@example("apps/v1/x/y")
+@example("a" * 253 + "/" + "b" * 63)
+@example("a" * 254)
+@example("a/" + "b" * 64)
+@example("/v1")
+@example("apps//v1")
+@example("v1\n")
+@example("")
+def test_argocd_setting_scanners_match_regexes(text):
+    for name, pattern in _ARGOCD_PATTERNS.items():
+        assert getattr(argocd_settings, name)(text) == bool(re.match(pattern, text)), (name, text)
+
+
+@SETTINGS
+@given(_pieces("a", "z", "-", "--", "_", "/", ".", "A", "\u00e9", "ß", "9"))
+@example("my_app")
+@example("a-!b")
+@example("!!a--b??")
+@example("-")
+@example("")
+def test_release_dashes_match_regex(text):
+    assert argocd_settings.dashes(text) == re.sub(r"[^a-z0-9-]+", "-", text)
+
+
+@SETTINGS
+@given(_pieces(",", "\n", " ", "a", "b", ",\n", "\r\n"))
+def test_plugin_env_list_split_matches_regex(text):
+    assert text.replace("\n", ",").split(",") == re.split(r"[,\n]", text)

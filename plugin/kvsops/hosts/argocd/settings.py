@@ -14,28 +14,27 @@ is checked against a narrow pattern first. Messages quote a bad value only in ``
 
 from __future__ import annotations
 
-import re
-
 from kvsops import errors
 from kvsops._record import Record
 
-# Every Argo CD render loads these: dataclasses, typing and json (parameters only) stay off its path.
+# Every Argo CD render loads these: dataclasses, typing, re and json stay off its path. The values
+# every render checks (Argo CD's build env) are scanned by hand, each scanner checked against the
+# pattern it replaced (tests/unit/test_scanners.py); parameters' patterns import re when they run
+# (and their JSON brings re anyway).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Mapping
+    from typing import Callable, Mapping
 
 MODES = ("auto", "kustomize", "helm", "plain")
 MAX_PARAMS_BYTES = 256 * 1024
 MAX_LIST = 64
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-# helm's release name rule (pkg/chartutil: ValidateReleaseName), 53 characters at most
-_RELEASE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_KUBE_VERSION = re.compile(r"^v?\d{1,3}\.\d{1,3}(\.\d{1,5})?([-+][0-9A-Za-z.-]{1,64})?$")
-_API_VERSION = re.compile(r"^[A-Za-z0-9.-]{1,253}(/[A-Za-z0-9.-]{1,63}){0,2}$")
-_VALUES_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./@+-]{0,511}$")
-_SET_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}(\.[A-Za-z0-9_][A-Za-z0-9_-]{0,127}){0,31}$")
-_PARAM_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_VALUES_FILE = r"^[A-Za-z0-9_][A-Za-z0-9_./@+-]{0,511}$"
+_SET_KEY = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}(\.[A-Za-z0-9_][A-Za-z0-9_-]{0,127}){0,31}$"
+_PARAM_NAME = r"^[a-z][a-z0-9-]{0,62}$"
+_LOWER_DIGITS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_LABEL_CHARS = _LOWER_DIGITS | {"-"}
+_NAME_CHARS = _LABEL_CHARS | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ.")  # [0-9A-Za-z.-]
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
 
@@ -75,6 +74,82 @@ class Settings(Record):
     repo_url: str
 
 
+def _matches(pattern: str, value: str) -> bool:
+    import re
+
+    return re.match(pattern, value) is not None
+
+
+def _anchored(value: str) -> str:
+    """What a pattern ``^...$`` must match in full: ``$`` also matches before a final newline (none of
+    these patterns can match a newline itself)."""
+    return value[:-1] if value.endswith("\n") else value
+
+
+def _is_label(text: str) -> bool:
+    """``[a-z0-9]([-a-z0-9]*[a-z0-9])?``"""
+    ends = bool(text) and text[0] in _LOWER_DIGITS and text[-1] in _LOWER_DIGITS
+    return ends and all(c in _LABEL_CHARS for c in text)
+
+
+def is_dns1123_label(value: str) -> bool:
+    """``^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$``"""
+    text = _anchored(value)
+    return len(text) <= 63 and _is_label(text)
+
+
+def is_release_name(value: str) -> bool:
+    """helm's release name rule (pkg/chartutil: ValidateReleaseName; 53 characters at most, checked
+    apart): ``^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$``"""
+    return all(_is_label(part) for part in _anchored(value).split("."))
+
+
+def _decimals(text: str, i: int, most: int) -> int:
+    """The end of the run of 1 to ``most`` Unicode decimal digits (``\\d``) at ``i``, or -1. What
+    follows a run in these patterns is never a digit, so the run must be whole."""
+    end = i
+    while end < len(text) and text[end].isdecimal():
+        end += 1
+    return end if 1 <= end - i <= most else -1
+
+
+def is_kube_version(value: str) -> bool:
+    """``^v?\\d{1,3}\\.\\d{1,3}(\\.\\d{1,5})?([-+][0-9A-Za-z.-]{1,64})?$``"""
+    text = _anchored(value)
+    i = _decimals(text, 1 if text.startswith("v") else 0, 3)
+    if i < 0 or text[i:i + 1] != ".":
+        return False
+    i = _decimals(text, i + 1, 3)
+    if i >= 0 and text[i:i + 1] == ".":
+        i = _decimals(text, i + 1, 5)
+    if i < 0:
+        return False
+    if text[i:i + 1] in ("-", "+"):
+        suffix = text[i + 1:]
+        return 1 <= len(suffix) <= 64 and all(c in _NAME_CHARS for c in suffix)
+    return i == len(text)
+
+
+def is_api_version(value: str) -> bool:
+    """``^[A-Za-z0-9.-]{1,253}(/[A-Za-z0-9.-]{1,63}){0,2}$``"""
+    parts = _anchored(value).split("/")
+    return (len(parts) <= 3 and 1 <= len(parts[0]) <= 253 and all(1 <= len(p) <= 63 for p in parts[1:])
+            and all(c in _NAME_CHARS for p in parts for c in p))
+
+
+def dashes(text: str) -> str:
+    """``re.sub(r"[^a-z0-9-]+", "-", text)``"""
+    out: list[str] = []
+    in_run = False  # inside a run of other characters (replaced by one dash)
+    for c in text:
+        if c in _LABEL_CHARS:
+            out.append(c)
+        elif not in_run:
+            out.append("-")
+        in_run = c not in _LABEL_CHARS
+    return "".join(out)
+
+
 def _show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -88,6 +163,8 @@ def parse_parameters(text: str) -> dict[str, object]:
     """``ARGOCD_APP_PARAMETERS`` -> {name: str | list[str] | dict[str, str]}."""
     if len(text) > MAX_PARAMS_BYTES:
         raise errors.LimitExceeded(f"ARGOCD_APP_PARAMETERS is larger than {MAX_PARAMS_BYTES} bytes")
+    if text.strip(" \t\n\r") in ("null", "[]"):  # no parameters (JSON whitespace only): no json, no re
+        return {}
     import json
 
     try:
@@ -124,7 +201,7 @@ def _only_string(item: Mapping[str, object], name: str) -> str:
 
 
 def _check_name(name: str) -> str:
-    if not _PARAM_NAME.match(name):
+    if not _matches(_PARAM_NAME, name):
         raise errors.GeneratorError("a parameter name is not of the form [a-z][a-z0-9-]*")
     if name not in PARAMETERS:
         raise errors.GeneratorError(
@@ -162,7 +239,7 @@ def from_plugin_env(env: Mapping[str, str]) -> dict[str, object]:
             continue
         value = env[key]
         if kind == "array":
-            items = [v.strip() for v in re.split(r"[,\n]", value) if v.strip()]
+            items = [v.strip() for v in value.replace("\n", ",").split(",") if v.strip()]
             if len(items) > MAX_LIST:
                 raise errors.LimitExceeded(f"{key} has more than {MAX_LIST} entries")
             out[name] = items
@@ -186,15 +263,15 @@ def _bool(name: str, value: object) -> bool:
     raise _bad(name, value, "must be true or false")
 
 
-def _match(name: str, value: str, pattern: re.Pattern[str], why: str, max_len: int = 253) -> str:
-    if value and (len(value) > max_len or not pattern.match(value)):
+def _match(name: str, value: str, valid: Callable[[str], bool], why: str, max_len: int = 253) -> str:
+    if value and (len(value) > max_len or not valid(value)):
         raise _bad(name, value, why)
     return value
 
 
 def _values_file(value: str) -> str:
     path = value.removeprefix("secrets://")
-    if not _VALUES_FILE.match(path) or ".." in path.split("/") or "//" in path:
+    if not _matches(_VALUES_FILE, path) or ".." in path.split("/") or "//" in path:
         raise _bad("values-files", value, "must be a relative path inside the application directory")
     return value
 
@@ -203,7 +280,7 @@ def _set_values(value: object) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, dict):
         return ()
     for key in value:
-        if not _SET_KEY.match(key):
+        if not _matches(_SET_KEY, key):
             raise _bad("set", key, "is not a dotted key (letters, digits, _ and -)")
     return tuple(sorted(value.items()))
 
@@ -211,7 +288,7 @@ def _set_values(value: object) -> tuple[tuple[str, str], ...]:
 def default_release(env: Mapping[str, str]) -> str:
     """The app name made a valid release name (apps in any namespace are named ``ns_app``)."""
     name = env.get("ARGOCD_APP_NAME", "").rsplit("_", 1)[-1].rsplit("/", 1)[-1].lower()
-    name = re.sub(r"[^a-z0-9-]+", "-", name)[:53].strip("-")
+    name = dashes(name)[:53].strip("-")
     return name or "release"
 
 
@@ -234,15 +311,15 @@ def load(env: Mapping[str, str]) -> Settings:
         v for v in (_array(merged, "api-versions") or [x for x in env.get("KUBE_API_VERSIONS", "").split(",") if x])
     )
     for v in api_versions:
-        _match("api-versions", v, _API_VERSION, "is not a group/version")
+        _match("api-versions", v, is_api_version, "is not a group/version")
     return Settings(
         mode=mode,
         values_files=tuple(_values_file(v) for v in _array(merged, "values-files")),
-        release_name=_match("release-name", s("release-name") or default_release(env), _RELEASE,
+        release_name=_match("release-name", s("release-name") or default_release(env), is_release_name,
                             "is not a valid Helm release name", 53),
-        namespace=_match("namespace", s("namespace", env.get("ARGOCD_APP_NAMESPACE", "")), _DNS1123_LABEL,
+        namespace=_match("namespace", s("namespace", env.get("ARGOCD_APP_NAMESPACE", "")), is_dns1123_label,
                          "is not a valid namespace name", 63),
-        kube_version=_match("kube-version", s("kube-version", env.get("KUBE_VERSION", "")), _KUBE_VERSION,
+        kube_version=_match("kube-version", s("kube-version", env.get("KUBE_VERSION", "")), is_kube_version,
                             "is not a Kubernetes version"),
         api_versions=api_versions,
         set_values=_set_values(merged.get("set")),
