@@ -169,12 +169,6 @@ class SecretsMixin:
 
     @staticmethod
     def _secret_not_found(name: str, version: str | None = None) -> Any:
-        from .server import _kv_error
+        from .server import _not_found_error
 
-        what = f"{name}/{version}" if version else name
-        return _kv_error(
-            404,
-            "SecretNotFound",
-            f"A secret with (name/id) {what} was not found in this key vault. If you recently deleted this secret "
-            "you may be able to recover it using the correct recovery command.",
-        )
+        return _not_found_error("secret", "SecretNotFound", name, version)

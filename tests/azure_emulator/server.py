@@ -122,6 +122,17 @@ def _kv_error(status: int, code: str, message: str, inner: str | None = None) ->
     return _Reply(status, {"error": err})
 
 
+def _not_found_error(noun: str, code: str, name: str, version: str | None) -> _Reply:
+    """Key Vault's 404 for a key or a secret (``noun``), in its own words."""
+    what = f"{name}/{version}" if version else name
+    return _kv_error(
+        404,
+        code,
+        f"A {noun} with (name/id) {what} was not found in this key vault. If you recently deleted this {noun} "
+        "you may be able to recover it using the correct recovery command.",
+    )
+
+
 class KeyVaultEmulator(SecretsMixin):
     """Start with ``with KeyVaultEmulator() as emu:`` (or ``start()``/``stop()``).
 
@@ -540,13 +551,7 @@ class KeyVaultEmulator(SecretsMixin):
 
     @staticmethod
     def _not_found(name: str, version: str | None = None) -> _Reply:
-        what = f"{name}/{version}" if version else name
-        return _kv_error(
-            404,
-            "KeyNotFound",
-            f"A key with (name/id) {what} was not found in this key vault. If you recently deleted this key "
-            "you may be able to recover it using the correct recovery command.",
-        )
+        return _not_found_error("key", "KeyNotFound", name, version)
 
     # ----------------------------------------------------------------- token issuers
 

@@ -597,19 +597,15 @@ UPSTREAM_REPO_SERVER = """\
 apiVersion: v1
 kind: ServiceAccount
 metadata:
-  labels:
-    app.kubernetes.io/component: repo-server
-    app.kubernetes.io/name: argocd-repo-server
-    app.kubernetes.io/part-of: argocd
+  labels: {app.kubernetes.io/component: repo-server, app.kubernetes.io/name: argocd-repo-server,
+           app.kubernetes.io/part-of: argocd}
   name: argocd-repo-server
 ---
 apiVersion: apps/v1
 kind: Deployment
 metadata:
-  labels:
-    app.kubernetes.io/component: repo-server
-    app.kubernetes.io/name: argocd-repo-server
-    app.kubernetes.io/part-of: argocd
+  labels: {app.kubernetes.io/component: repo-server, app.kubernetes.io/name: argocd-repo-server,
+           app.kubernetes.io/part-of: argocd}
   name: argocd-repo-server
 spec:
   selector:
