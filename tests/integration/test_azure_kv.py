@@ -588,7 +588,11 @@ def test_emulator_runs_as_a_script() -> None:
             lines.append(line)
             if line.startswith("# Ctrl-C"):
                 break
-        p.terminate(); p.wait(10)
+        p.terminate()
+        try:
+            p.wait(30)  # a loaded machine: the emulator's shutdown waits for its threads
+        except subprocess.TimeoutExpired:
+            p.kill(); p.wait()
         print("".join(lines))
     """)
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60).stdout
