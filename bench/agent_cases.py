@@ -280,18 +280,14 @@ def _spawn_cpu(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, 
 
 
 def _more_renders(kv: Path, app: Path, a: Agent, genv: dict[str, str], n: int) -> dict[str, Any]:
-    """``n`` renders' worth of requests (5 data keys each, what `kvsops argocd generate` asks in
-    plain mode), sent from a child process with the installed kvsops: then the agent's status."""
+    """``n`` renders' worth of requests (what `kvsops argocd generate` asks in plain mode: the app's
+    files in one request), sent from one child process with the installed kvsops: then the agent's
+    status."""
     code = (
-        "import os, sys\n"
-        "from kvsops import api\n"
-        "from kvsops.agent import client, session\n"
-        "files = sorted(p for p in os.listdir('.') if p.endswith('.enc.yaml'))\n"
-        "items = [(p, open(p, 'rb').read(), 'yaml') for p in files]\n"
-        "link = client.from_env(os.environ)\n"
+        "import os\n"
+        "from kvsops.hosts.argocd import cmp\n"
         f"for _ in range({n}):\n"
-        "    s = session.AgentSession(link, os.environ, apply_policy=True, fallback=api.Session)\n"
-        "    api.decrypt_many(items, session=s)\n"
+        "    cmp.generate(os.environ)\n"
     )
     subprocess.run([str(kv / "python"), "-c", code], cwd=app, env=a.env(genv), check=True, capture_output=True)
     return a.status(genv)
