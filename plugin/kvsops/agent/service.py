@@ -107,8 +107,8 @@ class Service:
     def handle(self, request: dict[str, object]) -> object:
         op = str(request.get("op") or "")
         handler = _OPS.get(op)
-        if handler is None:
-            raise errors.UsageError(f"unknown agent operation {op[:40]!r}")
+        if handler is None:  # a newer client than this agent: it works in-process (or fails if required)
+            raise client.Unavailable(f"this agent does not serve {op[:40]!r} (an older kvsops; restart the agent)")
         try:
             return handler(self, request)
         except client.Unavailable:
