@@ -180,6 +180,22 @@ def test_stdin_has_the_file_cap(tmp_path: Path, env: dict[str, str], entry: str)
     _check(r, {"LIMIT"}, f"{entry}: 2 kB on stdin over a 1000-byte cap")
 
 
+def test_legacy_plugin_config_has_the_file_cap(tmp_path: Path, env: dict[str, str]) -> None:
+    """The legacy exec plugin's config (a file kustomize writes) is read as a regular file with the
+    same cap: a larger one, a directory or a FIFO is refused, nothing on stdout."""
+    config = tmp_path / "config.yaml"
+    config.write_bytes(b"apiVersion: kvsops/v1\nkind: SopsGenerator\nmetadata:\n  name: x\n# " + b"x" * 2000 + b"\n")
+    small = {**env, "KVSOPS_MAX_INPUT_BYTES": "1000"}
+    r = run([KVSOPS_KRM, str(config)], env=small, cwd=tmp_path, limits=LIMITS, timeout=WALL + 5)
+    _check(r, {"LIMIT"}, "legacy config over a 1000-byte cap")
+    assert b"the generator config" in r.stderr
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # a FIFO nobody writes: a plain open() would block here
+    for bad in (tmp_path, fifo):
+        r = run([KVSOPS_KRM, str(bad)], env=env, cwd=tmp_path, limits=LIMITS, timeout=WALL + 5)
+        _check(r, {"INPUT"}, f"legacy config {bad.name}: not a regular file")
+
+
 # 200,000 digits: Python reads at most 4,300 (a bare ValueError past that) and Go at most 64 bits.
 LONG = "1" * 200_000
 

@@ -187,13 +187,10 @@ def run_krm(stdin: BinaryIO, stdout: BinaryIO) -> int:
 
 
 def run_legacy(config_path: str, stdout: BinaryIO) -> int:
-    from kvsops import errors
+    from kvsops import errors, fs
 
-    try:
-        with open(config_path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise errors.InputError(f"unable to read the generator config {config_path!r} ({type(exc).__name__})") from None
+    # kustomize's own temp file (not repository content): unconfined, but a regular file and capped
+    data = fs.read_path(config_path, f"the generator config {fs.show(config_path)}", limit=fs.max_bytes(_env()))
     configs = _parse(data, "the generator config")
     if not configs:
         raise errors.GeneratorError("the generator config is empty")
