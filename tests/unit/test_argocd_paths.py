@@ -43,7 +43,7 @@ _APP = st.lists(st.sampled_from(["a", "b", "app", "apps", "_cmp_server", "x1", "
 
 @SETTINGS
 @given(app=_APP, rel=_REL, base=st.sampled_from(["", "/tmp", "/work", "/tmp/", "/a/b", " /tmp "]),
-       tmpdir=st.sampled_from(["", "/tmp", "/work/tmp", "/a"]))
+       tmpdir=st.sampled_from(["", "/tmp", "/var/tmp", "/a"]))
 @example(app="/tmp/_cmp_server/abc/apps/web", rel="apps/web", base="", tmpdir="")
 @example(app="/tmp/_cmp_server", rel="", base="", tmpdir="")
 @example(app="/", rel="a", base="", tmpdir="/x")
