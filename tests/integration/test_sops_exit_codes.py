@@ -140,6 +140,11 @@ REFUSALS: list[tuple[list[str], dict[str, str], str]] = [
     (["updatekeys", "-y"], {}, "cfg"),
     (["updatekeys", "-y", "nonexistent.yaml"], {}, "cfg"),
     (["updatekeys", "-y", "../otherkey.yaml"], {}, "cfg"),
+    # a selection flag next to a different selection field of the creation rule (cfg: encrypted_regex)
+    (["encrypt", "--unencrypted-suffix", "_x", "new.yaml"], {}, "cfg"),
+    (["encrypt", "--encrypted-suffix", "_x", "new.yaml"], {}, "cfg"),
+    (["encrypt", "--unencrypted-regex", "^x$", "new.yaml"], {}, "cfg"),
+    (["-e", "--encrypted-comment-regex", "x", "new.yaml"], {}, "cfg"),
 ]
 
 

@@ -66,6 +66,8 @@ TABLE: list[tuple[list[str], dict[str, str], str, bytes]] = [
     (["-e", "-a", R, "--output", "out.enc.yaml", "plain.yaml"], NOOP, ".", b""),
     (["-e", "plain.yaml"], {"SOPS_AGE_RECIPIENTS": R}, ".", b""),
     (["-e", "new.yaml"], NOOP, "cfg", b""),  # keys and encrypted_regex from .sops.yaml
+    (["-e", "--encrypted-regex", "^token$", "new.yaml"], NOOP, "cfg", b""),  # the flag replaces the rule's
+    (["encrypt", "--encrypted-regex", "^token$", "new.yaml"], NOOP, "cfg", b""),
     # -r / --rotate
     (["-r", "enc.yaml"], NOOP, ".", b""),
     (["--rotate", "-i", "enc.json"], NOOP, ".", b""),

@@ -84,6 +84,16 @@ def selection_rule(args: Args) -> SelectionRule | None:
     return SelectionRule(*given[0]) if given else None
 
 
+def merged_rule(flag: SelectionRule | None, conf: SelectionRule | None) -> SelectionRule | None:
+    """sops' precedence, field by field: a flag replaces .sops.yaml's value of the same field; a
+    flag and a different field of the creation rule are two rules, which sops refuses (exit 8)."""
+    if flag is None or conf is None or flag.kind == conf.kind:
+        return flag or conf
+    raise errors.ConflictingParameters(
+        f"cannot use more than one of --{flag.kind.replace('_', '-')} and the creation rule's {conf.kind} "
+        "(.sops.yaml)", hint=f"drop the flag, or remove {conf.kind} from the creation rule")
+
+
 def encryption_settings(args: Args, target: str, sess: Session) -> Settings:
     """(recipient groups, threshold, rule, mac_only) from flags, env and .sops.yaml (sops' precedence)."""
     env = common.environ()
@@ -97,7 +107,7 @@ def encryption_settings(args: Args, target: str, sess: Session) -> Settings:
             hint="pass --age/--pgp/--azure-kv, set SOPS_AGE_RECIPIENTS, or add a creation rule to .sops.yaml",
         )
     threshold = args.shamir_secret_sharing_threshold or (conf.shamir_threshold if conf else 0)
-    rule = flag_rule or (conf.rule if conf else None)
+    rule = merged_rule(flag_rule, conf.rule if conf else None)
     mac_only = bool(args.mac_only_encrypted or (conf and conf.mac_only_encrypted))
     return common.recipients(sess, groups), threshold, rule, mac_only
 
