@@ -33,7 +33,7 @@ from kvsops import errors
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import BinaryIO, Mapping
+    from typing import BinaryIO, Callable, Mapping
 
 MAX_BYTES_ENV = "KVSOPS_MAX_INPUT_BYTES"
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
@@ -98,11 +98,21 @@ def unreadable(shown: str, exc: OSError) -> errors.InputError:
 
 def read_fd(fd: int, shown: str, limit: int, size_hint: int = 0) -> bytes:
     """Read an open descriptor to its end; LimitExceeded past ``limit`` bytes (never reads more)."""
+    step = max(size_hint + 1, 1 << 16)  # sized by fstat: one read for a regular file
+    return _read_capped(lambda n: os.read(fd, n), shown, limit, step)
+
+
+def read_stream(stream: BinaryIO, shown: str, limit: int) -> bytes:
+    """Read a stream (stdin, a pipe) to its end, up to the cap: the same limit and message as
+    files. In chunks: one ``read(limit + 1)`` would allocate the whole cap up front."""
+    return _read_capped(stream.read, shown, limit, 1 << 20)
+
+
+def _read_capped(read: Callable[[int], bytes], shown: str, limit: int, step: int) -> bytes:
     chunks: list[bytes] = []
     left = limit + 1
-    step = max(size_hint + 1, 1 << 16)  # sized by fstat: one read for a regular file
     while left > 0:
-        chunk = os.read(fd, min(left, step))
+        chunk = read(min(left, step))
         if not chunk:
             break
         chunks.append(chunk)
@@ -110,22 +120,6 @@ def read_fd(fd: int, shown: str, limit: int, size_hint: int = 0) -> bytes:
     if left <= 0:
         raise too_large(shown, limit)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def read_stream(stream: BinaryIO, shown: str, limit: int) -> bytes:
-    """Read a stream (stdin, a pipe) to its end, up to the cap: the same limit and message as
-    files. In chunks: one ``read(limit + 1)`` would allocate the whole cap up front."""
-    chunks: list[bytes] = []
-    left = limit + 1
-    while left > 0:
-        chunk = stream.read(min(left, 1 << 20))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        left -= len(chunk)
-    if left <= 0:
-        raise too_large(shown, limit)
-    return b"".join(chunks)
 
 
 def read_regular_fd(fd: int, shown: str, limit: int) -> bytes:

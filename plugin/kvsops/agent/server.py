@@ -508,14 +508,19 @@ def _start_time(pid: int) -> str | None:
     return fields[19].decode() if len(fields) > 19 and fields[0] != b"Z" else None
 
 
-def stop() -> int:
+def _ask_running(op: str, why: str = "") -> tuple[str, object]:
+    """(socket path, answer) of the agent KVSOPS_AGENT_SOCK names, asked ``op``; AgentError when none answers."""
     path = os.environ.get(client.SOCK_ENV, "").strip()
     if not path:
-        raise errors.AgentError(f"{client.SOCK_ENV} is not set: no agent to stop")
+        raise errors.AgentError(f"{client.SOCK_ENV} is not set" + (f": {why}" if why else ""))
     try:
-        pid = client.Link(path).call({"op": "stop"}, 10.0)
+        return path, client.Link(path).call({"op": op}, 10.0)
     except client.Unavailable as exc:
         raise errors.AgentError(f"no agent answered at {path} ({exc})") from None
+
+
+def stop() -> int:
+    path, pid = _ask_running("stop", "no agent to stop")
     end = time.monotonic() + 5.0  # until it has removed its socket and ended
     while (os.path.exists(path) or (isinstance(pid, int) and _start_time(pid) is not None)) and time.monotonic() < end:
         time.sleep(0.02)
@@ -526,13 +531,7 @@ def stop() -> int:
 def status() -> int:
     import json
 
-    path = os.environ.get(client.SOCK_ENV, "").strip()
-    if not path:
-        raise errors.AgentError(f"{client.SOCK_ENV} is not set")
-    try:
-        info = client.Link(path).call({"op": "status"}, 10.0)
-    except client.Unavailable as exc:
-        raise errors.AgentError(f"no agent answered at {path} ({exc})") from None
+    _, info = _ask_running("status")
     sys.stdout.write(json.dumps(info, indent=1, sort_keys=True) + "\n")
     return 0
 
