@@ -14,12 +14,16 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
 # The security suite's counters and summary table; loaded here so the xdist controller has it too.
 pytest_plugins = ["tests.security.plugin", "tests.processes"]
+
+if TYPE_CHECKING:
+    from tests.azure_emulator import KeyVaultEmulator
+    from tests.keys import AgeKey
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_CONFORMANCE = REPO_ROOT.parent / "shared" / "conformance"
@@ -120,6 +124,27 @@ def conformance_dir() -> Path:
     if not SHARED_CONFORMANCE.is_dir():
         pytest.skip(f"{SHARED_CONFORMANCE} absent")
     return SHARED_CONFORMANCE
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> AgeKey:
+    """A fresh age key (identity file under tmp_path/keys) for the test."""
+    from tests.keys import AgeKey
+
+    d = tmp_path / "keys"
+    d.mkdir()
+    return AgeKey(d)
+
+
+@pytest.fixture
+def emu() -> Iterator[KeyVaultEmulator]:
+    """A running HTTPS Key Vault emulator (tests/azure_emulator) for the test."""
+    pytest.importorskip("azure.identity")
+    pytest.importorskip("azure.keyvault.keys")
+    from tests.azure_emulator import KeyVaultEmulator
+
+    with KeyVaultEmulator() as e:
+        yield e
 
 
 @pytest.fixture

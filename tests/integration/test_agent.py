@@ -664,16 +664,6 @@ def test_the_agent_checks_the_grant_itself(home: Path, secret_file: Path, tmp_pa
 # ----------------------------------------------------------------------------- a killed agent
 
 
-@pytest.fixture
-def emu() -> Iterator[Any]:
-    pytest.importorskip("azure.identity")
-    pytest.importorskip("azure.keyvault.keys")
-    from tests.azure_emulator import KeyVaultEmulator
-
-    with KeyVaultEmulator() as e:
-        yield e
-
-
 def kv_env(emu: Any) -> dict[str, str]:
     env = emu.base_env()
     env.update(emu.managed_identity_env())

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -407,16 +407,6 @@ def test_policy_key_matching() -> None:
     b = p.allowed_for("team-b", "https://github.com/a/x")
     assert b.refusal(KeyEntry.make("age", {"recipient": DEMO_RECIPIENT, "enc": "x"})) is not None
     assert p.allowed_for("other", "").refusal(kv("https://kv.vault.azure.net", "sops", "")) is not None
-
-
-@pytest.fixture
-def emu() -> Iterator[Any]:
-    pytest.importorskip("azure.identity")
-    pytest.importorskip("azure.keyvault.keys")
-    from tests.azure_emulator import KeyVaultEmulator
-
-    with KeyVaultEmulator() as e:
-        yield e
 
 
 def _kv_env(emu: Any, tmp_path: Path) -> dict[str, str]:

@@ -44,12 +44,6 @@ _SCRUB_NAMES = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "NO_PR
                 "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
 
 
-@pytest.fixture
-def emu() -> Iterator[KeyVaultEmulator]:
-    with KeyVaultEmulator() as e:
-        yield e
-
-
 class Harness:
     """Builds KeyContexts whose env is also os.environ (for the parts azure-identity reads itself)."""
 

@@ -22,13 +22,6 @@ VERSIONS = ["kustomize56", "kustomize58"]
 KRM_FN = {"config.kubernetes.io/function": "exec:\n  path: kvsops-krm\n"}
 
 
-@pytest.fixture()
-def key(tmp_path: Path) -> AgeKey:
-    d = tmp_path / "keys"
-    d.mkdir()
-    return AgeKey(d)
-
-
 def write_yaml(path: Path, *objs: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump_all(objs, sort_keys=False))

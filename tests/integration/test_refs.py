@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -41,12 +41,6 @@ DB_PASSWORD = "db-Pa55word-from-the-vault"
 OLD_PASSWORD = "old-Pa55word-version-1"
 CONFIG = "user: app\nport: 5432\ntls: true\nhosts: [a, b]\n"
 SOPS_PASSWORD = "sops-file-password-x1"
-
-
-@pytest.fixture
-def emu() -> Iterator[KeyVaultEmulator]:
-    with KeyVaultEmulator() as e:
-        yield e
 
 
 class World:

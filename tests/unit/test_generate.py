@@ -22,13 +22,6 @@ from tests.krm_support import b64d, by_name
 
 
 @pytest.fixture()
-def key(tmp_path: Path) -> AgeKey:
-    d = tmp_path / "keys"
-    d.mkdir()
-    return AgeKey(d)
-
-
-@pytest.fixture()
 def root(tmp_path: Path) -> Path:
     r = tmp_path / "app"
     r.mkdir()

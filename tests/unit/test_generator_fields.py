@@ -15,13 +15,6 @@ from tests.keys import AgeKey
 
 
 @pytest.fixture()
-def key(tmp_path: Path) -> AgeKey:
-    d = tmp_path / "keys"
-    d.mkdir()
-    return AgeKey(d)
-
-
-@pytest.fixture()
 def root(tmp_path: Path, key: AgeKey) -> Path:
     r = tmp_path / "app"
     r.mkdir()
